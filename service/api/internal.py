@@ -1,0 +1,102 @@
+"""Probes and operator endpoints under /api/_internal (runbook sections 2, 3 and 9)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service import __version__, flags
+from service.deps import State, bearer_token
+from service.errors import ApiError
+from service.migrate import expected_head
+from service.state import AppState
+
+router = APIRouter(prefix="/api/_internal", tags=["internal"])
+_HEALTH_BODY = f'{{"status":"ok","version":"{__version__}"}}'.encode()
+
+
+@router.get("/health", summary="Liveness: the process is up (never touches the database)")
+async def health() -> Response:
+    return Response(_HEALTH_BODY, media_type="application/json")
+
+
+async def readiness(state: AppState) -> tuple[bool, dict[str, dict[str, Any]]]:
+    head = expected_head()
+    checks: dict[str, dict[str, Any]] = {
+        "draining": {"ok": not state.draining},
+        "database": {"ok": False},
+        "schema": {"ok": False, "expected": head},
+    }
+    if state.draining:
+        checks["draining"]["reason"] = "shutting down; finishing requests in flight"
+    timeout = state.settings.db_ready_timeout_s
+    try:
+        async with asyncio.timeout(timeout), state.db.connection() as conn:
+            await conn.fetchval("SELECT 1")
+            checks["database"] = {"ok": True}
+            current = await conn.fetchval("SELECT version_num FROM alembic_version LIMIT 1")
+    except TimeoutError:
+        checks["database"]["reason"] = f"SELECT 1 did not answer within {timeout:g} s"
+        current = None
+    except asyncpg.UndefinedTableError:
+        current = None
+        checks["schema"]["reason"] = "no alembic_version table: migrations never ran"
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        checks["database"]["reason"] = f"database unreachable: {type(exc).__name__}"
+        current = None
+    if checks["database"]["ok"]:
+        checks["schema"]["current"] = current
+        if current == head:
+            checks["schema"]["ok"] = True
+        elif current is not None:
+            checks["schema"]["reason"] = f"schema at {current}, code expects {head}"
+    ready = all(check["ok"] for check in checks.values())
+    return ready, checks
+
+
+@router.get(
+    "/ready",
+    summary="Readiness: database answers, schema at head, not draining",
+    responses={503: {"description": "Not ready; each failing check has a reason"}},
+)
+async def ready(state: State) -> JSONResponse:
+    ok, checks = await readiness(state)
+    return JSONResponse(
+        {"status": "ready" if ok else "unready", "version": __version__, "checks": checks},
+        status_code=200 if ok else 503,
+    )
+
+
+def require_internal_token(request: Request, state: AppState) -> None:
+    expected = state.settings.metrics_token
+    if not expected:
+        return
+    token = bearer_token(request) or ""
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise ApiError(
+            401,
+            "a valid internal bearer token is required",
+            headers={"WWW-Authenticate": 'Bearer realm="internal"'},
+        )
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (bearer METRICS_TOKEN when set)",
+    response_class=Response,
+)
+async def metrics(request: Request, state: State) -> Response:
+    require_internal_token(request, state)
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/flags", summary="Feature flags in force (bearer METRICS_TOKEN when set)")
+async def list_flags(request: Request, state: State) -> dict[str, object]:
+    require_internal_token(request, state)
+    return {"flags": flags.describe(state.settings.flags)}

@@ -1,0 +1,7 @@
+"""inventory routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api/inventory", tags=["inventory"])

@@ -1,0 +1,7 @@
+"""orders routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api/orders", tags=["orders"])

@@ -1,0 +1,82 @@
+"""The application factory: settings in, a ready-to-serve ASGI app out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from service import __version__
+from service.api import auth, internal, inventory, orders
+from service.db import Database
+from service.docs_page import router as docs_router
+from service.errors import install_error_handlers
+from service.heartbeat import run_heartbeat
+from service.metrics import Metrics
+from service.middleware import Edge
+from service.security.ratelimit import MemoryRateLimiter, RateLimiter
+from service.security.tokens import TokenService
+from service.settings import Settings, load_settings
+from service.state import AppState
+
+
+class DrydockAPI(FastAPI):
+    """FastAPI with the edge middleware outside everything, 500 handler included,
+    so that every response carries the security headers and is measured."""
+
+    drydock: AppState
+
+    def build_middleware_stack(self) -> Any:
+        return Edge(super().build_middleware_stack(), self.drydock)
+
+
+def make_limiter(settings: Settings, db: Database) -> RateLimiter:
+    if settings.rate_limit_backend == "postgres":
+        from service.security.ratelimit import PostgresRateLimiter
+
+        return PostgresRateLimiter(db)
+    return MemoryRateLimiter()
+
+
+def create_app(settings: Settings | None = None, *, heartbeat: bool = True) -> DrydockAPI:
+    settings = settings or load_settings()
+    db = Database(settings)
+    state = AppState(
+        settings=settings,
+        db=db,
+        metrics=Metrics(db.stats),
+        tokens=TokenService(settings),
+        limiter=make_limiter(settings, db),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await db.connect()
+        beats = (
+            asyncio.create_task(
+                run_heartbeat(db, settings.instance_id, settings.heartbeat_interval_s)
+            )
+            if heartbeat
+            else None
+        )
+        try:
+            yield
+        finally:
+            if beats is not None:
+                beats.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beats
+            await db.close()
+
+    app = DrydockAPI(
+        title="drydock API", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    app.drydock = state
+    app.state.drydock = state
+    install_error_handlers(app)
+    for router in (internal.router, auth.router, inventory.router, orders.router, docs_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,294 @@
+"""The edge: one pure-ASGI middleware wrapped around everything, including the 500 handler.
+
+Per request it assigns the request id and trace context, makes the CSP nonce, resolves the
+client address, enforces body size, content type, rate limit and timeout, adds the security
+headers to every response, and records metrics and one JSON access-log line. It is a single
+layer because each extra ASGI layer costs measurable throughput (docs/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from service.errors import error_body
+from service.state import AppState
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+access_log = logging.getLogger("service.access")
+log = logging.getLogger("service.edge")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+)
+_NO_STORE = (b"cache-control", b"no-store")
+_CSP = (
+    "default-src 'none'; script-src 'nonce-{0}'; style-src 'nonce-{0}'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def trace_context(header: str | None) -> tuple[str, str | None]:
+    """(trace id, parent span id) from a W3C traceparent, or a fresh trace."""
+    if header:
+        match = _TRACEPARENT.match(header.strip())
+        if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
+            return match.group(1), match.group(2)
+    return secrets.token_hex(16), None
+
+
+def route_class(path: str) -> str:
+    if path.startswith("/api/_internal/"):
+        return "internal"
+    if path.startswith("/api/auth/"):
+        return "auth"
+    return "api"
+
+
+class Edge:
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
+        self.app = app
+        self.state = state
+        s = state.settings
+        self.timeout_s = s.request_timeout_ms / 1000
+        self.max_body = s.max_body_bytes
+        self.limits = {"auth": s.rate_limit_auth_per_minute, "api": s.rate_limit_api_per_minute}
+        self._trusted: dict[str, bool] = {}
+
+    def _is_trusted(self, host: str) -> bool:
+        known = self._trusted.get(host)
+        if known is None:
+            try:
+                address = ipaddress.ip_address(host)
+                known = any(address in net for net in self.state.settings.proxy_networks)
+            except ValueError:
+                known = False
+            if len(self._trusted) < 1024:
+                self._trusted[host] = known
+        return known
+
+    def client_address(self, peer: str, forwarded_for: str | None) -> str:
+        """X-Forwarded-For counts only when the peer is a trusted proxy; then the client is
+        the right-most address that is not itself a trusted proxy."""
+        if not forwarded_for or not self._is_trusted(peer):
+            return peer
+        hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            if not self._is_trusted(hop):
+                return hop
+        return hops[0] if hops else peer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = traceparent = forwarded = content_type = content_length = None
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                request_id = value.decode("latin-1")
+            elif key == b"traceparent":
+                traceparent = value.decode("latin-1")
+            elif key == b"x-forwarded-for":
+                forwarded = value.decode("latin-1")
+            elif key == b"content-type":
+                content_type = value.decode("latin-1")
+            elif key == b"content-length":
+                content_length = value
+        if request_id is None or not _REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
+        trace_id, parent_span = trace_context(traceparent)
+        span_id = secrets.token_hex(8)
+        nonce = secrets.token_urlsafe(16)
+        peer = scope["client"][0] if scope.get("client") else "unknown"
+        client = self.client_address(peer, forwarded)
+        path: str = scope["path"]
+        klass = route_class(path)
+        request_state = scope.setdefault("state", {})
+        request_state.update(
+            request_id=request_id,
+            trace_id=trace_id,
+            span_id=span_id,
+            csp_nonce=nonce,
+            client_ip=client,
+        )
+
+        extra_headers = [
+            *SECURITY_HEADERS,
+            (b"content-security-policy", _CSP.format(nonce).encode()),
+            (b"x-request-id", request_id.encode()),
+            (b"traceparent", f"00-{trace_id}-{span_id}-01".encode()),
+        ]
+        if klass == "auth":
+            extra_headers.append(_NO_STORE)
+        status = 0
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *extra_headers]
+            await send(message)
+
+        metrics = self.state.metrics
+        metrics.in_flight.inc()
+        try:
+            refusal = await self._refusal(
+                scope["method"], klass, client, content_type, content_length, extra_headers
+            )
+            if refusal is not None:
+                code, message, headers = refusal
+                await self._send_error(send_with_headers, code, message, request_id, headers)
+            else:
+                await self._call_app(scope, receive, send_with_headers, request_id, lambda: status)
+        finally:
+            metrics.in_flight.dec()
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            metrics.observe(scope["method"], template, status or 500, elapsed)
+            if self.state.settings.access_log:
+                access_log.info(
+                    "request",
+                    extra={
+                        "requestId": request_id,
+                        "traceId": trace_id,
+                        "spanId": span_id,
+                        "parentSpanId": parent_span,
+                        "method": scope["method"],
+                        "route": template,
+                        "path": path,
+                        "status": status or 500,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "client": client,
+                    },
+                )
+
+    async def _refusal(
+        self,
+        method: str,
+        klass: str,
+        client: str,
+        content_type: str | None,
+        content_length: bytes | None,
+        extra_headers: list[tuple[bytes, bytes]],
+    ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        if klass != "internal":
+            limit = self.limits[klass]
+            decision = await self.state.limiter.hit(f"{klass}:{client}", limit, 60)
+            extra_headers += [
+                (b"ratelimit-limit", str(decision.limit).encode()),
+                (b"ratelimit-remaining", str(decision.remaining).encode()),
+                (b"ratelimit-reset", str(decision.reset_s).encode()),
+            ]
+            if not decision.allowed:
+                self.state.metrics.rate_limited.labels(klass).inc()
+                return (
+                    429,
+                    "too many requests; retry later",
+                    [(b"retry-after", str(decision.reset_s).encode())],
+                )
+        if method in _BODY_METHODS:
+            if content_length is not None:
+                try:
+                    if int(content_length) > self.max_body:
+                        return 413, f"request body exceeds {self.max_body} bytes", []
+                except ValueError:
+                    return 400, "invalid Content-Length", []
+            has_body = content_length not in (None, b"0")
+            media = (content_type or "").split(";", 1)[0].strip().lower()
+            if has_body and media != "application/json":
+                return 415, "request body must be application/json", []
+        return None
+
+    async def _call_app(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, status: Callable[[], int]
+    ) -> None:
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self.app(scope, limited_receive, send)
+        except TimeoutError:
+            self.state.metrics.timeouts.labels(
+                getattr(scope.get("route"), "path", "unmatched")
+            ).inc()
+            log.warning(
+                "request timed out",
+                extra={"requestId": request_id, "timeout_ms": self.timeout_s * 1000},
+            )
+            if not status():
+                await self._send_error(
+                    send, 503, "request timed out", request_id, [], code="timeout"
+                )
+        except BodyTooLarge:
+            if not status():
+                await self._send_error(
+                    send, 413, f"request body exceeds {self.max_body} bytes", request_id, []
+                )
+        except Exception:
+            # FastAPI's error handler has already answered 500 and logged; anything that
+            # escaped before a response started still gets the standard shape.
+            if not scope["state"].get("error_logged"):
+                log.exception("unhandled error", extra={"requestId": request_id})
+            if not status():
+                await self._send_error(send, 500, "internal error", request_id, [])
+
+    @staticmethod
+    async def _send_error(
+        send: Send,
+        status: int,
+        message: str,
+        request_id: str,
+        headers: list[tuple[bytes, bytes]],
+        code: str | None = None,
+    ) -> None:
+        body = json.dumps(error_body(status, message, request_id, code)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    *headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,1 @@
+"""Authentication, tokens, brute-force protection and rate limiting."""

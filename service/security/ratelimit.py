@@ -1,0 +1,83 @@
+"""Rate limiting (runbook section 5): fixed windows per client address and route class.
+
+Two backends behind one interface. `MemoryRateLimiter` counts per replica, so N replicas
+allow up to N times the limit; `PostgresRateLimiter` shares counts across replicas at the
+cost of one round trip per limited request.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from service.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: int
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str, limit: int, window_s: int) -> Decision: ...
+
+
+def _decide(count: int, limit: int, window_start: float, window_s: int, now: float) -> Decision:
+    reset = max(1, math.ceil(window_start + window_s - now))
+    return Decision(count <= limit, limit, max(0, limit - count), reset)
+
+
+class MemoryRateLimiter:
+    """Per-process counters; cheap enough for every request."""
+
+    MAX_KEYS = 50_000
+
+    def __init__(self) -> None:
+        self._windows: dict[str, list[float]] = {}
+        self._now = time.monotonic
+
+    async def hit(self, key: str, limit: int, window_s: int) -> Decision:
+        now = self._now()
+        window = self._windows.get(key)
+        if window is None or now - window[0] >= window_s:
+            if len(self._windows) >= self.MAX_KEYS:
+                self._sweep(now, window_s)
+            window = self._windows[key] = [now, 0.0]
+        window[1] += 1
+        return _decide(int(window[1]), limit, window[0], window_s, now)
+
+    def _sweep(self, now: float, window_s: int) -> None:
+        expired = [k for k, (start, _) in self._windows.items() if now - start >= window_s]
+        for key in expired:
+            del self._windows[key]
+
+
+class PostgresRateLimiter:
+    """Counters in PostgreSQL, shared by every replica on the same database."""
+
+    _HIT = """
+        INSERT INTO rate_limits AS r (bucket, window_start, hits)
+        VALUES ($1, now(), 1)
+        ON CONFLICT (bucket) DO UPDATE SET
+            window_start = CASE WHEN r.window_start <= now() - make_interval(secs => $2)
+                                THEN now() ELSE r.window_start END,
+            hits = CASE WHEN r.window_start <= now() - make_interval(secs => $2)
+                        THEN 1 ELSE r.hits + 1 END
+        RETURNING hits, extract(epoch FROM r.window_start + make_interval(secs => $2) - now())
+            AS reset_in
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def hit(self, key: str, limit: int, window_s: int) -> Decision:
+        row = await self._db.fetchrow(self._HIT, key, float(window_s))
+        assert row is not None
+        count, reset_in = int(row["hits"]), float(row["reset_in"])
+        return Decision(count <= limit, limit, max(0, limit - count), max(1, math.ceil(reset_in)))

