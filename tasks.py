@@ -25,4 +25,18 @@ def test(c: Context, coverage: int = 90, k: str = "", markers: str = "") -> None
           echo=True, pty=False)
 
 
-ns = Collection(test)
+# --------------------------------------------------------------------------- the service
+
+
+@task(help={"port": "HTTP port on 127.0.0.1", "pg_port": "PostgreSQL port (default: free)",
+            "keep_db": "leave PostgreSQL running on exit"})
+def run(c: Context, port: int = 8000, pg_port: int = 0, keep_db: bool = False) -> None:
+    """Serve the API on an embedded PostgreSQL 18 with migrations applied."""
+    from pipelines import devserver
+
+    devserver.run(port=port, pg_port=pg_port or None, keep_db=keep_db)
+
+
+service = Collection("service", run)
+
+ns = Collection(test, service)
