@@ -39,4 +39,17 @@ def run(c: Context, port: int = 8000, pg_port: int = 0, keep_db: bool = False) -
 
 service = Collection("service", run)
 
-ns = Collection(test, service)
+# --------------------------------------------------------------------------- benchmarks
+
+
+@task(name="service", help={"duration": "seconds per scenario", "connections": "wrk connections"})
+def bench_service(c: Context, duration: float = 10, connections: int = 32) -> None:
+    """Service throughput and latency against bare Starlette references (needs wrk)."""
+    from pipelines.bench import service_bench
+
+    raise SystemExit(service_bench.run(duration=duration, connections=connections))
+
+
+bench = Collection("bench", bench_service)
+
+ns = Collection(test, service, bench)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from service import __version__
 from service.api import auth, internal, inventory, orders
@@ -72,11 +73,24 @@ def create_app(settings: Settings | None = None, *, heartbeat: bool = True) -> D
             await db.close()
 
     app = DrydockAPI(
-        title="drydock API", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+        title="drydock API",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        # The edge middleware already records metrics and trace context; FastAPI's built-in
+        # OpenTelemetry hooks would repeat that work on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.drydock = state
     app.state.drydock = state
     install_error_handlers(app)
     for router in (internal.router, auth.router, inventory.router, orders.router, docs_router):
         app.include_router(router)
+    # Liveness is the hottest path (every load balancer, every few seconds). A plain
+    # Starlette route placed first serves it without FastAPI's per-request dependency
+    # machinery; the FastAPI route above stays as its OpenAPI documentation.
+    app.router.routes.insert(
+        0, Route("/api/_internal/health", internal.health_endpoint, methods=["GET", "HEAD"])
+    )
     return app

@@ -11,7 +11,7 @@ import re
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TextIO
 
 REDACTED = "[REDACTED]"
 _SENSITIVE = re.compile(
@@ -25,12 +25,28 @@ _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)
 }
 
 
+_verdicts: dict[str, bool] = {}
+
+
+def _is_sensitive(key: object) -> bool:
+    if not isinstance(key, str):
+        return False
+    verdict = _verdicts.get(key)
+    if verdict is None:
+        # Keys repeat from record to record; the regex runs once per distinct key.
+        verdict = bool(_SENSITIVE.search(key))
+        if len(_verdicts) < 4096:
+            _verdicts[key] = verdict
+    return verdict
+
+
 def redact(value: Any) -> Any:
     """A copy of value with every sensitive key's value replaced, at any depth."""
+    if isinstance(value, str | int | float | bool | None):
+        return value
     if isinstance(value, Mapping):
         return {
-            key: REDACTED if isinstance(key, str) and _SENSITIVE.search(key) else redact(item)
-            for key, item in value.items()
+            key: REDACTED if _is_sensitive(key) else redact(item) for key, item in value.items()
         }
     if isinstance(value, list | tuple | set | frozenset):
         return [redact(item) for item in value]
@@ -41,6 +57,18 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}
 
 
+ACCESS_FIELDS = "access_fields"
+
+
+def _safe_fields(record: logging.LogRecord) -> dict[str, Any]:
+    # The access record has a fixed schema built by the edge middleware (no headers, no
+    # bodies), so it skips the per-key redaction walk that every other record gets.
+    access = record.__dict__.get(ACCESS_FIELDS)
+    if access is not None:
+        return dict(access)
+    return dict(redact(_fields(record)))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -49,7 +77,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update(redact(_fields(record)))
+        entry.update(_safe_fields(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, separators=(",", ":"))
@@ -59,7 +87,7 @@ class ConsoleFormatter(logging.Formatter):
     """Human-readable output for ENV=development; same redaction."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = redact(_fields(record))
+        fields = _safe_fields(record)
         extra = " ".join(f"{k}={v}" for k, v in fields.items())
         line = f"{_iso(record.created)[11:23]} {record.levelname:<7} {record.getMessage()}"
         line = f"{line}  {extra}" if extra else line
@@ -68,14 +96,55 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
+_second: list[Any] = [-1, ""]
+
+
 def _iso(created: float) -> str:
-    millis = int(created * 1000) % 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{millis:03d}Z"
+    whole = int(created)
+    if whole != _second[0]:  # strftime once per second, not once per record
+        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+    return f"{_second[1]}.{int(created * 1000) % 1000:03d}Z"
+
+
+class AccessLog:
+    """The one-per-request access record.
+
+    When logging is configured for JSON on a stream, the record is serialised straight onto
+    that stream: building a LogRecord and dispatching it through handlers costs about a fifth
+    of the whole request on the liveness path (docs/BENCHMARKS.md). Otherwise (development
+    output, tests that attach handlers) it goes through `logging` like any other record.
+    """
+
+    def __init__(self) -> None:
+        self._logger = logging.getLogger("service.access")
+
+    def write(self, fields: dict[str, Any]) -> None:
+        stream = _direct_stream
+        if stream is None:
+            self._logger.info("request", extra={ACCESS_FIELDS: fields})
+            return
+        if self._logger.disabled or not self._logger.isEnabledFor(logging.INFO):
+            return
+        head = f'{{"time":"{_iso(time.time())}","level":"info","logger":"service.access",'
+        body = json.dumps(fields, default=str, separators=(",", ":"))
+        stream.write(f'{head}"message":"request",{body[1:]}\n')
+        stream.flush()
+
+
+_direct_stream: TextIO | None = None
 
 
 def configure_logging(level: str = "INFO", human: bool = False) -> None:
+    # The logging HOWTO's "Optimization" switches: no caller lookup, thread or process
+    # names per record. One access record per request makes these measurable.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    global _direct_stream
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(ConsoleFormatter() if human else JsonFormatter())
+    _direct_stream = None if human else sys.stdout
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -85,3 +154,4 @@ def configure_logging(level: str = "INFO", human: bool = False) -> None:
         logger.propagate = True
     # The service writes its own access log with request ids; uvicorn's would duplicate it.
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("service.access").disabled = False

@@ -9,19 +9,20 @@ layer because each extra ASGI layer costs measurable throughput (docs/BENCHMARKS
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import json
 import logging
+import os
 import re
-import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import HTTPException
 
 from service.errors import error_body
+from service.logs import AccessLog
 from service.state import AppState
 
 Scope = MutableMapping[str, Any]
@@ -30,7 +31,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-access_log = logging.getLogger("service.access")
 log = logging.getLogger("service.edge")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -61,13 +61,13 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body exceeds {limit} bytes")
 
 
-def trace_context(header: str | None) -> tuple[str, str | None]:
-    """(trace id, parent span id) from a W3C traceparent, or a fresh trace."""
+def trace_context(header: str | None, fresh: bytes) -> tuple[str, str | None]:
+    """(trace id, parent span id) from a W3C traceparent, or a fresh trace from `fresh`."""
     if header:
         match = _TRACEPARENT.match(header.strip())
         if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
             return match.group(1), match.group(2)
-    return secrets.token_hex(16), None
+    return fresh.hex(), None
 
 
 def route_class(path: str) -> str:
@@ -87,6 +87,7 @@ class Edge:
         self.max_body = s.max_body_bytes
         self.limits = {"auth": s.rate_limit_auth_per_minute, "api": s.rate_limit_api_per_minute}
         self._trusted: dict[str, bool] = {}
+        self.access_log = AccessLog()
 
     def _is_trusted(self, host: str) -> bool:
         known = self._trusted.get(host)
@@ -128,11 +129,13 @@ class Edge:
                 content_type = value.decode("latin-1")
             elif key == b"content-length":
                 content_length = value
+        # One urandom read per request: span id, nonce, and request/trace ids when needed.
+        entropy = os.urandom(56)
         if request_id is None or not _REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex
-        trace_id, parent_span = trace_context(traceparent)
-        span_id = secrets.token_hex(8)
-        nonce = secrets.token_urlsafe(16)
+            request_id = entropy[40:56].hex()
+        trace_id, parent_span = trace_context(traceparent, entropy[24:40])
+        span_id = entropy[:8].hex()
+        nonce = base64.urlsafe_b64encode(entropy[8:24]).rstrip(b"=").decode()
         peer = scope["client"][0] if scope.get("client") else "unknown"
         client = self.client_address(peer, forwarded)
         path: str = scope["path"]
@@ -181,21 +184,19 @@ class Edge:
             template = getattr(route, "path", None) or "unmatched"
             metrics.observe(scope["method"], template, status or 500, elapsed)
             if self.state.settings.access_log:
-                access_log.info(
-                    "request",
-                    extra={
-                        "requestId": request_id,
-                        "traceId": trace_id,
-                        "spanId": span_id,
-                        "parentSpanId": parent_span,
-                        "method": scope["method"],
-                        "route": template,
-                        "path": path,
-                        "status": status or 500,
-                        "duration_ms": round(elapsed * 1000, 2),
-                        "client": client,
-                    },
-                )
+                fields = {
+                    "requestId": request_id,
+                    "traceId": trace_id,
+                    "spanId": span_id,
+                    "parentSpanId": parent_span,
+                    "method": scope["method"],
+                    "route": template,
+                    "path": path,
+                    "status": status or 500,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "client": client,
+                }
+                self.access_log.write(fields)
 
     async def _refusal(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -63,6 +64,9 @@ def test_sigterm_drains_then_exits_zero(fresh_database: str) -> None:
         output = proc.communicate()[0]
     assert "draining" in output
     assert '"level":"error"' not in output
+    access = [json.loads(line) for line in output.splitlines() if '"service.access"' in line]
+    assert access, "JSON access records are written straight to stdout"
+    assert {"requestId", "traceId", "route", "status", "duration_ms"} <= set(access[0])
 
 
 def test_production_refuses_weak_secret_and_names_it(fresh_database: str) -> None:
