@@ -17,6 +17,7 @@ import jwt
 from service.settings import Settings
 
 TokenType = Literal["access", "refresh"]
+_CACHE_SIZE = 4096
 _REQUIRED = ["exp", "nbf", "iat", "iss", "aud", "sub", "typ", "jti"]
 
 
@@ -46,6 +47,10 @@ class TokenService:
         self._keys = {settings.jwt_kid: settings.jwt_secret}
         if settings.jwt_previous_secret:
             self._keys[settings.jwt_previous_kid] = settings.jwt_previous_secret
+        # Access tokens already verified by this process, until they expire. Clients reuse an
+        # access token for its whole life, and the keys cannot change without a restart, so
+        # a hit is as good as a fresh verification and skips the HMAC and claim parsing.
+        self._verified: dict[str, Claims] = {}
 
     def _encode(self, claims: dict[str, Any]) -> str:
         return jwt.encode(
@@ -80,6 +85,18 @@ class TokenService:
         return self._encode(claims)
 
     def decode(self, token: str, expected: TokenType) -> Claims:
+        if expected == "access":
+            cached = self._verified.get(token)
+            if cached is not None and cached.expires_at > time.time():
+                return cached
+        claims = self._decode(token, expected)
+        if expected == "access":
+            if len(self._verified) >= _CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = claims
+        return claims
+
+    def _decode(self, token: str, expected: TokenType) -> Claims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

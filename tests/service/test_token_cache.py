@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from service.security.tokens import InvalidToken, TokenService
+from service.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+
+def service() -> TokenService:
+    return TokenService(Settings(jwt_secret="k" * 40, access_token_ttl_s=60))
+
+
+def test_verified_access_token_is_served_from_cache_until_expiry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tokens = service()
+    token = tokens.issue_access(7, "user")
+    first = tokens.decode(token, "access")
+    assert tokens.decode(token, "access") is first
+    later = time.time() + 120
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.decode(token, "access")
+
+
+def test_cache_never_admits_a_refresh_token_as_access() -> None:
+    tokens = service()
+    import uuid
+
+    refresh = tokens.issue_refresh(7, "user", uuid.uuid4(), uuid.uuid4())
+    with pytest.raises(InvalidToken):
+        tokens.decode(refresh, "access")
+    with pytest.raises(InvalidToken):
+        tokens.decode(refresh, "access")
