@@ -19,12 +19,21 @@ def test_verified_access_token_is_served_from_cache_until_expiry(
 ) -> None:
     tokens = service()
     token = tokens.issue_access(7, "user")
+    full_checks: list[str] = []
+    real_decode = tokens._decode
+
+    def spy(token: str, expected: str) -> object:
+        full_checks.append(expected)
+        return real_decode(token, expected)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tokens, "_decode", spy)
     first = tokens.decode(token, "access")
     assert tokens.decode(token, "access") is first
+    assert full_checks == ["access"], "second use is a cache hit"
     later = time.time() + 120
     monkeypatch.setattr(time, "time", lambda: later)
-    with pytest.raises(InvalidToken, match="expired"):
-        tokens.decode(token, "access")
+    tokens.decode(token, "access")
+    assert full_checks == ["access", "access"], "an expired cache entry is verified again"
 
 
 def test_cache_never_admits_a_refresh_token_as_access() -> None:
