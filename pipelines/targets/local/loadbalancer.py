@@ -47,6 +47,7 @@ class UpstreamStatus:
 
     slot: int
     address: str
+    port: int
     healthy: bool
     num_requests: int
     fails: int
@@ -80,12 +81,12 @@ def port_owner(port: int) -> str | None:
                 if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
                     inodes.add(f"socket:[{cols[9]}]")
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (proc / "fd").iterdir():
-                if os.readlink(fd) in inodes:
-                    return f"pid {proc.name} ({(proc / 'comm').read_text().strip()})"
+        with contextlib.suppress(OSError):  # processes and fds vanish; others' are unreadable
+            fds = list((proc / "fd").iterdir()) if inodes and proc.name.isdigit() else []
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return f"pid {proc.name} ({(proc / 'comm').read_text().strip()})"
     return None
 
 
@@ -290,9 +291,8 @@ class LoadBalancer:
             entry = counts.get(address, {})
             fails = int(entry.get("fails", 0))
             ok = healthy.get(address, True) and fails < self.max_fails
-            result.append(
-                UpstreamStatus(slot, address, ok, int(entry.get("num_requests", 0)), fails)
-            )
+            requests = int(entry.get("num_requests", 0))
+            result.append(UpstreamStatus(slot, address, port, ok, requests, fails))
         return result
 
     def metrics(self) -> str:

@@ -81,11 +81,14 @@ def parse(text: str, taken_at: float | None = None) -> Snapshot:
     return Snapshot(requests, buckets, in_flight, taken, started_at)
 
 
-def scrape(base_url: str, timeout: float = 2.0) -> Snapshot:
-    """GET ``base_url`` + the metrics path and parse it; raises httpx.HTTPError on failure."""
+def scrape(base_url: str, token: str | None = None, timeout: float = 2.0) -> Snapshot:
+    """GET ``base_url`` + the metrics path (with the service's METRICS_TOKEN as a bearer
+    token when it has one) and parse it; raises httpx.HTTPError on failure."""
     import httpx
 
-    response = httpx.get(base_url.rstrip("/") + METRICS_PATH, timeout=timeout)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = base_url.rstrip("/") + METRICS_PATH
+    response = httpx.get(url, headers=headers, timeout=timeout)
     response.raise_for_status()
     return parse(response.text)
 

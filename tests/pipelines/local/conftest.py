@@ -29,6 +29,7 @@ class Replica:
         self.ready = ready
         self.hits = 0
         self.received: list[Any] = []
+        self.headers: list[dict[str, str]] = []
         self.status = 200
         self.metrics_body: Callable[[], bytes] = lambda: b""
         self._lock = threading.Lock()
@@ -47,6 +48,7 @@ class Replica:
                     self._reply(200 if replica.ready else 503, b"ready" if replica.ready else b"")
                     return
                 if self.path == "/api/_internal/metrics":
+                    replica.headers.append(dict(self.headers))
                     self._reply(200, replica.metrics_body())
                     return
                 with replica._lock:

@@ -171,8 +171,9 @@ def test_scrape_over_http(replicas: Callable[..., Replica]) -> None:
     svc.serve(7, 0.02)
     replica = replicas("r1")
     replica.metrics_body = lambda: generate_latest(svc.registry)
-    snap = scrape(replica.url)
+    snap = scrape(replica.url, token="t0ken")
     assert snap.requests == {("GET", "/api/orders", "200"): 7.0}
+    assert replica.headers[-1]["Authorization"] == "Bearer t0ken"
 
 
 def test_metric_store_persists_and_prunes(tmp_path: Path) -> None:
