@@ -165,9 +165,7 @@ class SecretStore:
         """Return the current value, creating the secret from ``generator()`` if it is missing."""
         with self._locked():
             if self._maybe_doc(name) is None:
-                value = generator()
-                _check_value(value)
-                self._create(name, value)
+                self._create(name, generator())
         return self.get(name)
 
     def get(self, name: str, stage: str = "current") -> str:
@@ -201,7 +199,6 @@ class SecretStore:
                     f"it, call retire({name!r}), then rotate again"
                 )
             value = new_value() if callable(new_value) else new_value
-            _check_value(value)
             fernet, key_id = self._fernet()
             self._decrypt(name, doc, "current")  # a wrong key must fail before we write
             old = doc["versions"]["current"]
@@ -355,6 +352,7 @@ class SecretStore:
         log.info("secret store %s: generated a new key in %s", self.root, self.key_path)
 
     def _entry(self, fernet: Fernet, name: str, value: str, number: int) -> dict[str, Any]:
+        _check_value(value)
         payload = json.dumps({"name": name, "value": value}).encode()
         return {
             "id": uuid.uuid4().hex,
