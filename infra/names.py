@@ -1,0 +1,101 @@
+"""Deterministic AWS names per stack. Pure Python: the pipelines and tests derive them too.
+
+Resources that operators and the pipelines look up by name (cluster, service, task families,
+DB instance, log group, alarms, secrets) get these fixed names; everything else is auto-named
+by Pulumi so that replacements can be created before the old resource is deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROJECT = "drydock"
+
+
+@dataclass(frozen=True)
+class Names:
+    stack: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{PROJECT}-{self.stack}"
+
+    @property
+    def cluster(self) -> str:
+        return self.prefix
+
+    @property
+    def service(self) -> str:
+        return f"{self.prefix}-api"
+
+    @property
+    def container(self) -> str:
+        return "api"
+
+    @property
+    def task_family(self) -> str:
+        return f"{self.prefix}-api"
+
+    @property
+    def migrate_family(self) -> str:
+        return f"{self.prefix}-migrate"
+
+    @property
+    def db_instance(self) -> str:
+        return self.prefix
+
+    @property
+    def final_snapshot(self) -> str:
+        # Fixed so that a destroy leaves a snapshot whose name the runbook can point to.
+        return f"{self.prefix}-final"
+
+    @property
+    def db_admin_user(self) -> str:
+        return "drydock_admin"
+
+    @property
+    def db_app_user(self) -> str:
+        return "drydock_app"
+
+    @property
+    def log_group(self) -> str:
+        return f"/{PROJECT}/{self.stack}/api"
+
+    def db_log_group(self, export: str) -> str:
+        # The group RDS writes an exported log to; declared by us so that it has a retention.
+        return f"/aws/rds/instance/{self.db_instance}/{export}"
+
+    @property
+    def repository(self) -> str:
+        return self.prefix
+
+    @property
+    def dashboard(self) -> str:
+        return self.prefix
+
+    @property
+    def app_db_secret(self) -> str:
+        return f"{PROJECT}/{self.stack}/app-db"
+
+    @property
+    def jwt_secret(self) -> str:
+        return f"{PROJECT}/{self.stack}/jwt"
+
+    @property
+    def backup_vault(self) -> str:
+        return self.prefix
+
+    @property
+    def alarms(self) -> dict[str, str]:
+        """Alarm names by what they watch; the first three are the runbook's SLOs (§3)."""
+        return {
+            "latency_p95": f"{self.prefix}-slo-latency-p95",
+            "error_rate": f"{self.prefix}-slo-error-rate",
+            "availability": f"{self.prefix}-slo-availability",
+            "db_cpu": f"{self.prefix}-db-cpu",
+            "db_free_storage": f"{self.prefix}-db-free-storage",
+            "db_connections": f"{self.prefix}-db-connections",
+        }
+
+    def tags(self) -> dict[str, str]:
+        return {"project": PROJECT, "environment": self.stack, "managed-by": "pulumi"}
