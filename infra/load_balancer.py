@@ -1,0 +1,103 @@
+"""LoadBalancer: the public ALB, its HTTPS and redirecting HTTP listeners, and the target group.
+
+Part of the container service; a component of its own so that the SLO alarms (which need the
+ALB's metric dimensions) exist before the ECS service that names them as deployment alarms.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.names import Names
+from infra.network import Network
+from infra.spec import EnvironmentSpec
+
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+
+class LoadBalancer(pulumi.ComponentResource):
+    dns_name: pulumi.Output[str]
+    arn_suffix: pulumi.Output[str]
+    target_group_arn: pulumi.Output[str]
+    target_group_arn_suffix: pulumi.Output[str]
+    https_listener: aws.lb.Listener
+
+    def __init__(
+        self,
+        name: str,
+        spec: EnvironmentSpec,
+        network: Network,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("drydock:infra:LoadBalancer", name, None, opts)
+        names = Names(spec.stack)
+        tags = names.tags()
+        child = pulumi.ResourceOptions(parent=self)
+
+        alb = aws.lb.LoadBalancer(
+            f"{name}-alb",
+            load_balancer_type="application",
+            internal=False,
+            subnets=network.public_subnet_ids,
+            security_groups=[network.alb_security_group_id],
+            drop_invalid_header_fields=True,
+            desync_mitigation_mode="defensive",
+            enable_http2=True,
+            idle_timeout=60,
+            enable_deletion_protection=spec.deletion_protection,
+            tags={**tags, "Name": names.prefix},
+            opts=child,
+        )
+        target_group = aws.lb.TargetGroup(
+            f"{name}-tg",
+            target_type="ip",
+            protocol="HTTP",
+            port=spec.container_port,
+            vpc_id=network.vpc_id,
+            deregistration_delay=spec.deregistration_delay_seconds,
+            health_check={
+                "enabled": True,
+                "protocol": "HTTP",
+                "port": "traffic-port",
+                "path": spec.readiness_path,
+                "matcher": "200",
+                "interval": spec.health_check_interval_seconds,
+                "timeout": spec.health_check_timeout_seconds,
+                "healthy_threshold": spec.healthy_threshold,
+                "unhealthy_threshold": spec.unhealthy_threshold,
+            },
+            tags=tags,
+            opts=child,
+        )
+        self.https_listener = aws.lb.Listener(
+            f"{name}-https",
+            load_balancer_arn=alb.arn,
+            port=443,
+            protocol="HTTPS",
+            ssl_policy=TLS_POLICY,
+            certificate_arn=spec.certificate_arn,
+            default_actions=[{"type": "forward", "target_group_arn": target_group.arn}],
+            tags=tags,
+            opts=child,
+        )
+        aws.lb.Listener(
+            f"{name}-http",
+            load_balancer_arn=alb.arn,
+            port=80,
+            protocol="HTTP",
+            default_actions=[
+                {
+                    "type": "redirect",
+                    "redirect": {"protocol": "HTTPS", "port": "443", "status_code": "HTTP_301"},
+                }
+            ],
+            tags=tags,
+            opts=child,
+        )
+
+        self.dns_name = alb.dns_name
+        self.arn_suffix = alb.arn_suffix
+        self.target_group_arn = target_group.arn
+        self.target_group_arn_suffix = target_group.arn_suffix
+        self.register_outputs({"dns_name": self.dns_name})

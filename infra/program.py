@@ -1,0 +1,71 @@
+"""The Pulumi program as a factory: `build(spec)` declares one stack and returns its outputs.
+
+A function rather than module-level code so that tests can build staging and production in
+one process under Pulumi's mocks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from infra import outputs as out
+from infra.alarms import Alarms
+from infra.app_secrets import Secrets
+from infra.backups import Backups
+from infra.container_service import ContainerService
+from infra.database import Database
+from infra.load_balancer import LoadBalancer
+from infra.names import Names
+from infra.network import Network
+from infra.spec import EnvironmentSpec, require_for_aws
+
+
+def build(spec: EnvironmentSpec) -> dict[str, Any]:
+    """Declare every resource of the stack `spec` describes; return the outputs contract."""
+    require_for_aws(spec)
+    n = Names(spec.stack)
+    network = Network("network", spec)
+    database = Database("database", spec, network)
+    secrets = Secrets("secrets", spec, database)
+    backups = Backups("backups", spec, database)
+    load_balancer = LoadBalancer("ingress", spec, network)
+    alarms = Alarms("alarms", spec, load_balancer, database.identifier)
+    service = ContainerService(
+        "service",
+        spec,
+        network,
+        load_balancer,
+        secrets,
+        database,
+        alarms.deployment_alarm_names,
+    )
+    host = spec.domain_name or load_balancer.dns_name
+    result: dict[str, Any] = {
+        out.SERVICE_URL: pulumi.Output.concat("https://", host),
+        out.LOAD_BALANCER_DNS_NAME: load_balancer.dns_name,
+        out.CLUSTER_NAME: service.cluster_name,
+        out.SERVICE_NAME: n.service,
+        out.CONTAINER_NAME: n.container,
+        out.TASK_DEFINITION_FAMILY: n.task_family,
+        out.MIGRATE_TASK_DEFINITION_FAMILY: n.migrate_family,
+        out.TASK_SUBNET_IDS: network.private_subnet_ids,
+        out.TASK_SECURITY_GROUP_ID: network.task_security_group_id,
+        out.DB_INSTANCE_ID: database.identifier,
+        out.DB_ADDRESS: database.address,
+        out.DB_NAME: spec.db_name,
+        out.DB_MASTER_SECRET_ARN: database.master_secret_arn,
+        out.APP_DB_SECRET_ARN: secrets.app_db_arn,
+        out.JWT_SECRET_ARN: secrets.jwt_arn,
+        out.BACKUPS_BUCKET: backups.bucket_name,
+        out.BACKUP_VAULT_NAME: backups.vault_name,
+        out.ALARM_NAMES: alarms.names,
+        out.ALARM_TOPIC_ARN: alarms.topic_arn,
+        out.DASHBOARD_NAME: n.dashboard,
+        out.LOG_GROUP_NAME: service.log_group_name,
+        out.ECR_REPOSITORY_URL: service.repository_url,
+        out.ECR_REPOSITORY_NAME: service.repository_name,
+        out.RELEASED_IMAGE: spec.image or "",
+    }
+    return result
