@@ -53,3 +53,45 @@ def bench_service(c: Context, duration: float = 10, connections: int = 32) -> No
 bench = Collection("bench", bench_service)
 
 ns = Collection(test, service, bench)
+
+# --------------------------------------------------------------------------- infra (Pulumi)
+# Logic in pipelines/infra_ops.py; pulumi is imported only when one of these runs.
+
+_STACK_HELP = "Pulumi stack: staging or production"
+
+
+@task(name="preview", help={"stack": _STACK_HELP, "policy": "run the infra/policy pack"})
+def infra_preview(c: Context, stack: str = "staging", policy: bool = True) -> None:
+    """Show what `pulumi up` would change on a stack, checked by the policy pack."""
+    from pipelines import infra_ops
+
+    raise SystemExit(infra_ops.main("preview", stack, policy=policy))
+
+
+@task(
+    name="up",
+    help={
+        "stack": _STACK_HELP,
+        "yes": "apply; without it only the preview is shown",
+        "image": "release image (ECR URI with digest) to set as drydock:image first",
+        "policy": "run the infra/policy pack",
+    },
+)
+def infra_up(
+    c: Context, stack: str = "staging", yes: bool = False, image: str = "", policy: bool = True
+) -> None:
+    """Provision or update a stack through the Pulumi Automation API."""
+    from pipelines import infra_ops
+
+    raise SystemExit(infra_ops.main("up", stack, yes=yes, image=image, policy=policy))
+
+
+@task(name="drift", help={"stack": _STACK_HELP})
+def infra_drift(c: Context, stack: str = "staging") -> None:
+    """Refresh in preview-only mode; exit 3 when AWS differs from the recorded state."""
+    from pipelines import infra_ops
+
+    raise SystemExit(infra_ops.main("drift", stack))
+
+
+ns.add_collection(Collection("infra", infra_preview, infra_up, infra_drift))
