@@ -1,0 +1,192 @@
+"""The policy pack: each rule passes a safe resource and rejects an unsafe one; both mocked
+stacks pass the whole pack."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import subprocess
+import sys
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from infra.policy import rules as r
+from infra.policy.rules import RULES, Resource, evaluate, stack_of
+from tests.infra.harness import ROOT, Stack
+
+pytestmark = pytest.mark.unit
+
+SAFE_DB = {
+    "storageEncrypted": True,
+    "kmsKeyId": "arn:key",
+    "publiclyAccessible": False,
+    "backupRetentionPeriod": 7,
+    "skipFinalSnapshot": False,
+    "finalSnapshotIdentifier": "db-final",
+    "deletionProtection": True,
+    "manageMasterUserPassword": True,
+    "masterUserSecretKmsKeyId": "arn:key",
+}
+
+
+def db(stack: str = "production", protect: bool = True, **props: Any) -> Resource:
+    return Resource(r.RDS, "db", {**SAFE_DB, **props}, stack, protect)
+
+
+def container(**env: str) -> Resource:
+    containers = [{"name": "api", "environment": [{"name": k, "value": v} for k, v in env.items()]}]
+    return Resource(r.TASK_DEFINITION, "task", {"containerDefinitions": json.dumps(containers)})
+
+
+def bucket_pair(algorithm: str) -> list[Resource]:
+    sse = {
+        "bucket": "b1",
+        "rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": algorithm}}],
+    }
+    return [
+        Resource(r.BUCKETS[0], "bucket", {"bucket": "b1"}),
+        Resource(r.BUCKET_SSE[0], "sse", sse),
+    ]
+
+
+def alarm(metric: str, actions: list[str] | None) -> Resource:
+    return Resource(r.ALARM, f"alarm-{metric}", {"metricName": metric, "alarmActions": actions})
+
+
+SLO_ALARMS = [alarm(m, ["arn:topic"]) for m in r.SLO_METRICS.values()]
+
+# rule name -> (resources that pass, resources that fail)
+CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
+    "rds-storage-encrypted": ([db()], [db(storageEncrypted=False)]),
+    "s3-bucket-encrypted": (bucket_pair("aws:kms"), bucket_pair("AES256")),
+    "secrets-kms-encrypted": (
+        [Resource(r.SECRETS_MANAGER_SECRET, "s", {"kmsKeyId": "arn:key"}), db()],
+        [Resource(r.SECRETS_MANAGER_SECRET, "s", {}), db(masterUserSecretKmsKeyId=None)],
+    ),
+    "rds-not-public": ([db()], [db(publiclyAccessible=True)]),
+    "backup-retention": (
+        [db(), Resource(r.BACKUP_PLAN, "plan", {"rules": [{"lifecycle": {"deleteAfter": 14}}]})],
+        [
+            db(backupRetentionPeriod=1),
+            Resource(r.BACKUP_PLAN, "plan", {"rules": [{"lifecycle": {"deleteAfter": 3}}]}),
+        ],
+    ),
+    "final-snapshot": ([db()], [db(skipFinalSnapshot=True), db(finalSnapshotIdentifier="")]),
+    "production-deletion-protection": (
+        [db(), db("staging", protect=False, deletionProtection=False)],
+        [db(deletionProtection=False), db(protect=False)],
+    ),
+    "no-plain-secrets": (
+        [container(ENV="production", JWT_KID="k1", LOG_LEVEL="INFO")],
+        [
+            container(JWT_SECRET="x" * 40),
+            container(DB_PASSWORD="hunter2"),
+            container(DATABASE="postgresql://app:pw@db:5432/x"),
+            container(AWS_KEY_ID="AKIAABCDEFGHIJKLMNOP"),
+        ],
+    ),
+    "circuit-breaker": (
+        [
+            Resource(
+                r.SERVICE, "svc", {"deploymentCircuitBreaker": {"enable": True, "rollback": True}}
+            )
+        ],
+        [
+            Resource(
+                r.SERVICE, "svc", {"deploymentCircuitBreaker": {"enable": True, "rollback": False}}
+            ),
+            Resource(r.SERVICE, "svc", {}),
+        ],
+    ),
+    "target-group-health-check": (
+        [Resource(r.TARGET_GROUPS[0], "tg", {"healthCheck": {"enabled": True, "path": "/ready"}})],
+        [
+            Resource(r.TARGET_GROUPS[0], "tg", {}),
+            Resource(r.TARGET_GROUPS[0], "tg", {"healthCheck": {"enabled": False, "path": "/r"}}),
+        ],
+    ),
+    "slo-alarms": (SLO_ALARMS, [*SLO_ALARMS[:2], alarm("HealthyHostCount", [])]),
+    "log-retention": (
+        [Resource(r.LOG_GROUP, "logs", {"retentionInDays": 30})],
+        [Resource(r.LOG_GROUP, "logs", {})],
+    ),
+    "ecr-scan-on-push": (
+        [Resource(r.REPOSITORY, "repo", {"imageScanningConfiguration": {"scanOnPush": True}})],
+        [Resource(r.REPOSITORY, "repo", {"imageScanningConfiguration": {"scanOnPush": False}})],
+    ),
+}
+
+
+def test_every_rule_has_a_passing_and_a_failing_case() -> None:
+    assert {rule.name for rule in RULES} == set(CASES)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.name)
+def test_rule_passes_safe_and_rejects_unsafe_resources(rule: r.Rule) -> None:
+    passing, failing = CASES[rule.name]
+    assert evaluate(passing, [rule]) == []
+    violations = evaluate(failing, [rule])
+    assert violations
+    assert all(v.rule == rule.name for v in violations)
+    if rule.check_resource is not None:
+        # Each failing resource is caught on its own, not only the set as a whole.
+        for resource in failing:
+            assert evaluate([resource], [rule]), resource
+
+
+def test_both_stacks_pass_the_whole_pack(staging: Stack, production: Stack) -> None:
+    assert evaluate(staging.policy_view()) == []
+    assert evaluate(production.policy_view()) == []
+
+
+def test_the_pack_catches_an_unsafe_change_to_a_real_stack(production: Stack) -> None:
+    resources = [
+        replace(res, props={**res.props, "deletionProtection": False}) if res.type == r.RDS else res
+        for res in production.policy_view()
+    ]
+    (violation,) = evaluate(resources)
+    assert violation.rule == "production-deletion-protection"
+    assert "deletion_protection must be True in production" in violation.message
+
+
+def test_stack_name_comes_from_the_urn() -> None:
+    assert stack_of("urn:pulumi:production::drydock::aws:rds/instance:Instance::db") == "production"
+
+
+def test_rules_import_without_starting_the_policy_server() -> None:
+    code = "import sys, infra.policy.rules\nassert 'pulumi_policy' not in sys.modules\n"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=30)
+    assert (ROOT / "infra" / "policy" / "PulumiPolicy.yaml").is_file()
+
+
+def test_pack_entry_point_wraps_every_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pulumi_policy
+
+    built: dict[str, Any] = {}
+    monkeypatch.setattr(pulumi_policy, "PolicyPack", lambda **kwargs: built.update(kwargs))
+    runpy.run_module("infra.policy.__main__", run_name="__main__")
+    policies = {p.name: p for p in built["policies"]}
+    assert set(policies) == set(CASES)
+    assert built["enforcement_level"] == pulumi_policy.EnforcementLevel.MANDATORY
+
+    reported: list[str] = []
+    options = pulumi_policy.PolicyResourceOptions(
+        protect=False,
+        ignore_changes=[],
+        delete_before_replace=None,
+        aliases=[],
+        custom_timeouts=pulumi_policy.PolicyCustomTimeouts(0, 0, 0),
+        additional_secret_outputs=[],
+    )
+    args = pulumi_policy.ResourceValidationArgs(
+        r.RDS,
+        {**SAFE_DB},
+        "urn:pulumi:production::drydock::aws:rds/instance:Instance::db",
+        "db",
+        options,
+        None,
+    )
+    policies["production-deletion-protection"].validate(args, lambda m, _urn: reported.append(m))
+    assert reported == ["db: must be declared with protect=True in production"]
