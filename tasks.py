@@ -21,15 +21,23 @@ def test(c: Context, coverage: int = 90, k: str = "", markers: str = "") -> None
     c.run("mypy", echo=True)
     select = (f" -k {k!r}" if k else "") + (f" -m {markers!r}" if markers else "")
     gate = f" --cov-fail-under={coverage}" if not (k or markers) else ""
-    c.run(f"pytest --cov --cov-report=term --cov-report=xml:reports/coverage.xml{gate}{select}",
-          echo=True, pty=False)
+    c.run(
+        f"pytest --cov --cov-report=term --cov-report=xml:reports/coverage.xml{gate}{select}",
+        echo=True,
+        pty=False,
+    )
 
 
 # --------------------------------------------------------------------------- the service
 
 
-@task(help={"port": "HTTP port on 127.0.0.1", "pg_port": "PostgreSQL port (default: free)",
-            "keep_db": "leave PostgreSQL running on exit"})
+@task(
+    help={
+        "port": "HTTP port on 127.0.0.1",
+        "pg_port": "PostgreSQL port (default: free)",
+        "keep_db": "leave PostgreSQL running on exit",
+    }
+)
 def run(c: Context, port: int = 8000, pg_port: int = 0, keep_db: bool = False) -> None:
     """Serve the API on an embedded PostgreSQL 18 with migrations applied."""
     from pipelines import devserver
@@ -38,6 +46,80 @@ def run(c: Context, port: int = 8000, pg_port: int = 0, keep_db: bool = False) -
 
 
 service = Collection("service", run)
+
+# --------------------------------------------------------------------------- local environments
+
+ENV_HELP = {"env": "staging, production, or all (default)"}
+
+
+@task(name="up", help=ENV_HELP)
+def env_up(c: Context, env: str = "all") -> None:
+    """Start the local environment(s): PostgreSQL 18, secrets, Caddy, the agent. Idempotent."""
+    from pipelines import environments
+    from pipelines.targets.base import TargetError
+
+    try:
+        environments.up(env)
+    except TargetError as exc:
+        raise SystemExit(f"env.up: {exc}") from None
+
+
+@task(name="status", help={**ENV_HELP, "json": "print JSON instead of a table"})
+def env_status(c: Context, env: str = "all", json: bool = False) -> None:
+    """Processes, release, replica health, alarm states, database size and ports."""
+    from pipelines import environments
+
+    print(environments.status(env, as_json=json))
+
+
+@task(name="logs", help={"env": "staging or production", "lines": "lines per file"})
+def env_logs(c: Context, env: str = "staging", lines: int = 20) -> None:
+    """The newest lines of every process log of one environment."""
+    from pipelines import environments
+
+    for path in environments.log_files(env):
+        print(f"==> {path} <==")
+        print("\n".join(environments.tail(path, lines)))
+
+
+@task(
+    name="down",
+    help={
+        **ENV_HELP,
+        "purge_data": "also delete data (asks to confirm)",
+        "yes": "confirm --purge-data without asking",
+    },
+)
+def env_down(c: Context, env: str = "all", purge_data: bool = False, yes: bool = False) -> None:
+    """Stop every process of the environment(s); data stays unless --purge-data."""
+    from pipelines import environments
+
+    if purge_data and not yes:
+        answer = input(f"Delete all data of {env} (databases, secrets, logs)? Type 'purge': ")
+        if answer.strip() != "purge":
+            raise SystemExit("env.down: not confirmed; nothing was stopped or deleted")
+    environments.down(env, purge_data=purge_data)
+
+
+env_ns = Collection("env", env_up, env_status, env_logs, env_down)
+
+
+@task(
+    name="rotate",
+    help={"env": "staging or production", "name": "jwt, metrics, db-app, or a secret's full name"},
+)
+def secrets_rotate(c: Context, env: str, name: str) -> None:
+    """Rotate a secret (runbook section 12) and roll the replicas onto it."""
+    from pipelines import environments
+    from pipelines.targets.base import TargetError
+
+    try:
+        print(environments.rotate_secret(env, name))
+    except TargetError as exc:
+        raise SystemExit(f"secrets.rotate: {exc}") from None
+
+
+secrets_ns = Collection("secrets", secrets_rotate)
 
 # --------------------------------------------------------------------------- benchmarks
 
@@ -52,7 +134,7 @@ def bench_service(c: Context, duration: float = 10, connections: int = 32) -> No
 
 bench = Collection("bench", bench_service)
 
-ns = Collection(test, service, bench)
+ns = Collection(test, service, bench, env_ns, secrets_ns)
 
 # --------------------------------------------------------------------------- infra (Pulumi)
 # Logic in pipelines/infra_ops.py; pulumi is imported only when one of these runs.

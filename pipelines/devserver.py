@@ -74,8 +74,11 @@ def run(port: int = 8000, pg_port: int | None = None, keep_db: bool = False) -> 
         raise SystemExit(f"port {port} on 127.0.0.1 is in use; pass --port to choose another")
     cluster, database_url = prepare(pg_port)
     settings = load_settings(env="development", database_url=database_url)
-    print(f"drydock API on http://127.0.0.1:{port} (PostgreSQL 18 on 127.0.0.1:{cluster.port};"
-          f" Ctrl-C stops both)", flush=True)
+    print(
+        f"drydock API on http://127.0.0.1:{port} (PostgreSQL 18 on 127.0.0.1:{cluster.port};"
+        f" Ctrl-C stops both)",
+        flush=True,
+    )
     try:
         serve(settings, host="127.0.0.1", port=port)
     finally:

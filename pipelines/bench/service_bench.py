@@ -51,10 +51,13 @@ async def _seed(url: str) -> None:
     try:
         await conn.execute(
             "INSERT INTO users (email, password_hash, role) VALUES ('bench@example.com', $1, "
-            "'admin') ON CONFLICT DO NOTHING", hash_password("bench-password-123"))
+            "'admin') ON CONFLICT DO NOTHING",
+            hash_password("bench-password-123"),
+        )
         await conn.executemany(
             "INSERT INTO items (sku, name, price_cents, stock) VALUES ($1, $2, 100, 100000000)",
-            [(f"SKU-{i:06d}", f"Item {i}") for i in range(1, ITEMS + 1)])
+            [(f"SKU-{i:06d}", f"Item {i}") for i in range(1, ITEMS + 1)],
+        )
     finally:
         await conn.close()
 
@@ -84,8 +87,11 @@ def server(argv: list[str], env: dict[str, str], probe: str, log: Path) -> Itera
     port = free_port()
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, *argv, "--port", str(port)], env={**os.environ, **env},
-            stdout=out, stderr=subprocess.STDOUT, preexec_fn=pinned(SERVER_CORE),  # noqa: PLW1509
+            [sys.executable, *argv, "--port", str(port)],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=pinned(SERVER_CORE),
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -108,15 +114,25 @@ def server(argv: list[str], env: dict[str, str], probe: str, log: Path) -> Itera
             proc.kill()
 
 
-def measure(name: str, url: str, duration: float, connections: int, script: str = "",
-            ) -> LoadResult:
-    run_wrk(name, url, duration=min(2, duration), connections=connections, core=LOAD_CORE,
-            script=script)  # warm-up
-    result = run_wrk(name, url, duration=duration, connections=connections, core=LOAD_CORE,
-                     script=script)
-    print(f"  {name:<34} {result.rps:>9.0f} req/s  p50 {result.p50_ms:6.2f}  "
-          f"p95 {result.p95_ms:6.2f}  p99 {result.p99_ms:6.2f} ms  errors {result.errors}"
-          f"  non-2xx {result.non2xx}", flush=True)
+def measure(
+    name: str,
+    url: str,
+    duration: float,
+    connections: int,
+    script: str = "",
+) -> LoadResult:
+    run_wrk(
+        name, url, duration=min(2, duration), connections=connections, core=LOAD_CORE, script=script
+    )  # warm-up
+    result = run_wrk(
+        name, url, duration=duration, connections=connections, core=LOAD_CORE, script=script
+    )
+    print(
+        f"  {name:<34} {result.rps:>9.0f} req/s  p50 {result.p50_ms:6.2f}  "
+        f"p95 {result.p95_ms:6.2f}  p99 {result.p99_ms:6.2f} ms  errors {result.errors}"
+        f"  non-2xx {result.non2xx}",
+        flush=True,
+    )
     return result
 
 
@@ -127,33 +143,66 @@ def run(duration: float = 10, connections: int = 32, report: Path = Path("report
     report.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
     results: dict[str, LoadResult] = {}
-    print(f"bench.service: {duration:g} s per scenario, {connections} connections, "
-          f"server on core {SERVER_CORE}, wrk on core {LOAD_CORE}", flush=True)
+    print(
+        f"bench.service: {duration:g} s per scenario, {connections} connections, "
+        f"server on core {SERVER_CORE}, wrk on core {LOAD_CORE}",
+        flush=True,
+    )
     with database() as url:
         service_env = {
-            "ENV": "production", "DATABASE_URL": url, "JWT_SECRET": secret,
-            "RATE_LIMIT_API_PER_MINUTE": "100000000", "RATE_LIMIT_AUTH_PER_MINUTE": "100000000",
-            "DB_POOL_MAX": "10", "DRAIN_SECONDS": "0", "LOG_LEVEL": "INFO",
+            "ENV": "production",
+            "DATABASE_URL": url,
+            "JWT_SECRET": secret,
+            "RATE_LIMIT_API_PER_MINUTE": "100000000",
+            "RATE_LIMIT_AUTH_PER_MINUTE": "100000000",
+            "DB_POOL_MAX": "10",
+            "DRAIN_SECONDS": "0",
+            "LOG_LEVEL": "INFO",
         }
         token = TokenService(Settings(jwt_secret=secret)).issue_access(1, "admin")
         auth = _headers_lua({"Authorization": f"Bearer {token}"})
-        with server(["-m", "uvicorn", "pipelines.bench.reference:bare", *UVICORN], {},
-                    "/hello", report / "bench-bare.log") as base:
-            results["bare"] = measure("bare Starlette hello", base + "/hello", duration,
-                                      connections)
-        with server(["-m", "uvicorn", "pipelines.bench.reference:select", *UVICORN],
-                    service_env, "/items/1", report / "bench-select.log") as base:
-            results["select"] = measure("bare Starlette + asyncpg SELECT", base + "/items/1",
-                                        duration, connections)
-        with server(["-m", "service", "serve"], service_env, "/api/_internal/health",
-                    report / "bench-service.log") as base:
-            results["health"] = measure("(a) service health", base + "/api/_internal/health",
-                                        duration, connections)
-            results["item"] = measure("(b) service GET /api/inventory/{id}",
-                                      base + "/api/inventory/1", duration, connections, auth)
+        with server(
+            ["-m", "uvicorn", "pipelines.bench.reference:bare", *UVICORN],
+            {},
+            "/hello",
+            report / "bench-bare.log",
+        ) as base:
+            results["bare"] = measure(
+                "bare Starlette hello", base + "/hello", duration, connections
+            )
+        with server(
+            ["-m", "uvicorn", "pipelines.bench.reference:select", *UVICORN],
+            service_env,
+            "/items/1",
+            report / "bench-select.log",
+        ) as base:
+            results["select"] = measure(
+                "bare Starlette + asyncpg SELECT", base + "/items/1", duration, connections
+            )
+        with server(
+            ["-m", "service", "serve"],
+            service_env,
+            "/api/_internal/health",
+            report / "bench-service.log",
+        ) as base:
+            results["health"] = measure(
+                "(a) service health", base + "/api/_internal/health", duration, connections
+            )
+            results["item"] = measure(
+                "(b) service GET /api/inventory/{id}",
+                base + "/api/inventory/1",
+                duration,
+                connections,
+                auth,
+            )
             order_script = auth + 'wrk.headers["Content-Type"] = "application/json"\n'
-            results["order"] = measure("(c) service POST /api/orders", base, duration,
-                                       connections, order_script + ORDER_SCRIPT)
+            results["order"] = measure(
+                "(c) service POST /api/orders",
+                base,
+                duration,
+                connections,
+                order_script + ORDER_SCRIPT,
+            )
     return _verdict(results, connections, report / "bench-service.json")
 
 
@@ -164,17 +213,26 @@ def _verdict(results: dict[str, LoadResult], connections: int, path: Path) -> in
         "(a) health >= 0.5 x bare": (a >= 0.5, f"{a:.2f} x"),
         "(b) item >= 0.6 x select": (b >= 0.6, f"{b:.2f} x"),
         f"(b) item p99 <= 20 ms at {connections} conns": (
-            results["item"].p99_ms <= 20, f"{results['item'].p99_ms:.1f} ms"),
-        "(c) order p95 <= 50 ms": (results["order"].p95_ms <= 50,
-                                   f"{results['order'].p95_ms:.1f} ms"),
+            results["item"].p99_ms <= 20,
+            f"{results['item'].p99_ms:.1f} ms",
+        ),
+        "(c) order p95 <= 50 ms": (
+            results["order"].p95_ms <= 50,
+            f"{results['order'].p95_ms:.1f} ms",
+        ),
         "no errors": (all(r.errors == 0 and r.non2xx == 0 for r in results.values()), ""),
     }
-    path.write_text(json.dumps({
-        "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
-        "connections": connections,
-        "results": {k: v.as_dict() for k, v in results.items()},
-        "checks": {k: {"ok": ok, "value": value} for k, (ok, value) in checks.items()},
-    }, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
+                "connections": connections,
+                "results": {k: v.as_dict() for k, v in results.items()},
+                "checks": {k: {"ok": ok, "value": value} for k, (ok, value) in checks.items()},
+            },
+            indent=2,
+        )
+    )
     print("\nbench.service targets:")
     for name, (ok, value) in checks.items():
         print(f"  {'PASS' if ok else 'FAIL'}  {name:<40} {value}")

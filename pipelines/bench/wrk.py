@@ -48,20 +48,35 @@ def pinned(core: int | None) -> Callable[[], None] | None:
 def require_wrk() -> str:
     path = shutil.which("wrk")
     if path is None:
-        raise SystemExit("wrk is not installed: `apt-get install wrk` (Debian) or build it "
-                         "from https://github.com/wg/wrk, then rerun.")
+        raise SystemExit(
+            "wrk is not installed: `apt-get install wrk` (Debian) or build it "
+            "from https://github.com/wg/wrk, then rerun."
+        )
     return path
 
 
-def run_wrk(name: str, url: str, *, duration: float, connections: int, core: int | None,
-            script: str = "") -> LoadResult:
+def run_wrk(
+    name: str, url: str, *, duration: float, connections: int, core: int | None, script: str = ""
+) -> LoadResult:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
         lua.write(script + _DONE)
     try:
         proc = subprocess.run(
-            [require_wrk(), "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s",
-             "-s", lua.name, url],
-            capture_output=True, text=True, check=True, preexec_fn=pinned(core),  # noqa: PLW1509
+            [
+                require_wrk(),
+                "-t1",
+                f"-c{connections}",
+                f"-d{duration}s",
+                "--timeout",
+                "5s",
+                "-s",
+                lua.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            preexec_fn=pinned(core),
         )
     finally:
         os.unlink(lua.name)
@@ -69,7 +84,12 @@ def run_wrk(name: str, url: str, *, duration: float, connections: int, core: int
     data = json.loads(line.removeprefix("WRK_JSON "))
     seconds = data["duration_us"] / 1e6
     return LoadResult(
-        name=name, requests=data["requests"], rps=round(data["requests"] / seconds, 1),
-        p50_ms=data["p50_us"] / 1000, p95_ms=data["p95_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000, errors=data["errors"], non2xx=data["non2xx"],
+        name=name,
+        requests=data["requests"],
+        rps=round(data["requests"] / seconds, 1),
+        p50_ms=data["p50_us"] / 1000,
+        p95_ms=data["p95_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        errors=data["errors"],
+        non2xx=data["non2xx"],
     )

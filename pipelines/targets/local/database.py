@@ -1,0 +1,147 @@
+"""The environment's PostgreSQL as the pipeline sees it: roles, migrations, facts.
+
+Two login roles besides the superuser: the owner, which runs migrations and owns the schema,
+and the app role the replicas use, which may read and write rows but not change the schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+
+from pipelines.targets.base import MigrationStatus, TargetError
+from pipelines.targets.local.postgres import Cluster
+from pipelines.targets.local.runtime import APP_ROLE, DATABASE, NAMES, OWNER_ROLE, database_url
+from pipelines.targets.local.secrets import SecretStore
+
+_GRANTS = f"""
+REVOKE ALL ON DATABASE "{DATABASE}" FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE "{DATABASE}" TO "{APP_ROLE}";
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO "{APP_ROLE}";
+ALTER DEFAULT PRIVILEGES FOR ROLE "{OWNER_ROLE}" IN SCHEMA public
+    GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{APP_ROLE}";
+ALTER DEFAULT PRIVILEGES FOR ROLE "{OWNER_ROLE}" IN SCHEMA public
+    GRANT USAGE, SELECT ON SEQUENCES TO "{APP_ROLE}";
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{APP_ROLE}";
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{APP_ROLE}";
+"""
+
+
+def _quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class LocalDatabase:
+    def __init__(self, cluster: Cluster, store: SecretStore) -> None:
+        self.cluster = cluster
+        self.store = store
+
+    def url(self, role: str = "app") -> str:
+        return database_url(self.store, self.cluster.port, role)
+
+    def ensure_roles(self) -> None:
+        asyncio.run(self._ensure_roles())
+
+    async def _ensure_roles(self) -> None:
+        conn = await asyncpg.connect(self.url("superuser"))
+        try:
+            for role, secret in ((OWNER_ROLE, NAMES.owner), (APP_ROLE, NAMES.app)):
+                verb = (
+                    "ALTER"
+                    if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+                    else "CREATE"
+                )
+                # ALTER keeps the password in step with the store after a rotation.
+                await conn.execute(
+                    f'{verb} ROLE "{role}" LOGIN NOSUPERUSER NOCREATEDB '
+                    f"NOCREATEROLE PASSWORD {_quote_literal(self.store.get(secret))}"
+                )
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
+                await conn.execute(f'CREATE DATABASE "{DATABASE}" OWNER "{OWNER_ROLE}"')
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(self.url("superuser").rsplit("/", 1)[0] + f"/{DATABASE}")
+        try:
+            await conn.execute(f'ALTER SCHEMA public OWNER TO "{OWNER_ROLE}"')
+            await conn.execute(f'SET ROLE "{OWNER_ROLE}"; {_GRANTS} RESET ROLE;')
+        finally:
+            await conn.close()
+
+    def migration_status(self, artifact: str | None = None) -> MigrationStatus:
+        """Where the database is against the migrations of `artifact` (default: this code)."""
+        from alembic.script import ScriptDirectory
+
+        from service.migrate import alembic_config
+
+        config = alembic_config()
+        if artifact:
+            config.set_main_option("script_location", f"{artifact}/service/migrations")
+        current = asyncio.run(self._current_revision())
+        script = ScriptDirectory.from_config(config)
+        head = str(script.get_current_head())
+        pending = [rev.revision for rev in script.iterate_revisions(head, current)]
+        return MigrationStatus(current=current, head=head, pending=list(reversed(pending)))
+
+    async def _current_revision(self) -> str | None:
+        conn = await asyncpg.connect(self.url("owner"))
+        try:
+            exists = await conn.fetchval("SELECT to_regclass('public.alembic_version')")
+            if exists is None:
+                return None
+            value = await conn.fetchval("SELECT version_num FROM alembic_version LIMIT 1")
+            return str(value) if value is not None else None
+        finally:
+            await conn.close()
+
+    def migrate(self, artifact: str | None = None) -> MigrationStatus:
+        """Upgrade to the head of `artifact`'s migrations (a release), as a one-off process
+        of that release, the way the aws target runs them as a one-off ECS task."""
+        import os
+        import subprocess
+        import sys
+
+        env = {**os.environ, "DATABASE_URL": self.url("owner"), "ENV": "development"}
+        if artifact:
+            env["PYTHONPATH"] = artifact
+        result = subprocess.run(
+            [sys.executable, "-m", "service", "migrate"],
+            env=env,
+            cwd=artifact,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise TargetError(f"migration failed:\n{result.stderr.strip()[-2000:]}")
+        return self.migration_status(artifact)
+
+    def facts(self) -> dict[str, Any]:
+        return asyncio.run(self._facts())
+
+    async def _facts(self) -> dict[str, Any]:
+        conn = await asyncpg.connect(self.url("superuser"))
+        try:
+            size = await conn.fetchval("SELECT pg_database_size($1)", DATABASE)
+            version = await conn.fetchval("SHOW server_version")
+        finally:
+            await conn.close()
+        return {"size_bytes": size, "server_version": version, "database": DATABASE}
+
+    def revoke_refresh_tokens(self) -> int:
+        """Runbook section 12: after a signing-key rotation no refresh token stays usable."""
+        return asyncio.run(self._revoke())
+
+    async def _revoke(self) -> int:
+        conn = await asyncpg.connect(self.url("owner"))
+        try:
+            if await conn.fetchval("SELECT to_regclass('public.refresh_tokens')") is None:
+                return 0
+            status = await conn.execute(
+                "UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL"
+            )
+            return int(status.split()[-1])
+        finally:
+            await conn.close()

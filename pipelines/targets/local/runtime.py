@@ -1,0 +1,84 @@
+"""What a replica is started with: settings from the spec, secrets from the store, flags from
+the desired state. Secret values exist only in the replica's environment, never in a file
+under the state directory (other than the encrypted store)."""
+
+from __future__ import annotations
+
+import os
+import secrets as pysecrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from infra.spec import EnvironmentSpec
+from pipelines.targets.local.layout import EnvLayout
+from pipelines.targets.local.secrets import SecretStore
+
+DATABASE = "drydock"
+SUPERUSER = "drydock_admin"
+OWNER_ROLE = "drydock_owner"
+APP_ROLE = "drydock_app"
+
+
+@dataclass(frozen=True)
+class SecretNames:
+    superuser: str = "postgres-superuser"
+    owner: str = "postgres-owner"
+    app: str = "postgres-app"
+    jwt: str = "jwt-signing-key"
+    metrics: str = "metrics-token"
+
+
+NAMES = SecretNames()
+# Short names accepted by `invoke secrets.rotate --name`.
+ALIASES = {"jwt": NAMES.jwt, "metrics": NAMES.metrics, "db-app": NAMES.app}
+
+
+def open_store(layout: EnvLayout) -> SecretStore:
+    return SecretStore(layout.secrets, key_path=layout.secrets_key)
+
+
+def ensure_secrets(store: SecretStore) -> None:
+    """Create every secret the environment needs, once."""
+    for name in (NAMES.superuser, NAMES.owner, NAMES.app):
+        store.ensure(name, lambda: pysecrets.token_urlsafe(32))
+    store.ensure(NAMES.jwt, lambda: pysecrets.token_urlsafe(48))
+    store.ensure(NAMES.metrics, lambda: pysecrets.token_urlsafe(32))
+
+
+def database_url(store: SecretStore, port: int, role: str = "app") -> str:
+    user, secret = {
+        "app": (APP_ROLE, NAMES.app),
+        "owner": (OWNER_ROLE, NAMES.owner),
+        "superuser": (SUPERUSER, NAMES.superuser),
+    }[role]
+    database = "postgres" if role == "superuser" else DATABASE
+    return f"postgresql://{user}:{store.get(secret)}@127.0.0.1:{port}/{database}"
+
+
+def replica_env(
+    layout: EnvLayout, spec: EnvironmentSpec, store: SecretStore, flags: Mapping[str, bool]
+) -> dict[str, str]:
+    jwt = store.describe(NAMES.jwt)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "ENV": layout.name,
+        "DATABASE_URL": database_url(store, spec.local_postgres_port),
+        "JWT_SECRET": store.get(NAMES.jwt),
+        "JWT_KID": f"{layout.name}-{jwt.current.id}",
+        "METRICS_TOKEN": store.get(NAMES.metrics),
+        "DRAIN_SECONDS": str(spec.drain_seconds),
+        "RATE_LIMIT_BACKEND": spec.rate_limit_backend,
+        "RATE_LIMIT_AUTH_PER_MINUTE": str(spec.local_rate_limit_auth_per_minute),
+        "RATE_LIMIT_API_PER_MINUTE": str(spec.local_rate_limit_api_per_minute),
+        "LOGIN_MAX_FAILURES": str(spec.lockout_failures),
+        "LOGIN_LOCKOUT_S": str(spec.lockout_minutes * 60),
+        "TRUSTED_PROXIES": "127.0.0.1,::1",
+        "LOG_LEVEL": "INFO",
+    }
+    if jwt.previous is not None:
+        env["JWT_PREVIOUS_SECRET"] = store.get(NAMES.jwt, "previous")
+        env["JWT_PREVIOUS_KID"] = f"{layout.name}-{jwt.previous.id}"
+    for name, enabled in flags.items():
+        env[f"FLAG_{name}"] = "true" if enabled else "false"
+    return env
