@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from service.db import Database
+from service.faults import FaultInjector
 from service.metrics import Metrics
 from service.security.ratelimit import RateLimiter
 from service.security.tokens import TokenService
@@ -20,4 +21,5 @@ class AppState:
     tokens: TokenService
     limiter: RateLimiter
     draining: bool = False
+    order_faults: FaultInjector = field(default_factory=FaultInjector)
     started_at: float = field(default_factory=time.time)
