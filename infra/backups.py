@@ -31,7 +31,10 @@ class Backups(pulumi.ComponentResource):
         names = Names(spec.stack)
         tags = names.tags()
         child = pulumi.ResourceOptions(parent=self)
-        guarded = pulumi.ResourceOptions(parent=self, protect=spec.deletion_protection)
+        # Recovery points and dumps must survive a destroy of the stack: keep them in AWS.
+        guarded = pulumi.ResourceOptions(
+            parent=self, protect=spec.deletion_protection, retain_on_delete=True
+        )
 
         key = kms_key(
             f"{name}-key",

@@ -36,8 +36,11 @@ class Database(pulumi.ComponentResource):
         names = Names(spec.stack)
         tags = names.tags()
         child = pulumi.ResourceOptions(parent=self)
-        # Losing the key loses every snapshot encrypted with it: protect it with the instance.
-        guarded = pulumi.ResourceOptions(parent=self, protect=spec.deletion_protection)
+        # Snapshots outlive the instance (the final one above all), so their key outlives the
+        # stack: a destroy leaves it in AWS instead of scheduling its deletion.
+        guarded = pulumi.ResourceOptions(
+            parent=self, protect=spec.deletion_protection, retain_on_delete=True
+        )
 
         key = kms_key(
             f"{name}-key",

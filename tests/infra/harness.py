@@ -42,6 +42,7 @@ class Registered:
     id: str
     custom: bool
     protect: bool
+    retain_on_delete: bool
     parent_type: str
 
     def get(self, path: str, default: Any = None) -> Any:
@@ -139,16 +140,23 @@ class _Mocks(pulumi.runtime.Mocks):
 
 
 class _Monitor(pulumi_mocks.MockMonitor):
-    """Records what MockResourceArgs leaves out: protect, custom and the parent."""
+    """Records what MockResourceArgs leaves out: protect, retain-on-delete and the parent."""
 
     def __init__(self, mocks: _Mocks) -> None:
         super().__init__(mocks)
-        self.options: list[tuple[str, str, bool, bool, str]] = []
+        self.options: list[tuple[str, str, bool, bool, bool, str]] = []
 
     def RegisterResource(self, request: Any) -> Any:
         parent_type = request.parent.split("::")[2].split("$")[-1] if request.parent else ""
         self.options.append(
-            (request.type, request.name, bool(request.protect), bool(request.custom), parent_type)
+            (
+                request.type,
+                request.name,
+                bool(request.protect),
+                bool(request.retainOnDelete),
+                bool(request.custom),
+                parent_type,
+            )
         )
         return super().RegisterResource(request)
 
@@ -197,12 +205,14 @@ def build_stack(stack: str, **overrides: Any) -> Stack:
     program()
     mocks = monitor.mocks
     assert isinstance(mocks, _Mocks)
-    for token, name, protect, custom, parent_type in monitor.options:
+    for token, name, protect, retain, custom, parent_type in monitor.options:
         if token == "pulumi:pulumi:Stack":
             continue
         resource_id, inputs, state = mocks.registered[(token, name)]
         result.resources.append(
-            Registered(token, name, inputs, state, resource_id, custom, protect, parent_type)
+            Registered(
+                token, name, inputs, state, resource_id, custom, protect, retain, parent_type
+            )
         )
     return result
 

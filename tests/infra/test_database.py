@@ -89,6 +89,11 @@ def test_production_protects_the_database_staging_does_not(
     assert not [r.name for r in staging.resources if r.protect]
 
 
+def test_a_destroy_leaves_backups_and_the_keys_that_decrypt_them(stack: Stack) -> None:
+    retained = {r.name for r in stack.resources if r.retain_on_delete}
+    assert retained == {"database-key", "backups-key", "backups-bucket", "backups-vault"}
+
+
 def test_aws_backup_plan_daily_and_weekly_in_a_kms_vault(stack: Stack) -> None:
     vault = stack.one("aws:backup/vault:Vault")
     assert vault.get("kmsKeyArn") == _key_arn(stack, "backups")
