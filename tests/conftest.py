@@ -13,11 +13,15 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 
 from pipelines.targets.local.postgres import Cluster, data_home, free_port
+
+if TYPE_CHECKING:
+    from pipelines.targets.local.environment import LocalEnvironment
 
 SUPERUSER_PASSWORD = "test-superuser-" + secrets.token_hex(8)
 
@@ -82,3 +86,69 @@ async def fresh_database(pg_server: PgServer, migrated_template: str) -> AsyncIt
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+def _free_block(size: int) -> int:
+    """The first port of `size` consecutive free ports on 127.0.0.1."""
+    import random
+
+    from pipelines.targets.local.postgres import port_in_use
+
+    for _ in range(200):
+        base = random.randrange(20_000, 40_000)
+        if not any(port_in_use(base + i) for i in range(size)):
+            return base
+    raise RuntimeError("no block of free ports found")
+
+
+@dataclass
+class LocalStack:
+    """A local environment started for tests, in its own state and stack directories."""
+
+    environment: LocalEnvironment
+    state_dir: Path
+    stack_dir: Path
+
+
+@pytest.fixture(scope="session")
+def local_staging() -> Iterator[LocalStack]:
+    """Staging on the local target with real PostgreSQL, Caddy, agent and replicas, on free
+    ports, torn down (data purged) at the end of the session."""
+    import os
+
+    import yaml
+
+    from infra.spec import ROOT
+    from pipelines.targets.local.environment import STACK_DIR_ENV, LocalEnvironment
+    from pipelines.targets.local.layout import STATE_ENV
+
+    scratch = Path(tempfile.mkdtemp(prefix="drydock-env-"))
+    state_dir, stack_dir = scratch / "state", scratch / "stacks"
+    stack_dir.mkdir()
+    document = yaml.safe_load((ROOT / "Pulumi.staging.yaml").read_text())
+    base = _free_block(12)
+    document["config"].update(
+        {
+            "drydock:localReplicaBasePort": base,
+            "drydock:localLoadBalancerPort": base + 8,
+            "drydock:localPostgresPort": base + 9,
+            "drydock:localAgentPort": base + 10,
+            "drydock:drainSeconds": 2,
+            "drydock:localAlarmPeriodSeconds": 5,
+        }
+    )
+    (stack_dir / "Pulumi.staging.yaml").write_text(yaml.safe_dump(document))
+    saved = {key: os.environ.get(key) for key in (STATE_ENV, STACK_DIR_ENV)}
+    os.environ[STATE_ENV], os.environ[STACK_DIR_ENV] = str(state_dir), str(stack_dir)
+    environment = LocalEnvironment("staging")
+    try:
+        environment.up()
+        yield LocalStack(environment, state_dir, stack_dir)
+    finally:
+        environment.down(purge_data=True)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(scratch, ignore_errors=True)

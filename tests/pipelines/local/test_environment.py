@@ -1,0 +1,130 @@
+"""The local environment with real parts: PostgreSQL, Caddy, the agent and replicas."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from pipelines.loadgen import Load, get
+from pipelines.targets.base import Health
+from pipelines.targets.local.replicas import Replicas, process_start
+from tests.conftest import LocalStack
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+def ready_pids(stack: LocalStack) -> dict[int, int]:
+    status = stack.environment.status()
+    return {r.slot: r.pid for r in status.replicas if r.health is Health.READY and r.pid}
+
+
+def replica_processes(stack: LocalStack) -> int:
+    ports = {str(p) for p in stack.environment.slot_ports}
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")  # noqa: SIM115
+        except OSError:
+            continue
+        if b"service" in argv and b"serve" in argv and argv[-2].decode() in ports:
+            count += 1
+    return count
+
+
+def test_up_serves_through_the_load_balancer(local_staging: LocalStack) -> None:
+    env = local_staging.environment
+    status = env.status()
+    assert status.up and status.ready_replicas == 2, status
+    assert {p.name for p in status.processes if p.running} == {"postgres", "caddy", "agent"}
+    assert status.release and status.database["size_bytes"] > 0
+    response = httpx.get(f"{env.url}/api/_internal/health", timeout=5)
+    assert response.status_code == 200 and "x-request-id" in response.headers
+
+
+def test_second_up_changes_nothing(local_staging: LocalStack) -> None:
+    env = local_staging.environment
+    before = env.status()
+    after = env.up()
+    assert [p.pid for p in after.processes] == [p.pid for p in before.processes]
+    assert {r.pid for r in after.replicas} == {r.pid for r in before.replicas}
+
+
+def test_killed_replica_is_replaced_and_load_balancer_routes_around_it(
+    local_staging: LocalStack,
+) -> None:
+    env = local_staging.environment
+    victim_slot, victim_pid = next(iter(ready_pids(local_staging).items()))
+    workers = 4
+    with Load(env.url, get("/api/_internal/health"), workers=workers, max_seconds=30) as load:
+        time.sleep(1)
+        os.kill(victim_pid, signal.SIGKILL)
+        wait_until(
+            lambda: ready_pids(local_staging).get(victim_slot) not in (None, victim_pid),
+            what="the killed replica to be replaced",
+        )
+        time.sleep(1)
+    report = load.report
+    assert report.requests > 100, report.summary()
+    # At most the requests in flight on the killed replica can fail: one per worker.
+    assert report.failures <= workers, report.summary()
+    assert replica_processes(local_staging) == 2
+
+
+def test_dead_agent_is_reported_and_revived_without_duplicates(local_staging: LocalStack) -> None:
+    env = local_staging.environment
+    before = ready_pids(local_staging)
+    agent = env.agent_pid()
+    assert agent is not None
+    os.kill(agent, signal.SIGKILL)
+    wait_until(lambda: env.agent_pid() is None, what="the agent to be gone")
+    status = env.status()
+    assert not status.up
+    assert any("agent is not running" in problem for problem in status.problems)
+    env.up()
+    assert env.agent_pid() not in (None, agent)
+    time.sleep(1.5)  # a few agent ticks
+    assert ready_pids(local_staging) == before, "replicas were adopted, not restarted"
+    assert replica_processes(local_staging) == 2
+
+
+def test_postgres_outage_turns_replicas_unready_then_ready_again(
+    local_staging: LocalStack,
+) -> None:
+    env = local_staging.environment
+    before = ready_pids(local_staging)
+    cluster = env.cluster()
+    cluster.stop()
+    try:
+        wait_until(
+            lambda: all(r.health is Health.UNREADY for r in env.status().replicas),
+            what="replicas to report unready",
+        )
+        response = httpx.get(f"{env.url}/api/_internal/ready", timeout=10)
+        assert response.status_code >= 500
+    finally:
+        cluster.start()
+    wait_until(lambda: len(ready_pids(local_staging)) == 2, what="replicas to recover")
+    assert ready_pids(local_staging) == before, "recovered without restarting"
+
+
+def test_replica_records_survive_in_slot_files(local_staging: LocalStack) -> None:
+    records = Replicas(local_staging.environment.layout).records()
+    assert len(records) == 2
+    for record in records.values():
+        assert process_start(record.pid) == record.pid_start
