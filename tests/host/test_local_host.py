@@ -60,7 +60,7 @@ def test_state_directory_and_secret_files_are_private(local_staging: LocalStack)
     layout = local_staging.environment.layout
     for directory in (layout.root, layout.secrets, layout.agent, layout.logs):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
-    secret_files = list(layout.secrets.iterdir()) + [layout.secrets_key]
+    secret_files = [*list(layout.secrets.iterdir()), layout.secrets_key]
     assert len(secret_files) > 3
     for path in secret_files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
