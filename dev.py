@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
         print(f"dev.py: installing dependencies failed ({exc}); fix the error above and rerun.")
         return 2
     os.chdir(ROOT)
-    os.execv(str(BIN / "invoke"), [str(BIN / "invoke"), *argv])
+    os.execv(str(BIN / "invoke"), [str(BIN / "invoke"), *argv])  # noqa: S606 - replaces this process
 
 
 if __name__ == "__main__":
