@@ -1,0 +1,97 @@
+"""One deploy at a time per environment.
+
+A lock file holds who took it (pid, host, user, command, when). A second deploy is refused
+with that information; a lock whose process is gone (kill -9, a crash, a reboot) is
+detected as stale and broken, and the break is reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipelines.ledger import actor
+
+
+class LockHeld(RuntimeError):
+    """Another live process holds the environment's lock."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def describe(holder: dict[str, object]) -> str:
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(str(holder.get("at", 0)))))
+    return (
+        f"pid {holder.get('pid')} on {holder.get('host')} as {holder.get('who')} since "
+        f"{since}: {holder.get('command')}"
+    )
+
+
+def holder_is_alive(holder: dict[str, object]) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return True  # cannot check another machine's processes: assume it is alive
+    pid = int(str(holder.get("pid", 0)))
+    return _alive(pid) and _start_time(pid) == holder.get("start")
+
+
+@contextlib.contextmanager
+def environment_lock(path: Path, purpose: str, on_break: object = print) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "pid": os.getpid(),
+        "start": _start_time(os.getpid()),
+        "host": socket.gethostname(),
+        "who": actor(),
+        "at": time.time(),
+        "command": purpose or " ".join(sys.argv),
+    }
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text() or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            if holder and holder_is_alive(holder):
+                raise LockHeld(f"{path.name} is held by {describe(holder)}") from None
+            if callable(on_break):
+                on_break(
+                    f"breaking a stale lock {path}: {describe(holder) if holder else 'empty'}"
+                    " (its process is gone)"
+                )
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle)
+        break
+    else:
+        raise LockHeld(f"could not take {path}")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            current = json.loads(path.read_text())
+            if current.get("pid") == os.getpid():
+                path.unlink()
