@@ -1,7 +1,205 @@
-"""auth routes."""
+"""Auth routes (runbook section 7): register, login, refresh, logout, and who-am-I.
+
+Locked accounts answer **429** with code `account_locked` and `Retry-After` (seconds until
+the lock lifts), not 423: clients already back off on 429 + Retry-After, and the edge's
+rate limiting answers the same way. The lock is per account (normalised email, whether or
+not it exists) and lives in PostgreSQL; see service/security/lockout.py.
+
+Every response under /api/auth carries `Cache-Control: no-store` (set by the edge).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import StringConstraints
+
+from service.api.common import ErrorResponse, error_responses
+from service.deps import DB, CurrentUser, State
+from service.errors import ApiError
+from service.models import MAX_PASSWORD, Email, Password, StrictModel
+from service.security.lockout import LoginGuard, Verdict
+from service.security.passwords import hash_password_async, needs_rehash, verify_password_async
+from service.security.refresh import RefreshRejected, Session, Sessions
+from service.security.tokens import InvalidToken
+from service.state import AppState
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="drydock"'}
+_AUTH_WORDING = {
+    401: "Wrong credentials, or a token that is invalid, expired, revoked or reused",
+    429: "Rate limited, or the account is locked (code account_locked); see Retry-After",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+# Login checks no password policy, so that raising the policy never locks out old accounts.
+LoginPassword = Annotated[
+    str, StringConstraints(strip_whitespace=False, min_length=1, max_length=MAX_PASSWORD)
+]
+Jwt = Annotated[str, StringConstraints(max_length=4096, pattern=r"^[A-Za-z0-9_=.-]+$")]
+
+
+class Credentials(StrictModel):
+    email: Email
+    password: Password
+
+
+class LoginRequest(StrictModel):
+    email: Email
+    password: LoginPassword
+
+
+class RefreshRequest(StrictModel):
+    refresh_token: Jwt
+
+
+class TokenPair(StrictModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth 2 type, not a secret
+    expires_in: int
+
+    @classmethod
+    def of(cls, session: Session) -> TokenPair:
+        return cls(
+            access_token=session.access_token,
+            refresh_token=session.refresh_token,
+            expires_in=session.expires_in,
+        )
+
+
+class UserOut(StrictModel):
+    id: int
+    email: str
+    role: Literal["user", "admin"]
+
+
+def _errors(*statuses: int, body: bool = True) -> dict[int | str, dict[str, Any]]:
+    responses = error_responses(*statuses)
+    if body:  # FastAPI answers 400 to a body that is not even decodable JSON
+        responses[400] = {"model": ErrorResponse, "description": "Malformed JSON body"}
+    for status, wording in _AUTH_WORDING.items():
+        if status in responses:
+            responses[status] = {**responses[status], "description": wording}
+    if 429 in responses:
+        responses[429]["headers"] = _RETRY_AFTER
+    return responses
+
+
+def get_guard(state: State) -> LoginGuard:
+    s = state.settings
+    return LoginGuard(state.db, s.login_max_failures, s.login_lockout_s)
+
+
+def get_sessions(state: State) -> Sessions:
+    return Sessions(state.db, state.tokens)
+
+
+Guard = Annotated[LoginGuard, Depends(get_guard)]
+SessionStore = Annotated[Sessions, Depends(get_sessions)]
+
+
+@router.post(
+    "/register",
+    status_code=201,
+    summary="Create an account (403 while the REGISTRATION_OPEN flag is off)",
+    responses=_errors(403, 409, 413, 415, 422, 429),
+)
+async def register(body: Credentials, state: State) -> UserOut:
+    if not state.settings.flags["REGISTRATION_OPEN"]:
+        raise ApiError(403, "registration is closed", code="registration_closed")
+    password_hash = await hash_password_async(body.password)
+    row = await state.db.fetchrow(
+        "INSERT INTO users (email, password_hash) VALUES ($1, $2) "
+        "ON CONFLICT (email) DO NOTHING RETURNING id, email, role",
+        body.email,
+        password_hash,
+    )
+    if row is None:
+        raise ApiError(409, "an account with this email already exists", code="email_taken")
+    return UserOut(id=row["id"], email=row["email"], role=row["role"])
+
+
+def _locked(state: AppState, verdict: Verdict) -> ApiError:
+    if verdict.newly_locked:
+        state.metrics.lockouts.inc()
+    return ApiError(
+        429,
+        "account temporarily locked after too many failed logins",
+        code="account_locked",
+        headers={"Retry-After": str(verdict.retry_after)},
+    )
+
+
+@router.post(
+    "/login",
+    summary="Exchange email and password for an access and a refresh token",
+    responses=_errors(401, 413, 415, 422, 429),
+)
+async def login(
+    body: LoginRequest, state: State, guard: Guard, sessions: SessionStore
+) -> TokenPair:
+    verdict = await guard.claim(body.email)
+    if verdict.retry_after is not None:
+        raise _locked(state, verdict)
+    user = await state.db.fetchrow(
+        "SELECT id, password_hash, role FROM users WHERE email = $1", body.email
+    )
+    # Unknown emails are verified too (against a dummy hash) so timing reveals nothing.
+    stored_hash: str | None = user["password_hash"] if user else None
+    if await verify_password_async(stored_hash, body.password) and user and stored_hash:
+        await guard.succeeded(body.email)
+        if needs_rehash(stored_hash):
+            await state.db.execute(
+                "UPDATE users SET password_hash = $2 WHERE id = $1",
+                user["id"],
+                await hash_password_async(body.password),
+            )
+        return TokenPair.of(await sessions.start(user["id"], user["role"]))
+    state.metrics.login_failures.inc()
+    verdict = await guard.failed(body.email)
+    if verdict.retry_after is not None:
+        raise _locked(state, verdict)
+    raise ApiError(401, "invalid email or password", code="invalid_credentials", headers=_CHALLENGE)
+
+
+@router.post(
+    "/refresh",
+    summary="Rotate a refresh token into a new pair; reusing a rotated one revokes its chain",
+    responses=_errors(401, 413, 415, 422, 429),
+)
+async def refresh(body: RefreshRequest, sessions: SessionStore) -> TokenPair:
+    try:
+        return TokenPair.of(await sessions.rotate(body.refresh_token))
+    except RefreshRejected as exc:
+        raise ApiError(401, str(exc), code=exc.code, headers=_CHALLENGE) from None
+    except InvalidToken as exc:
+        raise ApiError(401, str(exc), code="invalid_token", headers=_CHALLENGE) from None
+
+
+@router.post(
+    "/logout",
+    status_code=204,
+    response_class=Response,
+    summary="Revoke the refresh token's whole chain (access tokens lapse at expiry)",
+    responses=_errors(401, 413, 415, 422, 429),
+)
+async def logout(body: RefreshRequest, sessions: SessionStore) -> Response:
+    try:
+        await sessions.revoke(body.refresh_token)
+    except InvalidToken as exc:
+        raise ApiError(401, str(exc), code="invalid_token", headers=_CHALLENGE) from None
+    return Response(status_code=204)
+
+
+@router.get(
+    "/me",
+    summary="The caller's account",
+    responses=_errors(401, 429, body=False),
+)
+async def me(user: CurrentUser, db: DB) -> UserOut:
+    row = await db.fetchrow("SELECT id, email, role FROM users WHERE id = $1", user.user_id)
+    if row is None:
+        raise ApiError(401, "account no longer exists", code="invalid_token", headers=_CHALLENGE)
+    return UserOut(id=row["id"], email=row["email"], role=row["role"])
