@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from service import __version__
-from service.api import auth, internal, inventory, orders
+from service.api import admin, auth, internal, inventory, orders
 from service.db import Database
 from service.docs_page import router as docs_router
 from service.errors import install_error_handlers
@@ -85,7 +85,14 @@ def create_app(settings: Settings | None = None, *, heartbeat: bool = True) -> D
     app.drydock = state
     app.state.drydock = state
     install_error_handlers(app)
-    for router in (internal.router, auth.router, inventory.router, orders.router, docs_router):
+    for router in (
+        internal.router,
+        auth.router,
+        inventory.router,
+        orders.router,
+        admin.router,
+        docs_router,
+    ):
         app.include_router(router)
     # Liveness is the hottest path (every load balancer, every few seconds). A plain
     # Starlette route placed first serves it without FastAPI's per-request dependency
