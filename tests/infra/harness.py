@@ -7,8 +7,10 @@ resets the Pulumi runtime settings and config, so stacks never leak into one ano
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,13 +190,37 @@ def reset_runtime(stack: str, config: Mapping[str, str]) -> _Monitor:
     return monitor
 
 
+@contextmanager
+def own_event_loop() -> Iterator[None]:
+    """Pulumi's runtime needs a current event loop; async suites may have cleared it. Run on a
+    private loop and put back whatever was current, so other suites see no difference."""
+    try:
+        previous: asyncio.AbstractEventLoop | None = (
+            asyncio.get_event_loop_policy().get_event_loop()
+        )
+    except RuntimeError:
+        previous = None
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(previous)
+        loop.close()
+
+
 def build_stack(stack: str, **overrides: Any) -> Stack:
     """Build `stack` from its committed stack file plus `overrides` (`drydock:` keys)."""
+    with own_event_loop():
+        return _build_stack(stack, overrides)
+
+
+def _build_stack(stack: str, overrides: Mapping[str, Any]) -> Stack:
     from infra.program import build
 
     config = pulumi_config_strings({**stack_file_config(stack), **overrides})
+    spec = from_pulumi_config(config, stack)  # a bad setting stops before Pulumi starts
     monitor = reset_runtime(stack, config)
-    spec = from_pulumi_config(config, stack)
     result = Stack(stack, spec)
 
     @pulumi.runtime.test

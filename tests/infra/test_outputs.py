@@ -16,6 +16,7 @@ from tests.infra.harness import (
     RELEASE_CONFIG,
     ROOT,
     Stack,
+    own_event_loop,
     pulumi_config_strings,
     reset_runtime,
     stack_file_config,
@@ -44,7 +45,6 @@ def test_secrets_are_exported_as_arns_only(stack: Stack) -> None:
 
 def test_entry_point_reads_config_and_exports_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     config = {**stack_file_config("staging"), **RELEASE_CONFIG}
-    reset_runtime("staging", pulumi_config_strings(config))
     exported: dict[str, Any] = {}
     monkeypatch.setattr(pulumi, "export", lambda key, value: exported.__setitem__(key, value))
 
@@ -52,7 +52,9 @@ def test_entry_point_reads_config_and_exports_the_contract(monkeypatch: pytest.M
     def run() -> None:
         runpy.run_module("infra.__main__", run_name="__main__")
 
-    run()
+    with own_event_loop():
+        reset_runtime("staging", pulumi_config_strings(config))
+        run()
     assert tuple(exported) == outputs.ALL
 
 
