@@ -90,6 +90,12 @@ class Load:
             thread.start()
             self._threads.append(thread)
 
+    def wait(self, timeout: float) -> LoadReport:
+        """Let the load run to its own limits, then stop it."""
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+        return self.stop()
+
     def stop(self) -> LoadReport:
         self._stop.set()
         for thread in self._threads:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -17,20 +18,19 @@ from typing import Any
 from infra.spec import EnvironmentSpec, load_stack_file
 from pipelines.targets.base import (
     EnvironmentStatus,
-    Health,
+    MigrationStatus,
     Observation,
-    ProcessStatus,
     Release,
-    ReplicaStatus,
     RolloutResult,
     RolloutState,
     TargetError,
     check_environment_name,
 )
+from pipelines.targets.local import agent_process
 from pipelines.targets.local import database as db
 from pipelines.targets.local.layout import EnvLayout, read_json, state_root, write_json
 from pipelines.targets.local.loadbalancer import LoadBalancer
-from pipelines.targets.local.postgres import Cluster, PostgresError, port_in_use
+from pipelines.targets.local.postgres import Cluster, PostgresError
 from pipelines.targets.local.replicas import process_start
 from pipelines.targets.local.runtime import (
     NAMES,
@@ -41,7 +41,7 @@ from pipelines.targets.local.runtime import (
 )
 from pipelines.targets.local.secrets import SecretStore
 
-AGENT_START_TIMEOUT_S = 10.0
+SMOKE_ADMIN = "smoke-admin@drydock.example.com"
 STACK_DIR_ENV = "DRYDOCK_STACK_DIR"
 
 
@@ -99,11 +99,25 @@ class LocalEnvironment:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.spec.local_lb_port}"
 
+    @property
+    def bake_window_s(self) -> float:
+        return float(self.spec.local_bake_window_seconds)
+
+    @property
+    def slo_p95_s(self) -> float:
+        return self.spec.slo_latency_p95_seconds
+
+    @property
+    def slo_error_rate(self) -> float:
+        return self.spec.slo_error_rate_percent / 100
+
     # -- lifecycle -------------------------------------------------------------
 
-    def up(self, release: Release | None = None) -> EnvironmentStatus:
-        """Start what is not running. A fresh environment also gets its first release: the
-        working tree (or `release`), migrated and rolled out."""
+    def up(self, release: Release | None = None, bootstrap: bool = True) -> EnvironmentStatus:
+        """Start what is not running. With `bootstrap`, a fresh environment also gets its
+        first release: the working tree (or `release`), migrated and rolled out."""
+        from pipelines.targets.local.status import port_conflicts
+
         conflicts = port_conflicts(self)
         if conflicts:
             raise TargetError(f"{self.name}: " + "; ".join(conflicts))
@@ -121,7 +135,7 @@ class LocalEnvironment:
         db.LocalDatabase(cluster, store).ensure_roles()
         self.load_balancer().start()
         self.ensure_agent()
-        if self.desired() is None:
+        if bootstrap and self.desired() is None:
             from pipelines import releases
 
             first = release or releases.build(self.layout.releases)
@@ -171,66 +185,13 @@ class LocalEnvironment:
     # -- the agent -------------------------------------------------------------
 
     def agent_pid(self) -> int | None:
-        try:
-            pid = int(self.layout.agent_pid.read_text())
-        except (OSError, ValueError):
-            return None
-        cmdline = Path(f"/proc/{pid}/cmdline")
-        try:
-            alive = b"pipelines.targets.local.agent" in cmdline.read_bytes()
-        except OSError:
-            alive = False
-        if not alive:
-            self.layout.agent_pid.unlink(missing_ok=True)  # stale: left by a crash or reboot
-            return None
-        return pid
+        return agent_process.running_pid(self.layout)
 
     def ensure_agent(self) -> int:
-        pid = self.agent_pid()
-        if pid is not None:
-            return pid
-        log = self.layout.logs / "agent.log"
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "pipelines.targets.local.agent",
-                    "--env",
-                    self.name,
-                    "--state-dir",
-                    str(self.layout.root.parent),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=fd,
-                stderr=fd,
-                start_new_session=True,
-                cwd=Path(__file__).resolve().parents[3],
-            )
-        finally:
-            os.close(fd)
-        deadline = time.time() + AGENT_START_TIMEOUT_S
-        while time.time() < deadline:
-            observed = read_json(self.layout.observed) or {}
-            if observed.get("agent_pid") == proc.pid:
-                return proc.pid
-            if proc.poll() is not None:
-                raise TargetError(f"{self.name}: the agent exited at start; see {log}")
-            time.sleep(0.05)
-        raise TargetError(
-            f"{self.name}: the agent did not report within {AGENT_START_TIMEOUT_S:g} s; see {log}"
-        )
+        return agent_process.ensure(self.layout, self.name)
 
     def stop_agent(self) -> None:
-        pid = self.agent_pid()
-        if pid is None:
-            return
-        os.kill(pid, 15)
-        for _ in range(100):
-            if self.agent_pid() is None:
-                return
-            time.sleep(0.05)
+        agent_process.stop(self.layout)
 
     def make_agent(self) -> Any:
         from pipelines.targets.local.agent import Agent
@@ -399,83 +360,67 @@ class LocalEnvironment:
 
         return observe(self.layout, self.load_balancer().access_log, window_s, end)
 
+    # -- what a deploy needs -----------------------------------------------------
+
+    def migrate(self, release: Release) -> MigrationStatus:
+        return self.database.migrate(release.artifact)
+
+    def snapshot(self, kind: str, reason: str = "", deploy_id: str = "") -> dict[str, Any]:
+        from pipelines import backups
+
+        manifest = backups.take_snapshot(self, kind, reason=reason, deploy_id=deploy_id)
+        return backups.manifest_dict(manifest)
+
+    def verify_snapshot(self, snapshot_id: str) -> dict[str, Any]:
+        from pipelines import backups
+
+        for manifest in backups.list_snapshots(self):
+            if manifest.id == snapshot_id:
+                backups.verify_snapshot(manifest)
+                return backups.manifest_dict(manifest)
+        raise TargetError(f"{self.name}: no snapshot {snapshot_id}; see `invoke backup.list`")
+
+    def restore_command(self, snapshot_id: str) -> str:
+        return (
+            f"invoke backup.restore --snapshot {snapshot_id} --env {self.name} --into replace --yes"
+        )
+
+    def smoke_credentials(self, release: Release) -> tuple[str, str]:
+        return self.ensure_smoke_admin(release.artifact)
+
+    def ensure_smoke_admin(self, artifact: str | None = None) -> tuple[str, str]:
+        """The admin account the smoke suite and synthetic traffic use, made once per
+        environment by the release's own `create-admin` command (a one-off process)."""
+        password = self.secrets.ensure(NAMES.smoke_admin, lambda: secrets.token_urlsafe(24))
+        marker = self.layout.agent / "smoke-admin"
+        if marker.exists():
+            return SMOKE_ADMIN, password
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.database.url("app"),
+            "ENV": "development",
+            "ADMIN_PASSWORD": password,
+        }
+        if artifact:
+            env["PYTHONPATH"] = artifact
+        result = subprocess.run(
+            [sys.executable, "-m", "service", "create-admin", SMOKE_ADMIN],
+            env=env,
+            cwd=artifact,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise TargetError(
+                f"{self.name}: creating the smoke admin failed: {result.stderr.strip()[-500:]}"
+            )
+        marker.touch()
+        return SMOKE_ADMIN, password
+
     # -- status ----------------------------------------------------------------
 
     def status(self) -> EnvironmentStatus:
-        observed = self.observed()
-        desired = self.desired() or {}
-        agent = self.agent_pid()
-        replicas = tuple(
-            ReplicaStatus(
-                slot=r["slot"],
-                pid=r["pid"],
-                port=r["port"],
-                release=r["release"],
-                health=Health(r["health"])
-                if agent
-                else Health.DEAD
-                if process_start(r["pid"]) is None
-                else Health(r["health"]),
-                restarts=r.get("restarts", 0),
-                since=time.strftime("%H:%M:%S", time.localtime(r["since"])),
-            )
-            for r in observed.get("replicas", ())
-        )
-        cluster, lb = self.cluster(), self.load_balancer()
-        problems = []
-        if agent is None and self.layout.desired.exists():
-            problems.append("the agent is not running: `invoke env.up` revives it")
-        processes = (
-            ProcessStatus(
-                "postgres",
-                cluster.pid(),
-                cluster.is_running(),
-                f"127.0.0.1:{cluster.port}",
-                cluster.account.name,
-            ),
-            ProcessStatus("caddy", lb.pid(), lb.is_running(), f"127.0.0.1:{lb.listen_port}"),
-            ProcessStatus("agent", agent, agent is not None),
-        )
-        return EnvironmentStatus(
-            name=self.name,
-            target=self.target,
-            up=all(p.running for p in processes),
-            release=self.current_release(),
-            desired_replicas=int(desired.get("replicas", self.spec.desired_count)),
-            replicas=replicas,
-            processes=processes,
-            alarms=self._alarm_states(),
-            database=self._database_facts(cluster),
-            url=self.url,
-            problems=tuple(problems),
-        )
+        from pipelines.targets.local.status import environment_status
 
-    def _alarm_states(self) -> dict[str, str]:
-        data = read_json(self.layout.alarms / "state.json") or {}
-        return dict(data.get("states", {}))
-
-    def _database_facts(self, cluster: Cluster) -> dict[str, Any]:
-        facts: dict[str, Any] = {"port": cluster.port, "running": cluster.is_running()}
-        if facts["running"]:
-            try:
-                facts.update(db.LocalDatabase(cluster, self.secrets).facts())
-            except Exception as exc:  # status must report, not fail
-                facts["error"] = str(exc)
-        return facts
-
-
-def port_conflicts(env: LocalEnvironment) -> list[str]:
-    """Ports this environment needs that something else already holds."""
-    spec = env.spec
-    wanted = {"PostgreSQL": spec.local_postgres_port, "load balancer": spec.local_lb_port}
-    ours_running = {
-        "PostgreSQL": env.cluster().is_running(),
-        "load balancer": env.load_balancer().is_running(),
-    }
-    return [
-        f"{what} port {port} on 127.0.0.1 is in use by another process; change "
-        f"drydock:local{'Postgres' if what == 'PostgreSQL' else 'LoadBalancer'}Port in "
-        f"Pulumi.{env.name}.yaml or stop that process"
-        for what, port in wanted.items()
-        if not ours_running[what] and port_in_use(port)
-    ]
+        return environment_status(self)

@@ -26,6 +26,7 @@ class SecretNames:
     app: str = "postgres-app"
     jwt: str = "jwt-signing-key"
     metrics: str = "metrics-token"
+    smoke_admin: str = "smoke-admin-password"
 
 
 NAMES = SecretNames()
