@@ -121,6 +121,163 @@ def secrets_rotate(c: Context, env: str, name: str) -> None:
 
 secrets_ns = Collection("secrets", secrets_rotate)
 
+# --------------------------------------------------------------------------- deploy (runbook 7)
+
+DEPLOY_HELP = {
+    "target": "local (default) or aws",
+    "release": "git ref to release (local; default HEAD) or image URI by digest (aws)",
+    "dry_run": "print every step's plan and change nothing",
+    "yes": "do not ask for confirmation",
+}
+BAKE_HELP = {**DEPLOY_HELP, "bake": "seconds of the verify bake (default: the stack's window)"}
+
+
+def _deploy(
+    only: str | None, target: str, release: str, dry_run: bool, yes: bool, bake: float
+) -> None:
+    from pipelines import deploy as pipeline
+
+    options = pipeline.DeployOptions(
+        target=target, release=release or None, dry_run=dry_run, assume_yes=yes, bake_s=bake or None
+    )
+    code = pipeline.run(options, only=only)
+    if code:
+        raise SystemExit(code)
+
+
+@task(name="all", default=True, help=BAKE_HELP)
+def deploy_all(
+    c: Context,
+    target: str = "local",
+    release: str = "",
+    dry_run: bool = False,
+    yes: bool = False,
+    bake: float = 0,
+) -> None:
+    """The 7-step deploy: CI green, security, migrations, notes, staging, production, verify."""
+    _deploy(None, target, release, dry_run, yes, bake)
+
+
+@task(name="staging", help=DEPLOY_HELP)
+def deploy_staging(
+    c: Context, target: str = "local", release: str = "", dry_run: bool = False, yes: bool = False
+) -> None:
+    """Step 5 alone: snapshot, migrate and roll out staging, then run the smoke suite."""
+    _deploy("deploy.staging", target, release, dry_run, yes, 0)
+
+
+@task(name="production", help=DEPLOY_HELP)
+def deploy_production(
+    c: Context, target: str = "local", release: str = "", dry_run: bool = False, yes: bool = False
+) -> None:
+    """Step 6 alone: verified snapshot, migrate, health-gated rollout of production."""
+    _deploy("deploy.production", target, release, dry_run, yes, 0)
+
+
+@task(name="verify", help=BAKE_HELP)
+def deploy_verify(
+    c: Context,
+    target: str = "local",
+    release: str = "",
+    dry_run: bool = False,
+    yes: bool = False,
+    bake: float = 0,
+) -> None:
+    """Step 7 alone: bake production under synthetic traffic and judge it."""
+    _deploy("deploy.verify", target, release, dry_run, yes, bake)
+
+
+deploy_ns = Collection("deploy", deploy_all, deploy_staging, deploy_production, deploy_verify)
+
+
+def _operate(call: object, *args: object) -> None:
+    from pipelines.targets.base import TargetError
+
+    try:
+        print(call(*args))  # type: ignore[operator]
+    except TargetError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+@task(
+    help={
+        "env": "staging or production",
+        "to": "release id (default: the one before)",
+        "target": "local or aws",
+    }
+)
+def rollback(c: Context, env: str, to: str = "", target: str = "local") -> None:
+    """Roll the code back, health-gated (runbook section 8). Data is never restored."""
+    from pipelines import operations
+
+    _operate(operations.rollback, env, to or None, target)
+
+
+@task(name="list", help={"env": "staging or production"})
+def flags_list(c: Context, env: str = "production") -> None:
+    """The feature flags the running replicas report (runbook section 9)."""
+    from pipelines import operations
+
+    for flag in operations.list_flags(env):
+        state = "on " if flag["enabled"] else "off"
+        mark = " (overridden)" if flag["overridden"] else ""
+        print(f"{flag['name']:<28} {state}{mark:<13} {flag['description']}")
+
+
+@task(
+    name="set",
+    positional=["assignments"],
+    iterable=["assignments"],
+    help={"env": "staging or production", "assignments": "NAME=true|false (repeatable)"},
+)
+def flags_set(c: Context, env: str, assignments: list[str]) -> None:
+    """Set flags with a zero-downtime rolling restart, recorded in the ledger."""
+    from pipelines import operations
+
+    _operate(operations.set_flags, env, assignments)
+
+
+flags_ns = Collection("flags", flags_list, flags_set)
+
+
+@task(name="status", help={"env": "staging or production"})
+def db_status(c: Context, env: str = "staging") -> None:
+    """Applied and pending migrations (runbook section 11)."""
+    from pipelines import operations
+
+    _operate(operations.db_status, env)
+
+
+@task(name="migrate", help={"env": "staging or production"})
+def db_migrate(c: Context, env: str = "staging") -> None:
+    """Apply the running release's migrations."""
+    from pipelines import operations
+
+    _operate(operations.db_migrate, env)
+
+
+@task(name="reset", help={"env": "staging only: production is always refused"})
+def db_reset(c: Context, env: str) -> None:
+    """Drop and recreate the database, then migrate. Refuses production."""
+    from pipelines import operations
+
+    _operate(operations.db_reset, env)
+
+
+@task(
+    name="timeline",
+    help={"env": "staging or production", "since": "ISO time or an age like 30m, 6h, 2d"},
+)
+def incident_timeline(c: Context, env: str = "production", since: str = "24h") -> None:
+    """Deploys, rollbacks, flags, alarms and snapshots in time order, as Markdown."""
+    from pipelines import operations
+
+    _operate(operations.timeline, env, since)
+
+
+incident_ns = Collection("incident", incident_timeline)
+db_ns = Collection("db", db_status, db_migrate, db_reset)
+
 # --------------------------------------------------------------------------- benchmarks
 
 
@@ -134,7 +291,9 @@ def bench_service(c: Context, duration: float = 10, connections: int = 32) -> No
 
 bench = Collection("bench", bench_service)
 
-ns = Collection(test, service, bench, env_ns, secrets_ns)
+ns = Collection(
+    test, service, bench, env_ns, secrets_ns, deploy_ns, rollback, flags_ns, db_ns, incident_ns
+)
 
 # --------------------------------------------------------------------------- infra (Pulumi)
 # Logic in pipelines/infra_ops.py; pulumi is imported only when one of these runs.

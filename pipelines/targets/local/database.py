@@ -145,3 +145,15 @@ class LocalDatabase:
             return int(status.split()[-1])
         finally:
             await conn.close()
+
+    def reset(self) -> None:
+        """Drop and recreate the database (non-production; the caller enforces that)."""
+        asyncio.run(self._reset())
+
+    async def _reset(self) -> None:
+        conn = await asyncpg.connect(self.url("superuser"))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        await self._ensure_roles()
