@@ -60,8 +60,11 @@ async def error_responses(app: DrydockAPI) -> dict[int, httpx.Response]:
                 content=b"{" + b" " * 70_000 + b"}",
                 headers={"content-type": "application/json"},
             ),
-            415: await c.post("/api/auth/login", content=b"a=b",
-                              headers={"content-type": "application/x-www-form-urlencoded"}),
+            415: await c.post(
+                "/api/auth/login",
+                content=b"a=b",
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            ),
             500: await c.get("/api/test/boom"),
             503: await c.get("/api/test/slow"),
         }
@@ -122,8 +125,9 @@ async def test_csp_nonce_is_fresh_per_request_and_used_by_html(client: httpx.Asy
 async def test_request_id_is_echoed_when_well_formed(client: httpx.AsyncClient) -> None:
     kept = await client.get("/api/_internal/health", headers={"x-request-id": "abc-123-DEF.9"})
     assert kept.headers["x-request-id"] == "abc-123-DEF.9"
-    replaced = await client.get("/api/_internal/health",
-                                headers={"x-request-id": "bad id\\with spaces"})
+    replaced = await client.get(
+        "/api/_internal/health", headers={"x-request-id": "bad id\\with spaces"}
+    )
     assert replaced.headers["x-request-id"] != "bad id\\with spaces"
     assert len(replaced.headers["x-request-id"]) == 32
 
@@ -133,8 +137,9 @@ async def test_traceparent_is_continued_or_started(
 ) -> None:
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     parent = "00f067aa0ba902b7"
-    response = await client.get("/api/_internal/health",
-                                headers={"traceparent": f"00-{trace}-{parent}-01"})
+    response = await client.get(
+        "/api/_internal/health", headers={"traceparent": f"00-{trace}-{parent}-01"}
+    )
     version, trace_id, span_id, _ = response.headers["traceparent"].split("-")
     assert (version, trace_id) == ("00", trace)
     assert span_id != parent
@@ -155,8 +160,19 @@ async def test_access_log_record_fields_and_no_authorization(
         await c.get("/api/test/items/12345", headers={"authorization": "Bearer sekrit-value-x"})
     assert "sekrit-value-x" not in access_lines.getvalue()
     record = json.loads(access_lines.getvalue().splitlines()[-1])
-    for key in ("time", "level", "message", "requestId", "traceId", "spanId", "method",
-                "route", "status", "duration_ms", "client"):
+    for key in (
+        "time",
+        "level",
+        "message",
+        "requestId",
+        "traceId",
+        "spanId",
+        "method",
+        "route",
+        "status",
+        "duration_ms",
+        "client",
+    ):
         assert key in record, key
     assert record["route"] == "/api/test/items/{item_id}"
     assert record["path"] == "/api/test/items/12345"
@@ -170,8 +186,12 @@ async def test_metrics_use_route_templates_not_raw_paths(client: httpx.AsyncClie
     assert "/api/nope/3" not in text
     assert 'route="unmatched"' in text
     assert 'le="0.4"' in text
-    for series in ("http_requests_in_flight", "auth_login_failures_total",
-                   "auth_lockouts_total", "db_pool_connections"):
+    for series in (
+        "http_requests_in_flight",
+        "auth_login_failures_total",
+        "auth_lockouts_total",
+        "db_pool_connections",
+    ):
         assert series in text, series
 
 
@@ -181,8 +201,7 @@ async def test_metrics_token_required_when_set(app_factory: AppFactory) -> None:
         assert (await c.get("/api/_internal/metrics")).status_code == 401
         wrong = await c.get("/api/_internal/metrics", headers={"authorization": "Bearer nope"})
         assert wrong.status_code == 401
-        ok = await c.get("/api/_internal/metrics",
-                         headers={"authorization": f"Bearer {'m' * 40}"})
+        ok = await c.get("/api/_internal/metrics", headers={"authorization": f"Bearer {'m' * 40}"})
         assert ok.status_code == 200 and "http_requests_total" in ok.text
 
 
@@ -199,6 +218,16 @@ async def test_body_limit_applies_without_content_length(app_factory: AppFactory
             yield b" " * 1024
 
     async with client_for(app) as c:
-        response = await c.post("/api/test/echo", content=chunks(),  # type: ignore[arg-type]
-                                headers={"content-type": "application/json"})
+        response = await c.post(
+            "/api/test/echo",
+            content=chunks(),  # type: ignore[arg-type]
+            headers={"content-type": "application/json"},
+        )
     assert response.status_code == 413
+
+
+async def test_405_lists_every_allowed_method(client: httpx.AsyncClient) -> None:
+    response = await client.put("/api/inventory/1", json={})
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) >= {"GET", "PATCH", "DELETE"}
+    assert response.json()["error"]["code"] == "method_not_allowed"
