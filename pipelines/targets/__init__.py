@@ -18,9 +18,7 @@ def get_target(name: str = "local") -> Target:
 
         return LocalTarget()
     if name == "aws":
-        raise TargetError(
-            "the aws target is not available yet in this version; "
-            "provision with `invoke infra.up` and deploy with the local target "
-            "meanwhile"
-        )
+        from pipelines.targets.aws import AwsTarget
+
+        return AwsTarget()
     raise TargetError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
