@@ -7,6 +7,7 @@ CLI, and the tests, run the same code. boto3 and pulumi are imported only when u
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -135,10 +136,16 @@ class Clients:
 
     def __call__(self, service: str) -> Any:
         if service not in self._clients:
-            import boto3
-
-            self._clients[service] = boto3.session.Session(region_name=self.region).client(service)
+            self._clients[service] = _session(self.region).client(service)
         return self._clients[service]
+
+
+@functools.cache
+def _session(region: str) -> Any:
+    # One session per region: it loads each service model once per process.
+    import boto3
+
+    return boto3.session.Session(region_name=region)
 
 
 def error_code(exc: BaseException) -> str:

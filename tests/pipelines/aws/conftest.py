@@ -16,6 +16,7 @@ import pytest
 from infra.names import Names
 from infra.spec import defaults
 from pipelines.targets.aws import AwsEnvironment, AwsTarget
+from pipelines.targets.aws_common import Clients
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -155,9 +156,7 @@ def fake_time() -> FakeTime:
 
 
 def client(service_name: str) -> Any:
-    import boto3
-
-    return boto3.session.Session(region_name=REGION).client(service_name)
+    return Clients(REGION)(service_name)
 
 
 def environment(
