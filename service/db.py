@@ -48,7 +48,6 @@ class Database:
             min_size=min_size,
             max_size=s.db_pool_max,
             max_inactive_connection_lifetime=60,
-            command_timeout=s.db_statement_timeout_ms / 1000 + 1,
             server_settings={
                 "statement_timeout": str(s.db_statement_timeout_ms),
                 "application_name": f"drydock-api:{s.instance_id}"[:63],

@@ -1,4 +1,7 @@
-"""Typed FastAPI dependencies: the app state, the database, and the caller's identity."""
+"""Typed FastAPI dependencies: the app state, the database, and the caller's identity.
+
+All are `async def`: FastAPI runs a plain `def` dependency in a worker thread, and that hop
+per dependency per request cost more than the rest of an authenticated read."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ class Principal:
         return self.role == "admin"
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.drydock
     return state
 
@@ -32,11 +35,11 @@ def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-def get_db(state: State) -> Database:
+async def get_db(state: State) -> Database:
     return state.db
 
 
-def get_settings(state: State) -> Settings:
+async def get_settings(state: State) -> Settings:
     return state.settings
 
 
@@ -54,7 +57,7 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def current_user(request: Request, state: State) -> Principal:
+async def current_user(request: Request, state: State) -> Principal:
     token = bearer_token(request)
     if token is None:
         raise ApiError(401, "missing bearer token", headers=_CHALLENGE)
@@ -68,7 +71,7 @@ def current_user(request: Request, state: State) -> Principal:
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
-def admin_user(user: CurrentUser) -> Principal:
+async def admin_user(user: CurrentUser) -> Principal:
     if not user.is_admin:
         raise ApiError(403, "admin role required")
     return user

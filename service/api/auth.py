@@ -87,12 +87,12 @@ def _errors(*statuses: int, body: bool = True) -> dict[int | str, dict[str, Any]
     return responses
 
 
-def get_guard(state: State) -> LoginGuard:
+async def get_guard(state: State) -> LoginGuard:
     s = state.settings
     return LoginGuard(state.db, s.login_max_failures, s.login_lockout_s)
 
 
-def get_sessions(state: State) -> Sessions:
+async def get_sessions(state: State) -> Sessions:
     return Sessions(state.db, state.tokens)
 
 
