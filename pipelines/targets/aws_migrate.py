@@ -113,7 +113,7 @@ async def ensure_admin(url: str, email: str, password_hash: str) -> str:
             "INSERT INTO users (email, password_hash, role) VALUES ($1, $2, 'admin') "
             "ON CONFLICT (email) DO UPDATE SET role = 'admin', "
             "password_hash = EXCLUDED.password_hash RETURNING (xmax = 0)",
-            email.strip().lower(),
+            email,
             password_hash,
         )
     finally:
@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         if len(args) != 2 or not env.get("ADMIN_PASSWORD_HASH"):
             print("ensure-admin needs EMAIL and ADMIN_PASSWORD_HASH", file=sys.stderr)
             return 2
-        print(f"{args[1]}: {asyncio.run(ensure_admin(url, args[1], env['ADMIN_PASSWORD_HASH']))}")
+        email = args[1].strip().lower()
+        print(f"{email}: {asyncio.run(ensure_admin(url, email, env['ADMIN_PASSWORD_HASH']))}")
     print(STATUS_MARKER + json.dumps(status(url)), flush=True)
     return 0
 
