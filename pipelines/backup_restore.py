@@ -44,6 +44,10 @@ MAINTENANCE_TIMEOUT_S = 120.0
 INTO = ("scratch", "replace")
 
 
+class ConfirmationRequired(BackupError):
+    """Replacing production's database was asked for without confirmation."""
+
+
 @dataclass
 class RestoreResult:
     snapshot_id: str
@@ -112,7 +116,7 @@ def restore(
     if into not in INTO:
         raise BackupError(f"--into must be scratch or replace, not {into!r}")
     if into == "replace" and env.name == "production" and not confirm:
-        raise BackupError(
+        raise ConfirmationRequired(
             f"refusing to replace production's database with snapshot {snapshot_id} without "
             "explicit confirmation; nothing was changed. Re-run with --yes once the incident "
             "lead agrees, or restore --into scratch to inspect the snapshot first."
