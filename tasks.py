@@ -16,16 +16,15 @@ from invoke.tasks import task
 @task(help={"coverage": "minimum coverage of service/ in percent"})
 def test(c: Context, coverage: int = 90, k: str = "", markers: str = "") -> None:
     """Lint, type-check and run the whole test suite with coverage."""
-    c.run("ruff check .", echo=True, pty=False)
-    c.run("ruff format --check service pipelines infra tasks.py tests", echo=True)
-    c.run("mypy", echo=True)
-    select = (f" -k {k!r}" if k else "") + (f" -m {markers!r}" if markers else "")
-    gate = f" --cov-fail-under={coverage}" if not (k or markers) else ""
-    c.run(
-        f"pytest --cov --cov-report=term --cov-report=xml:reports/coverage.xml{gate}{select}",
-        echo=True,
-        pty=False,
-    )
+    from pathlib import Path
+
+    from pipelines import gates
+
+    root = Path(__file__).resolve().parent
+    results = gates.run_gates(gates.quality_gates(coverage, k, markers), root)
+    failed = next((r for r in results if r.exit_status not in (0, None)), None)
+    if failed is not None:
+        raise SystemExit(failed.exit_status)
 
 
 # --------------------------------------------------------------------------- the service
@@ -278,6 +277,113 @@ def incident_timeline(c: Context, env: str = "production", since: str = "24h") -
 incident_ns = Collection("incident", incident_timeline)
 db_ns = Collection("db", db_status, db_migrate, db_reset)
 
+# --------------------------------------------------------------------------- deploy steps 1-4
+# Logic in pipelines/gates.py, security.py, migrations_check.py, notes.py; run alone through
+# pipelines/step_runner.py. A failure exits with the step's code (10 + step number).
+
+STEP_HELP = {
+    "target": "local (default) or aws",
+    "ref": "git ref of the release (default HEAD)",
+    "dry_run": "print the plan only",
+}
+
+
+def _step(make_step: object, target: str, ref: str, dry_run: bool, reports: str = "") -> None:
+    from pipelines.step_runner import run_alone
+
+    code = run_alone(make_step, target, ref, dry_run, reports)  # type: ignore[arg-type]
+    if code:
+        raise SystemExit(code)
+
+
+@task(
+    help={
+        "coverage": "minimum coverage of service/ in percent",
+        "keep_going": "run every gate even after one fails",
+    }
+)
+def check(c: Context, coverage: int = 90, keep_going: bool = False) -> None:
+    """The gates on a clean tree, recorded in reports/gates/<sha>.json for deploy step 1."""
+    from pathlib import Path
+
+    from pipelines import gates
+    from pipelines.steps import exit_code_for
+
+    try:
+        record = gates.check(Path(__file__).resolve().parent, coverage, keep_going=keep_going)
+    except gates.DirtyTreeError as exc:
+        raise SystemExit(f"check refused: {exc}") from None
+    path = gates.record_path(Path(__file__).resolve().parent, record["sha"])
+    verdict = "green" if record["green"] else "NOT green"
+    print(f"check: {record['sha'][:12]} is {verdict}; record: {path}")
+    if not record["green"]:
+        raise SystemExit(exit_code_for(1))
+
+
+@task(name="ci", help=STEP_HELP)
+def gates_ci(c: Context, target: str = "local", ref: str = "HEAD", dry_run: bool = False) -> None:
+    """Step 1 alone: a green gate record for exactly this commit (see `invoke check`)."""
+    from pipelines.gates import CiGreenStep
+
+    _step(lambda t: CiGreenStep(), target, ref, dry_run, "gates")
+
+
+@task(name="scan", help={"osv": "an OSV-Scanner JSON output file to include", "ref": "git ref"})
+def security_scan(c: Context, osv: str = "", ref: str = "HEAD") -> None:
+    """pip-audit, bandit (and OSV-Scanner's JSON) into reports/security/ for step 2."""
+    from pathlib import Path
+
+    from pipelines import security
+    from pipelines.step_runner import resolve
+
+    root = Path(__file__).resolve().parent
+    manifest = security.scan(root, resolve(ref, root), Path(osv) if osv else None)
+    for name, entry in manifest["tools"].items():
+        error = f": {entry['error']}" if entry.get("error") else ""
+        print(f"security.scan {name}: {entry['status']}{error}")
+    print(f"artifacts: {root / security.ARTIFACTS_DIR}")
+
+
+@task(
+    name="review",
+    help={**STEP_HELP, "policy": "local, staging or production (default: by target)"},
+)
+def security_review(
+    c: Context, target: str = "local", ref: str = "HEAD", dry_run: bool = False, policy: str = ""
+) -> None:
+    """Step 2 alone: apply security/policy.yaml to the scan artifacts of this commit."""
+    from pipelines.security import SecurityReviewStep
+
+    make = lambda t: SecurityReviewStep(policy or None, scan_if_missing=False)  # noqa: E731
+    _step(make, target, ref, dry_run, "security")
+
+
+@task(name="migrations", help=STEP_HELP)
+def db_migrations(
+    c: Context, target: str = "local", ref: str = "HEAD", dry_run: bool = False
+) -> None:
+    """Step 3 alone: autogenerate diff empty, pending per environment, nothing destructive."""
+    from pipelines.migrations_check import MigrationsStep
+
+    _step(lambda t: MigrationsStep(), target, ref, dry_run, "migrations")
+
+
+@task(name="notes", help=STEP_HELP)
+def release_notes(
+    c: Context, target: str = "local", ref: str = "HEAD", dry_run: bool = False
+) -> None:
+    """Step 4 alone: release notes since production's release, into reports/release-notes/."""
+    from pipelines.deploy import ledger_for
+    from pipelines.notes import ReleaseNotesStep
+
+    _step(lambda t: ReleaseNotesStep(ledger_for(t)), target, ref, dry_run, "release-notes")
+
+
+gates_ns = Collection("gates", gates_ci)
+security_ns = Collection("security", security_scan, security_review)
+release_ns = Collection("release", release_notes)
+db_ns.add_task(db_migrations)
+
 # --------------------------------------------------------------------------- benchmarks
 
 
@@ -291,116 +397,6 @@ def bench_service(c: Context, duration: float = 10, connections: int = 32) -> No
 
 bench = Collection("bench", bench_service)
 
-# --------------------------------------------------------------------------- backups and drills
-# Logic in pipelines/backup_ops.py, backups.py and drills.py (runbook sections 6 and 8).
-
-_BACKUP_ENV = "staging or production"
-
-
-@task(
-    name="snapshot",
-    help={
-        "env": _BACKUP_ENV,
-        "kind": "pre-deploy, daily, weekly, manual or safety",
-        "reason": "why, recorded in the manifest and the ledger",
-        "deploy_id": "the deploy this snapshot belongs to",
-        "logical_only": "skip the physical pg_basebackup",
-    },
-)
-def backup_snapshot(
-    c: Context,
-    env: str,
-    kind: str = "manual",
-    reason: str = "",
-    deploy_id: str = "",
-    logical_only: bool = False,
-) -> None:
-    """A verified snapshot: pg_dump -Fc plus pg_basebackup (checked by pg_verifybackup)."""
-    from pipelines import backup_ops
-
-    raise SystemExit(backup_ops.snapshot(env, kind, reason, deploy_id, not logical_only))
-
-
-@task(
-    name="list",
-    help={"env": f"{_BACKUP_ENV} or all", "kind": "only this kind", "json": "print JSON"},
-)
-def backup_list(c: Context, env: str = "all", kind: str = "", json: bool = False) -> None:
-    """The snapshots of an environment, newest first."""
-    from pipelines import backup_ops
-
-    print(backup_ops.table(env, kind or None, as_json=json))
-
-
-@task(name="prune", help={"env": _BACKUP_ENV, "apply": "delete (production is a dry run without)"})
-def backup_prune(c: Context, env: str = "staging", apply: bool = False) -> None:
-    """Apply retention from the spec; never deletes the newest verified snapshot of a kind."""
-    from pipelines import backup_ops
-
-    raise SystemExit(backup_ops.prune(env, apply))
-
-
-@task(
-    name="restore",
-    help={
-        "snapshot": "snapshot id (see backup.list), or newest",
-        "env": "the environment restored into",
-        "into": "scratch (a new database) or replace (the environment's own)",
-        "yes": "confirm replacing production's database",
-        "source": "the environment the snapshot was taken of, when not --env",
-    },
-)
-def backup_restore(
-    c: Context, snapshot: str, env: str, into: str = "scratch", yes: bool = False, source: str = ""
-) -> None:
-    """Restore a snapshot (runbook section 8); replace takes a safety snapshot first."""
-    from pipelines import backup_ops
-
-    raise SystemExit(backup_ops.restore(env, snapshot, into, yes, source))
-
-
-@task(name="daily", help={"env": _BACKUP_ENV})
-def backup_daily(c: Context, env: str = "production") -> None:
-    """For cron or CI: a daily snapshot, then retention applied."""
-    from pipelines import backup_ops
-
-    raise SystemExit(backup_ops.daily(env))
-
-
-@task(
-    name="restore",
-    help={
-        "env": "where the scratch copy goes (default staging)",
-        "source": "whose data (default production)",
-        "snapshot": "use this snapshot id, or newest, instead of a fresh dump",
-    },
-)
-def drill_restore(
-    c: Context, env: str = "staging", source: str = "production", snapshot: str = ""
-) -> None:
-    """The weekly restore drill: restore, verify, serve, measure RTO/RPO, report."""
-    from pipelines import backup_ops
-
-    raise SystemExit(backup_ops.drill(env, source, snapshot))
-
-
-@task(
-    name="drill",
-    help={"gigabytes": "size of the generated database", "out": "JSON results file"},
-)
-def bench_drill(c: Context, gigabytes: float = 1.0, out: str = "reports/bench-drill.json") -> None:
-    """Drill dump/restore/verify/RTO on ~1 GB against bare pg_dump + pg_restore -j 2."""
-    from pipelines.bench import drill_bench
-
-    raise SystemExit(drill_bench.main(gigabytes=gigabytes, out=out))
-
-
-backup_ns = Collection(
-    "backup", backup_snapshot, backup_list, backup_prune, backup_restore, backup_daily
-)
-drill_ns = Collection("drill", drill_restore)
-bench.add_task(bench_drill)
-
 ns = Collection(
     test,
     service,
@@ -412,8 +408,10 @@ ns = Collection(
     flags_ns,
     db_ns,
     incident_ns,
-    backup_ns,
-    drill_ns,
+    check,
+    gates_ns,
+    security_ns,
+    release_ns,
 )
 
 # --------------------------------------------------------------------------- infra (Pulumi)
