@@ -397,6 +397,116 @@ def bench_service(c: Context, duration: float = 10, connections: int = 32) -> No
 
 bench = Collection("bench", bench_service)
 
+# --------------------------------------------------------------------------- backups and drills
+# Logic in pipelines/backup_ops.py, backups.py and drills.py (runbook sections 6 and 8).
+
+_BACKUP_ENV = "staging or production"
+
+
+@task(
+    name="snapshot",
+    help={
+        "env": _BACKUP_ENV,
+        "kind": "pre-deploy, daily, weekly, manual or safety",
+        "reason": "why, recorded in the manifest and the ledger",
+        "deploy_id": "the deploy this snapshot belongs to",
+        "logical_only": "skip the physical pg_basebackup",
+    },
+)
+def backup_snapshot(
+    c: Context,
+    env: str,
+    kind: str = "manual",
+    reason: str = "",
+    deploy_id: str = "",
+    logical_only: bool = False,
+) -> None:
+    """A verified snapshot: pg_dump -Fc plus pg_basebackup (checked by pg_verifybackup)."""
+    from pipelines import backup_ops
+
+    raise SystemExit(backup_ops.snapshot(env, kind, reason, deploy_id, not logical_only))
+
+
+@task(
+    name="list",
+    help={"env": f"{_BACKUP_ENV} or all", "kind": "only this kind", "json": "print JSON"},
+)
+def backup_list(c: Context, env: str = "all", kind: str = "", json: bool = False) -> None:
+    """The snapshots of an environment, newest first."""
+    from pipelines import backup_ops
+
+    print(backup_ops.table(env, kind or None, as_json=json))
+
+
+@task(name="prune", help={"env": _BACKUP_ENV, "apply": "delete (production is a dry run without)"})
+def backup_prune(c: Context, env: str = "staging", apply: bool = False) -> None:
+    """Apply retention from the spec; never deletes the newest verified snapshot of a kind."""
+    from pipelines import backup_ops
+
+    raise SystemExit(backup_ops.prune(env, apply))
+
+
+@task(
+    name="restore",
+    help={
+        "snapshot": "snapshot id (see backup.list), or newest",
+        "env": "the environment restored into",
+        "into": "scratch (a new database) or replace (the environment's own)",
+        "yes": "confirm replacing production's database",
+        "source": "the environment the snapshot was taken of, when not --env",
+    },
+)
+def backup_restore(
+    c: Context, snapshot: str, env: str, into: str = "scratch", yes: bool = False, source: str = ""
+) -> None:
+    """Restore a snapshot (runbook section 8); replace takes a safety snapshot first."""
+    from pipelines import backup_ops
+
+    raise SystemExit(backup_ops.restore(env, snapshot, into, yes, source))
+
+
+@task(name="daily", help={"env": _BACKUP_ENV})
+def backup_daily(c: Context, env: str = "production") -> None:
+    """For cron or CI: a daily snapshot, then retention applied."""
+    from pipelines import backup_ops
+
+    raise SystemExit(backup_ops.daily(env))
+
+
+@task(
+    name="restore",
+    help={
+        "env": "where the scratch copy goes (default staging)",
+        "source": "whose data (default production)",
+        "snapshot": "use this snapshot id, or newest, instead of a fresh dump",
+    },
+)
+def drill_restore(
+    c: Context, env: str = "staging", source: str = "production", snapshot: str = ""
+) -> None:
+    """The weekly restore drill: restore, verify, serve, measure RTO/RPO, report."""
+    from pipelines import backup_ops
+
+    raise SystemExit(backup_ops.drill(env, source, snapshot))
+
+
+@task(
+    name="drill",
+    help={"gigabytes": "size of the generated database", "out": "JSON results file"},
+)
+def bench_drill(c: Context, gigabytes: float = 1.0, out: str = "reports/bench-drill.json") -> None:
+    """Drill dump/restore/verify/RTO on ~1 GB against bare pg_dump + pg_restore -j 2."""
+    from pipelines.bench import drill_bench
+
+    raise SystemExit(drill_bench.main(gigabytes=gigabytes, out=out))
+
+
+backup_ns = Collection(
+    "backup", backup_snapshot, backup_list, backup_prune, backup_restore, backup_daily
+)
+drill_ns = Collection("drill", drill_restore)
+bench.add_task(bench_drill)
+
 ns = Collection(
     test,
     service,
@@ -412,6 +522,8 @@ ns = Collection(
     gates_ns,
     security_ns,
     release_ns,
+    backup_ns,
+    drill_ns,
 )
 
 # --------------------------------------------------------------------------- infra (Pulumi)
