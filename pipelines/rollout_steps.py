@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from pipelines.smoke import run_smoke
-from pipelines.steps import StepContext, StepPlan, StepResult
+from pipelines.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.targets.base import Environment, TargetError
 
 
@@ -50,6 +50,7 @@ def _prepare(ctx: StepContext, env: Environment, verify: bool) -> dict[str, Any]
 
 class StagingStep:
     number = 5
+    exit_code = exit_code_for(5)
     name = "deploy.staging"
     title = "Deploy to staging and run the smoke suite"
     env_name = "staging"
@@ -91,6 +92,7 @@ class StagingStep:
 
 class ProductionStep:
     number = 6
+    exit_code = exit_code_for(6)
     name = "deploy.production"
     title = "Promote the same artifact to production"
     env_name = "production"

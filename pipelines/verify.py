@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.ledger import Ledger
-from pipelines.steps import StepContext, StepPlan, StepResult
+from pipelines.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.synthetic import run_bake
 from pipelines.targets.base import Observation, TargetError
 
@@ -100,6 +100,7 @@ def judge(
 
 class VerifyStep:
     number = 7
+    exit_code = exit_code_for(7)
     name = "deploy.verify"
     title = "Bake production under synthetic traffic and verify"
     env_name = "production"

@@ -40,7 +40,19 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if not settings.database_url:
         print("DATABASE_URL is required", file=sys.stderr)
         return 2
-    upgrade(settings.database_url, args.revision)
+    url = settings.database_url
+    admin = os.environ.get("DB_ADMIN_USERNAME"), os.environ.get("DB_ADMIN_PASSWORD")
+    if all(admin):
+        from service.provision import ensure_app_role
+
+        app_password = os.environ.get("DB_APP_PASSWORD")
+        if not app_password:
+            print("DB_APP_PASSWORD is required with DB_ADMIN_USERNAME", file=sys.stderr)
+            return 2
+        # The schema belongs to the admin; the app role only reads and writes rows.
+        url = asyncio.run(ensure_app_role(url, str(admin[0]), str(admin[1]), app_password))
+        print("app role ensured")
+    upgrade(url, args.revision)
     print(f"migrated to {args.revision}")
     return 0
 

@@ -15,23 +15,7 @@ from pipelines.targets.base import MigrationStatus, TargetError
 from pipelines.targets.local.postgres import Cluster
 from pipelines.targets.local.runtime import APP_ROLE, DATABASE, NAMES, OWNER_ROLE, database_url
 from pipelines.targets.local.secrets import SecretStore
-
-_GRANTS = f"""
-REVOKE ALL ON DATABASE "{DATABASE}" FROM PUBLIC;
-GRANT CONNECT, TEMPORARY ON DATABASE "{DATABASE}" TO "{APP_ROLE}";
-REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-GRANT USAGE ON SCHEMA public TO "{APP_ROLE}";
-ALTER DEFAULT PRIVILEGES FOR ROLE "{OWNER_ROLE}" IN SCHEMA public
-    GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{APP_ROLE}";
-ALTER DEFAULT PRIVILEGES FOR ROLE "{OWNER_ROLE}" IN SCHEMA public
-    GRANT USAGE, SELECT ON SEQUENCES TO "{APP_ROLE}";
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{APP_ROLE}";
-GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{APP_ROLE}";
-"""
-
-
-def _quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+from service.provision import ensure_login_role, grants
 
 
 class LocalDatabase:
@@ -49,16 +33,7 @@ class LocalDatabase:
         conn = await asyncpg.connect(self.url("superuser"))
         try:
             for role, secret in ((OWNER_ROLE, NAMES.owner), (APP_ROLE, NAMES.app)):
-                verb = (
-                    "ALTER"
-                    if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
-                    else "CREATE"
-                )
-                # ALTER keeps the password in step with the store after a rotation.
-                await conn.execute(
-                    f'{verb} ROLE "{role}" LOGIN NOSUPERUSER NOCREATEDB '
-                    f"NOCREATEROLE PASSWORD {_quote_literal(self.store.get(secret))}"
-                )
+                await ensure_login_role(conn, role, self.store.get(secret))
             if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
                 await conn.execute(f'CREATE DATABASE "{DATABASE}" OWNER "{OWNER_ROLE}"')
         finally:
@@ -66,7 +41,10 @@ class LocalDatabase:
         conn = await asyncpg.connect(self.url("superuser").rsplit("/", 1)[0] + f"/{DATABASE}")
         try:
             await conn.execute(f'ALTER SCHEMA public OWNER TO "{OWNER_ROLE}"')
-            await conn.execute(f'SET ROLE "{OWNER_ROLE}"; {_GRANTS} RESET ROLE;')
+            await conn.execute(f'SET ROLE "{OWNER_ROLE}"')
+            for statement in grants(DATABASE, OWNER_ROLE, APP_ROLE):
+                await conn.execute(statement)
+            await conn.execute("RESET ROLE")
         finally:
             await conn.close()
 
