@@ -435,7 +435,7 @@ def backup_list(c: Context, env: str = "all", kind: str = "", json: bool = False
     """The snapshots of an environment, newest first."""
     from pipelines import backup_ops
 
-    print(backup_ops.table(env, kind or None, as_json=json))
+    raise SystemExit(backup_ops.show(env, kind or None, as_json=json))
 
 
 @task(name="prune", help={"env": _BACKUP_ENV, "apply": "delete (production is a dry run without)"})
@@ -479,15 +479,20 @@ def backup_daily(c: Context, env: str = "production") -> None:
         "env": "where the scratch copy goes (default staging)",
         "source": "whose data (default production)",
         "snapshot": "use this snapshot id, or newest, instead of a fresh dump",
+        "reports": "directory for the reports and history (default reports/drills)",
     },
 )
 def drill_restore(
-    c: Context, env: str = "staging", source: str = "production", snapshot: str = ""
+    c: Context,
+    env: str = "staging",
+    source: str = "production",
+    snapshot: str = "",
+    reports: str = "",
 ) -> None:
     """The weekly restore drill: restore, verify, serve, measure RTO/RPO, report."""
     from pipelines import backup_ops
 
-    raise SystemExit(backup_ops.drill(env, source, snapshot))
+    raise SystemExit(backup_ops.drill(env, source, snapshot, reports))
 
 
 @task(

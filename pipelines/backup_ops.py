@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pipelines import backups
 from pipelines.backup_restore import ConfirmationRequired
 from pipelines.backups import BackupError
+from pipelines.drill_report import REPORTS
 from pipelines.targets.base import TargetError, check_environment_name
 from pipelines.targets.local.environment import LocalEnvironment
 
@@ -79,6 +81,14 @@ def table(env: str, kind: str | None = None, as_json: bool = False) -> str:
     return "\n".join(lines)
 
 
+def show(env: str, kind: str | None = None, as_json: bool = False) -> int:
+    def go() -> int:
+        print(table(env, kind, as_json))
+        return OK
+
+    return guarded(go, "backup.list")
+
+
 def prune(env: str, apply: bool) -> int:
     """Retention; a dry run for production unless `apply`, applied for staging."""
 
@@ -132,11 +142,16 @@ def daily(env: str) -> int:
     return guarded(go, "backup.daily")
 
 
-def drill(env: str, source: str, snapshot_id: str = "") -> int:
+def drill(env: str, source: str, snapshot_id: str = "", reports: str = "") -> int:
     def go() -> int:
         from pipelines import drills
 
-        report = drills.run_drill(_env(env), _env(source or env), snapshot=snapshot_id or None)
+        report = drills.run_drill(
+            _env(env),
+            _env(source or env),
+            snapshot=snapshot_id or None,
+            reports_dir=Path(reports) if reports else REPORTS,
+        )
         return OK if report.ok else FAILED
 
     return guarded(go, "drill.restore")
