@@ -27,6 +27,7 @@ from pipelines.targets.aws_common import (
     Clients,
     OutputsProvider,
     StackOutputs,
+    aws_errors,
     outputs_provider,
 )
 from pipelines.targets.aws_database import AwsDatabase
@@ -46,6 +47,7 @@ from pipelines.targets.base import (
 
 ROLLOUT_TIMEOUT_S = 1800.0  # ECS's circuit breaker decides well within this
 POLL_S = 15.0
+METRIC_LAG_S = 150.0  # how late ALB datapoints reach CloudWatch, with a margin
 LEDGER_BUCKET_ENV = "DRYDOCK_LEDGER_BUCKET"
 STACK_DIR_ENV = "DRYDOCK_STACK_DIR"
 SMOKE_ADMIN = "smoke-admin@drydock.example.com"
@@ -54,6 +56,7 @@ SMOKE_SECRET = "smoke-admin"  # noqa: S105 - a secret name
 
 class AwsEnvironment:
     target = "aws"
+    metric_lag_s = METRIC_LAG_S
 
     def __init__(
         self,
@@ -165,9 +168,11 @@ class AwsEnvironment:
         )
         return revision, definition, service
 
+    @aws_errors("reading the current release")
     def current_release(self) -> str | None:
         return self._current()[0].release
 
+    @aws_errors("rollout")
     def rollout(self, release: Release, timeout_s: float | None = None) -> RolloutResult:
         """A new revision of the service's task definition running `release.artifact`,
         rolled out by ECS and watched until it settles."""
@@ -199,6 +204,7 @@ class AwsEnvironment:
         )
         return self._deploy(service, current, wanted, release.id, timeout_s, started)
 
+    @aws_errors("rollback")
     def rollback(self, to_release: str | None = None) -> RolloutResult:
         """Roll the code back (never the data) to `to_release` or to the most recently
         completed release before the current one, watched like a rollout."""
@@ -266,7 +272,14 @@ class AwsEnvironment:
                 self._dimensions = derive_dimensions(service, self.clients("elbv2"))
         return self._dimensions
 
+    @aws_errors("observing CloudWatch")
     def observe(self, window_s: float, end: float | None = None) -> Observation:
+        """The window ending at `end` (default now), read once CloudWatch has its metrics:
+        the ALB publishes each minute's datapoints a minute or two late."""
+        until = end if end is not None else time.time()
+        lag = until + self.metric_lag_s - time.time()
+        if lag > 0:
+            self.sleep(lag)
         return observe(
             self.clients("cloudwatch"),
             self.clients("logs"),
@@ -274,7 +287,7 @@ class AwsEnvironment:
             self.outputs.alarm_names.values(),
             self.outputs[out.LOG_GROUP_NAME],
             window_s,
-            end if end is not None else time.time(),
+            until,
         )
 
     # -- what a deploy needs ---------------------------------------------------
@@ -288,6 +301,7 @@ class AwsEnvironment:
     def verify_snapshot(self, snapshot_id: str) -> dict[str, Any]:
         return self.database.verify_snapshot(snapshot_id)
 
+    @aws_errors("describing the database")
     def restore_command(self, snapshot_id: str) -> str:
         """Restores beside the live instance, never over it: switching is a person's call."""
         instance = self.outputs[out.DB_INSTANCE_ID]
@@ -302,6 +316,7 @@ class AwsEnvironment:
             f"--vpc-security-group-ids {groups} --no-publicly-accessible"
         )
 
+    @aws_errors("preparing the smoke admin")
     def smoke_credentials(self, release: Release) -> tuple[str, str]:
         """The smoke suite's admin, made once per environment by a one-off task of the
         release. Only a hash of its password goes into the task's overrides."""

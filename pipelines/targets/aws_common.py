@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from infra import outputs as out
 from pipelines.targets.base import TargetError
@@ -173,3 +173,32 @@ def timestamp(value: Any, fmt: str | None = None) -> str:
     if isinstance(value, datetime):
         return value.strftime(fmt) if fmt else value.isoformat()
     return "" if value is None else str(value)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def aws_errors(what: str) -> Callable[[F], F]:
+    """Turn boto3's errors into a TargetError saying what failed, so a pipeline step
+    reports an AWS refusal (permissions, throttling, no credentials) as its failure."""
+
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+            try:
+                return method(self, *args, **kwargs)
+            except NoCredentialsError:
+                raise TargetError(
+                    f"{getattr(self, 'name', getattr(self, 'env', ''))}: {what}: no AWS "
+                    "credentials; set AWS_PROFILE, or the AWS_ACCESS_KEY_ID/"
+                    "AWS_SECRET_ACCESS_KEY pair, or run where a role is attached"
+                ) from None
+            except (ClientError, BotoCoreError) as exc:
+                where = getattr(self, "name", getattr(self, "env", ""))
+                raise TargetError(f"{where}: {what}: {exc}") from None
+
+        return cast(F, call)
+
+    return wrap

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra import outputs as out
-from pipelines.targets.aws_common import ClientFactory, StackOutputs, client_error, timestamp
+from pipelines.targets.aws_common import (
+    ClientFactory,
+    StackOutputs,
+    aws_errors,
+    client_error,
+    timestamp,
+)
 from pipelines.targets.aws_ecs import describe_revision, register_with_image, release_tags
 from pipelines.targets.aws_migrate import STATUS_MARKER
 from pipelines.targets.base import MigrationStatus, TargetError
@@ -58,11 +64,13 @@ class AwsDatabase:
 
     # -- migrations --------------------------------------------------------------
 
+    @aws_errors("reading the migration status")
     def migration_status(self, artifact: str | None = None) -> MigrationStatus:
         """Where the database is against the migrations in `artifact` (an image URI;
         default: the image the service runs)."""
         return self._status_from(self.run_task(["status"], artifact))
 
+    @aws_errors("migrating")
     def migrate(self, artifact: str | None = None) -> MigrationStatus:
         """Upgrade to the head of `artifact`'s migrations, in a one-off task of that image."""
         return self._status_from(self.run_task(["upgrade"], artifact))
@@ -204,6 +212,7 @@ class AwsDatabase:
 
     # -- connection --------------------------------------------------------------
 
+    @aws_errors("reading the app database secret")
     def url(self, role: str = "app") -> str:
         """The app role's URL from its secret; it resolves only inside the VPC."""
         if role != "app":
@@ -218,6 +227,7 @@ class AwsDatabase:
 
     # -- snapshots ---------------------------------------------------------------
 
+    @aws_errors("taking a snapshot")
     def snapshot(self, kind: str, deploy_id: str = "", reason: str = "") -> dict[str, Any]:
         """A manual RDS snapshot, tagged with what it is for, waited until available."""
         rds = self.clients("rds")
@@ -255,6 +265,7 @@ class AwsDatabase:
             raise TargetError(f"{self.env}: no snapshot {snapshot_id}: {exc}") from None
         return snapshot_record(found[0], rds)
 
+    @aws_errors("listing snapshots")
     def snapshots(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Manual snapshots of this environment's instance, newest first."""
         rds = self.clients("rds")
@@ -266,6 +277,7 @@ class AwsDatabase:
         records = [r for r in records if kind is None or r.get("kind") == kind]
         return sorted(records, key=lambda r: r.get("created_at") or "", reverse=True)
 
+    @aws_errors("verifying a snapshot")
     def verify_snapshot(self, snapshot_id: str) -> dict[str, Any]:
         """A snapshot a restore can rely on: available, of this instance, encrypted, sized."""
         record = self.describe_snapshot(snapshot_id)

@@ -175,3 +175,22 @@ def test_alarm_states_from_cloudwatch() -> None:
     assert {s for n, s in states.items() if n != ALARMS["availability"]} == {
         "OK"
     }  # moto starts alarms at OK
+
+
+def test_a_window_ending_now_waits_for_cloudwatch_to_catch_up(fake_time: Any) -> None:
+    import time
+
+    cloudwatch, logs = client("cloudwatch"), client("logs")
+    with Stubber(cloudwatch) as cw, Stubber(logs) as lg:
+        cw.add_response("get_metric_data", {"MetricDataResults": []}, None)
+        cw.add_response("describe_alarms", {"MetricAlarms": []}, None)
+        lg.add_response("filter_log_events", {"events": []}, None)
+        env = environment(
+            {"cloudwatch": cloudwatch, "logs": logs},
+            fake_time,
+            load_balancer_arn_suffix=LB,
+        )
+        seen = env.observe(60, end=time.time() - 30)
+    assert seen.requests == 0 and seen.p95_s is None and seen.error_rate == 0.0
+    [waited] = fake_time.sleeps
+    assert env.metric_lag_s - 31 < waited <= env.metric_lag_s - 30

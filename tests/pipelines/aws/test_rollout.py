@@ -228,3 +228,15 @@ def test_an_image_not_pinned_by_digest_is_refused() -> None:
     tagged = Release(id="x", version="", git_sha="", artifact="repo:1.0", created_at="")
     with pytest.raises(TargetError, match="pinned by digest"):
         environment().rollout(tagged)
+
+
+def test_an_aws_refusal_is_a_target_error_naming_the_step(fake_time: FakeTime) -> None:
+    ecs = client("ecs")
+    with Stubber(ecs) as stub:
+        stub.add_client_error(
+            "describe_services",
+            service_error_code="AccessDeniedException",
+            service_message="not authorized to perform: ecs:DescribeServices",
+        )
+        with pytest.raises(TargetError, match=r"staging: rollout: .*ecs:DescribeServices"):
+            environment({"ecs": ecs}, fake_time).rollout(RELEASE)
