@@ -3,9 +3,9 @@ status | upgrade | ensure-admin EMAIL`.
 
 It runs inside the VPC, in the release's image, with the environment the `migrate` task
 definition gives it (infra/task_definitions.py): DATABASE_URL (the app role's URL),
-DB_APP_PASSWORD, DB_ADMIN_USERNAME and DB_ADMIN_PASSWORD. Connected as the master user it
-makes sure the app role exists with the secret's password and may use the tables, then runs
-Alembic as the schema owner. Every command ends by printing the migration status on one
+DB_APP_PASSWORD, DB_ADMIN_USERNAME and DB_ADMIN_PASSWORD. `upgrade` provisions the app
+role as `python -m service migrate` does (service/provision.py), then runs Alembic as the
+master user, the schema owner. Every command ends by printing the migration status on one
 line after STATUS_MARKER, which the pipeline reads back from CloudWatch Logs. No boto3 here.
 """
 
@@ -15,66 +15,14 @@ import asyncio
 import json
 import os
 import sys
-from urllib.parse import quote, urlsplit, urlunsplit
 
 STATUS_MARKER = "DRYDOCK_MIGRATION_STATUS "
-
-
-def admin_url(app_url: str, user: str, password: str) -> str:
-    """The app URL with the master user's credentials instead of the app role's."""
-    parts = urlsplit(app_url)
-    host = parts.hostname or ""
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def alembic_url(url: str) -> str:
     """SQLAlchemy hands URL query keys to asyncpg.connect, which names TLS `ssl`, not
     `sslmode` (asyncpg accepts `sslmode` only inside a DSN)."""
     return url.replace("sslmode=", "ssl=")
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _ident(value: str) -> str:
-    return '"' + value.replace('"', '""') + '"'
-
-
-async def ensure_app_role(url: str, app_user: str, app_password: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        owner = await conn.fetchval("SELECT current_user")
-        database = await conn.fetchval("SELECT current_database()")
-        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", app_user)
-        verb = "ALTER" if exists else "CREATE"
-        # ALTER keeps the role's password in step with the secret after a rotation.
-        await conn.execute(
-            f"{verb} ROLE {_ident(app_user)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
-            f"PASSWORD {_literal(app_password)}"
-        )
-        app, own = _ident(app_user), _ident(owner)
-        await conn.execute(
-            f"""
-            REVOKE ALL ON DATABASE {_ident(database)} FROM PUBLIC;
-            GRANT CONNECT, TEMPORARY ON DATABASE {_ident(database)} TO {app};
-            REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-            GRANT USAGE ON SCHEMA public TO {app};
-            ALTER DEFAULT PRIVILEGES FOR ROLE {own} IN SCHEMA public
-                GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app};
-            ALTER DEFAULT PRIVILEGES FOR ROLE {own} IN SCHEMA public
-                GRANT USAGE, SELECT ON SEQUENCES TO {app};
-            GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app};
-            GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app};
-            """
-        )
-    finally:
-        await conn.close()
 
 
 async def current_revision(url: str) -> str | None:
@@ -135,12 +83,15 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     if missing:
         print(f"missing environment: {', '.join(missing)}", file=sys.stderr)
         return 2
-    app_url = env["DATABASE_URL"]
-    url = admin_url(app_url, env["DB_ADMIN_USERNAME"], env["DB_ADMIN_PASSWORD"])
+    from service.provision import ensure_app_role, with_credentials
+
+    app_url, admin = env["DATABASE_URL"], (env["DB_ADMIN_USERNAME"], env["DB_ADMIN_PASSWORD"])
+    url = with_credentials(app_url, *admin)
     command = args[0]
     if command == "upgrade":
-        app_user = urlsplit(app_url).username or ""
-        asyncio.run(ensure_app_role(url, app_user, env["DB_APP_PASSWORD"]))
+        # The service's own provisioning: the app role with the secret's password and DML
+        # grants on what the admin (the schema owner) creates.
+        asyncio.run(ensure_app_role(app_url, *admin, env["DB_APP_PASSWORD"]))
         from service.migrate import upgrade
 
         upgrade(alembic_url(url))

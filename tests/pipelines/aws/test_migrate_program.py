@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from pipelines.targets.aws_migrate import STATUS_MARKER, admin_url, alembic_url, main
+from pipelines.targets.aws_migrate import STATUS_MARKER, alembic_url, main
 from service.migrate import expected_head
 from service.security.passwords import hash_password, verify_password
 from tests.conftest import PgServer
@@ -19,12 +19,9 @@ from tests.conftest import PgServer
 pytestmark = pytest.mark.integration
 
 
-def test_url_rewrites() -> None:
+def test_alembic_gets_tls_as_asyncpg_names_it() -> None:
     app = "postgresql://drydock_app:p%40ss@db.example:5432/drydock?sslmode=require"
-    assert admin_url(app, "admin", "a/b@c") == (
-        "postgresql://admin:a%2Fb%40c@db.example:5432/drydock?sslmode=require"
-    )
-    assert alembic_url(app).endswith("?ssl=require")
+    assert alembic_url(app).endswith("/drydock?ssl=require")
 
 
 def status_line(out: str) -> dict[str, object]:
