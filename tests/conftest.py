@@ -110,45 +110,74 @@ class LocalStack:
     stack_dir: Path
 
 
+@dataclass
+class LocalDirs:
+    state_dir: Path
+    stack_dir: Path
+    started: list[LocalEnvironment]
+
+    def environment(self, name: str) -> LocalStack:
+        from pipelines.targets.local.environment import LocalEnvironment
+
+        environment = LocalEnvironment(name)
+        if environment.agent_pid() is None or not environment.status().up:
+            environment.up()
+            self.started.append(environment)
+        return LocalStack(environment, self.state_dir, self.stack_dir)
+
+
 @pytest.fixture(scope="session")
-def local_staging() -> Iterator[LocalStack]:
-    """Staging on the local target with real PostgreSQL, Caddy, agent and replicas, on free
-    ports, torn down (data purged) at the end of the session."""
+def local_dirs() -> Iterator[LocalDirs]:
+    """State and stack directories for local environments on free ports; every environment
+    started in them is torn down, data purged, at the end of the session."""
     import os
 
     import yaml
 
     from infra.spec import ROOT
-    from pipelines.targets.local.environment import STACK_DIR_ENV, LocalEnvironment
+    from pipelines.targets.local.environment import STACK_DIR_ENV
     from pipelines.targets.local.layout import STATE_ENV
 
     scratch = Path(tempfile.mkdtemp(prefix="drydock-env-"))
     state_dir, stack_dir = scratch / "state", scratch / "stacks"
     stack_dir.mkdir()
-    document = yaml.safe_load((ROOT / "Pulumi.staging.yaml").read_text())
-    base = _free_block(12)
-    document["config"].update(
-        {
-            "drydock:localReplicaBasePort": base,
-            "drydock:localLoadBalancerPort": base + 8,
-            "drydock:localPostgresPort": base + 9,
-            "drydock:localAgentPort": base + 10,
-            "drydock:drainSeconds": 2,
-            "drydock:localAlarmPeriodSeconds": 5,
-        }
-    )
-    (stack_dir / "Pulumi.staging.yaml").write_text(yaml.safe_dump(document))
+    for name in ("staging", "production"):
+        document = yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())
+        base = _free_block(12)
+        document["config"].update(
+            {
+                "drydock:localReplicaBasePort": base,
+                "drydock:localLoadBalancerPort": base + 8,
+                "drydock:localPostgresPort": base + 9,
+                "drydock:localAgentPort": base + 10,
+                "drydock:drainSeconds": 2,
+                "drydock:localAlarmPeriodSeconds": 5,
+                "drydock:localBakeWindowSeconds": 10,
+            }
+        )
+        (stack_dir / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(document))
     saved = {key: os.environ.get(key) for key in (STATE_ENV, STACK_DIR_ENV)}
     os.environ[STATE_ENV], os.environ[STACK_DIR_ENV] = str(state_dir), str(stack_dir)
-    environment = LocalEnvironment("staging")
+    dirs = LocalDirs(state_dir, stack_dir, [])
     try:
-        environment.up()
-        yield LocalStack(environment, state_dir, stack_dir)
+        yield dirs
     finally:
-        environment.down(purge_data=True)
+        for environment in dirs.started:
+            environment.down(purge_data=True)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def local_staging(local_dirs: LocalDirs) -> LocalStack:
+    """Staging on the local target with real PostgreSQL, Caddy, agent and replicas."""
+    return local_dirs.environment("staging")
+
+
+@pytest.fixture(scope="session")
+def local_production(local_dirs: LocalDirs) -> LocalStack:
+    return local_dirs.environment("production")
