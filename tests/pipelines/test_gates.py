@@ -18,8 +18,6 @@ from pipelines.steps import StepContext
 from pipelines.targets.local import LocalTarget
 from tests.pipelines.git_helpers import GitRepo
 
-pytestmark = pytest.mark.integration
-
 
 def _gate(name: str, code: str) -> Gate:
     return Gate(name, (sys.executable, "-c", code))
@@ -57,6 +55,7 @@ def test_the_test_task_and_check_share_the_gate_commands() -> None:
     assert selected["pytest"][-2:] == ("-k", "flags")
 
 
+@pytest.mark.integration
 def test_check_writes_a_green_record_for_the_commit(repo: GitRepo) -> None:
     record = gates.check(repo.path, coverage=90, gates=OK)
     sha = repo.git("rev-parse", "HEAD")
@@ -72,6 +71,7 @@ def test_check_writes_a_green_record_for_the_commit(repo: GitRepo) -> None:
     assert record["coverage_threshold"] == 90 and record["coverage_percent"] is None
 
 
+@pytest.mark.integration
 def test_check_reads_coverage_from_the_json_report(repo: GitRepo) -> None:
     write = "import pathlib; p = pathlib.Path('reports'); p.mkdir(exist_ok=True); "
     write += "(p / 'coverage.json').write_text('{\"totals\": {\"percent_covered\": 93.456}}')"
@@ -79,6 +79,7 @@ def test_check_reads_coverage_from_the_json_report(repo: GitRepo) -> None:
     assert record["coverage_percent"] == 93.46
 
 
+@pytest.mark.integration
 def test_check_refuses_a_dirty_tree_and_names_the_files(repo: GitRepo) -> None:
     (repo.path / "app.py").write_text("print('changed')\n")
     (repo.path / "notes.txt").write_text("untracked\n")
@@ -89,6 +90,7 @@ def test_check_refuses_a_dirty_tree_and_names_the_files(repo: GitRepo) -> None:
     assert not (repo.path / "reports" / "gates").exists()
 
 
+@pytest.mark.integration
 def test_a_failing_gate_stops_the_rest_and_the_record_is_not_green(repo: GitRepo) -> None:
     record = gates.check(
         repo.path, gates=[_gate("lint", "raise SystemExit(3)"), _gate("tests", "pass")]
@@ -101,6 +103,7 @@ def test_a_failing_gate_stops_the_rest_and_the_record_is_not_green(repo: GitRepo
     assert not result.ok and "not green" in result.summary
 
 
+@pytest.mark.integration
 def test_a_gate_that_changes_the_tree_makes_the_record_not_green(repo: GitRepo) -> None:
     touch = "import pathlib; pathlib.Path('app.py').write_text('changed')"
     record = gates.check(repo.path, gates=[_gate("format", touch)])
@@ -108,6 +111,7 @@ def test_a_gate_that_changes_the_tree_makes_the_record_not_green(repo: GitRepo) 
     assert not gates.verify_record(repo.path, record["sha"]).ok
 
 
+@pytest.mark.integration
 def test_step_1_accepts_a_green_record_for_the_exact_sha(repo: GitRepo) -> None:
     gates.check(repo.path, gates=OK)
     step = CiGreenStep(environ={})
@@ -119,6 +123,7 @@ def test_step_1_accepts_a_green_record_for_the_exact_sha(repo: GitRepo) -> None:
     assert ctx.facts["gates"]["green"] is True
 
 
+@pytest.mark.integration
 def test_step_1_refuses_a_record_for_another_sha(repo: GitRepo) -> None:
     old = repo.git("rev-parse", "HEAD")
     gates.check(repo.path, gates=OK)
@@ -131,6 +136,7 @@ def test_step_1_refuses_a_record_for_another_sha(repo: GitRepo) -> None:
     assert new[:12] in result.summary and old[:12] in result.summary
 
 
+@pytest.mark.integration
 def test_step_1_refuses_a_record_whose_content_names_another_sha(repo: GitRepo) -> None:
     record = gates.check(repo.path, gates=OK)
     new = repo.commit("fix: second")
@@ -140,6 +146,7 @@ def test_step_1_refuses_a_record_whose_content_names_another_sha(repo: GitRepo) 
     assert not result.ok and f"records commit {record['sha'][:12]}" in result.summary
 
 
+@pytest.mark.integration
 def test_in_github_actions_the_ci_job_result_stands_in_for_a_record(repo: GitRepo) -> None:
     sha = repo.git("rev-parse", "HEAD")
     actions = {"GITHUB_ACTIONS": "true", "GITHUB_SHA": sha, "GITHUB_RUN_ID": "42"}

@@ -20,7 +20,6 @@ from pipelines.targets.local import LocalTarget
 from service.migrate import MIGRATIONS
 from tests.pipelines.git_helpers import GitRepo
 
-pytestmark = pytest.mark.integration
 History = tuple[GitRepo, FileLedger, dict[str, str]]
 
 FLAGS = '''"""Feature flags."""
@@ -129,6 +128,7 @@ def history(tmp_path: Path) -> History:
     return repo, ledger, shas
 
 
+@pytest.mark.integration
 def test_notes_since_the_release_in_production(history: History) -> None:
     repo, ledger, shas = history
     notes = build_notes(repo.path, shas["head"], ledger, artifact="0.2.0+abc")
@@ -148,6 +148,7 @@ def test_notes_since_the_release_in_production(history: History) -> None:
     assert notes["artifact"] == "0.2.0+abc"
 
 
+@pytest.mark.integration
 def test_flag_changes_between_the_two_shas(history: History) -> None:
     repo, ledger, shas = history
     flags = build_notes(repo.path, shas["head"], ledger)["flags"]
@@ -161,6 +162,7 @@ def test_flag_changes_between_the_two_shas(history: History) -> None:
     ]
 
 
+@pytest.mark.integration
 def test_migrations_and_waivers(history: History) -> None:
     repo, ledger, shas = history
     notes = build_notes(repo.path, shas["head"], ledger)
@@ -188,6 +190,7 @@ def test_migrations_and_waivers(history: History) -> None:
         assert expected in text
 
 
+@pytest.mark.integration
 def test_without_a_production_release_every_commit_is_listed(
     history: History, tmp_path: Path
 ) -> None:
@@ -199,6 +202,7 @@ def test_without_a_production_release_every_commit_is_listed(
     assert [f["name"] for f in notes["flags"]["added"]][:2] == ["ORDERS_ENABLED", "LEGACY_SEARCH"]
 
 
+@pytest.mark.integration
 def test_step_4_writes_markdown_and_json(history: History, tmp_path: Path) -> None:
     repo, ledger, shas = history
     ctx = StepContext(
