@@ -121,10 +121,8 @@ class AwsEnvironment:
     def slo_error_rate(self) -> float:
         return self.spec.slo_error_rate_percent / 100
 
-    def ledger(self) -> S3Ledger:
-        return S3Ledger(self.outputs[out.BACKUPS_BUCKET], client=self.clients("s3"))
-
-    def lock(self, purpose: str, on_break: Callable[[str], object] = print) -> S3Lock:
+    def lock(self, on_break: Callable[[str], object] = print) -> S3Lock:
+        """This environment's deploy lock, in its own stack's backups bucket."""
         return S3Lock(
             self.outputs[out.BACKUPS_BUCKET],
             self.name,
@@ -371,5 +369,5 @@ class AwsTarget:
 
     @contextmanager
     def lock(self, name: str, purpose: str) -> Iterator[dict[str, Any]]:
-        with self.environment(name).lock(purpose).held(purpose) as record:
+        with self.environment(name).lock().held(purpose) as record:
             yield record

@@ -136,7 +136,11 @@ class Clients:
 
     def __call__(self, service: str) -> Any:
         if service not in self._clients:
-            self._clients[service] = _session(self.region).client(service)
+            from botocore.config import Config
+
+            # A watch polls for up to half an hour: ride out throttling rather than fail.
+            retries = Config(retries={"mode": "standard", "max_attempts": 10})
+            self._clients[service] = _session(self.region).client(service, config=retries)
         return self._clients[service]
 
 

@@ -132,6 +132,8 @@ def history(ecs: Any, family: str, container: str, limit: int = HISTORY_LIMIT) -
         familyPrefix=family, status="ACTIVE", sort="DESC"
     ):
         arns.extend(page.get("taskDefinitionArns", []))
+        if len(arns) >= limit:
+            break  # newest first: older pages cannot matter
     # Sorted here too: not every implementation honours `sort`.
     arns.sort(key=lambda arn: int(arn.rsplit(":", 1)[1]), reverse=True)
     return [describe_revision(ecs, arn, container)[0] for arn in arns[:limit]]
