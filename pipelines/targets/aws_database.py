@@ -77,9 +77,13 @@ class AwsDatabase:
 
     def _status_from(self, run: TaskRun) -> MigrationStatus:
         for line in reversed(run.lines):
-            if STATUS_MARKER in line:
+            if STATUS_MARKER not in line:
+                continue
+            try:
                 doc = json.loads(line.split(STATUS_MARKER, 1)[1])
                 return MigrationStatus(doc.get("current"), doc["head"], tuple(doc["pending"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut by the log driver: an earlier one may be whole
         raise TargetError(
             f"{self.env}: the migrate task {run.task_arn} printed no status line; read "
             f"`aws logs get-log-events --log-group-name {run.log_group} --log-stream-name "
