@@ -156,3 +156,19 @@ def test_in_github_actions_the_ci_job_result_stands_in_for_a_record(repo: GitRep
     assert not CiGreenStep(environ=other_sha).run(_ctx(repo)).ok
     failed = {**actions, gates.CI_RESULT_ENV: "failure"}
     assert not CiGreenStep(environ=failed).run(_ctx(repo)).ok
+
+
+@pytest.mark.integration
+def test_step_1_can_run_the_gates_when_asked_and_the_tree_is_clean(repo: GitRepo) -> None:
+    step = CiGreenStep(environ={}, run_if_missing=True, gates=OK)
+    assert step.plan(_ctx(repo)).actions == ("run the gates (invoke check) on this checkout",)
+    result = step.run(_ctx(repo))
+    assert result.ok, result.summary
+    assert gates.verify_record(repo.path, repo.git("rev-parse", "HEAD")).ok
+    second = repo.commit("fix: second")
+    repo.commit("fix: third", {"lib.py": "x = 1\n"})
+    (repo.path / "lib.py").write_text("x = 2\n")
+    dirty = step.run(_ctx(repo))
+    assert not dirty.ok and "lib.py" in dirty.summary
+    older = step.run(_ctx(repo, second))
+    assert not older.ok and f"check out {second}" in older.summary
