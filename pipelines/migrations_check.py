@@ -20,11 +20,11 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pipelines.migrations_sql import DestructiveOp, destructive_ops, offline_sql
 from pipelines.steps import StepContext, StepPlan, StepResult, exit_code_for
-from pipelines.targets.base import ENVIRONMENTS, Target
+from pipelines.targets.base import ENVIRONMENTS, MigrationStatus, Target
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -159,8 +159,14 @@ def throwaway_database() -> Iterator[str]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def pending_by_environment(target: Target) -> dict[str, dict[str, Any]]:
-    """Per environment: current revision and what is pending, or why it cannot be known."""
+class _StatusOf(Protocol):
+    # Both targets' databases take the release whose migrations to compare with.
+    def migration_status(self, artifact: str | None = None) -> MigrationStatus: ...
+
+
+def pending_by_environment(target: Target, artifact: str | None = None) -> dict[str, Any]:
+    """Per environment: current revision and what the release (`artifact`; default: this
+    checkout locally, the running image on AWS) would apply, or why that cannot be known."""
     found: dict[str, dict[str, Any]] = {}
     for name in ENVIRONMENTS:
         try:
@@ -169,7 +175,10 @@ def pending_by_environment(target: Target) -> dict[str, dict[str, Any]]:
             if callable(cluster) and not cluster().is_running():
                 found[name] = {"state": "not running"}
                 continue
-            status = env.database.migration_status()
+            database = cast(_StatusOf, env.database)
+            status = (
+                database.migration_status(artifact) if artifact else database.migration_status()
+            )
         except Exception as exc:  # a probe: whatever fails is reported, not raised
             found[name] = {"state": "unreachable", "reason": str(exc).splitlines()[0][:200]}
             continue
@@ -288,16 +297,19 @@ class MigrationsStep:
             found = review(self.migrations, with_diff=False, squawk=self.squawk)
         except MigrationCheckError as exc:
             return StepPlan("migrations cannot be checked", blockers=(str(exc),))
-        pending = pending_by_environment(ctx.target)
+        if ctx.target.name == "local":
+            pending = [f"pending on {line}" for line in _pending_lines(self._pending(ctx))]
+        else:  # each probe is a one-off task there: once, when the step runs
+            pending = ["read the pending revisions of each environment"]
         head = found.revisions[-1].revision if found.revisions else "none"
         return StepPlan(
             f"{len(found.revisions)} revision(s), head {head}",
-            (
-                "diff the models against a throwaway PostgreSQL 18 migrated to head",
-                *(f"pending on {line}" for line in _pending_lines(pending)),
-            ),
+            ("diff the models against a throwaway PostgreSQL 18 migrated to head", *pending),
             tuple(found.blockers()),
         )
+
+    def _pending(self, ctx: StepContext) -> dict[str, Any]:
+        return pending_by_environment(ctx.target, ctx.release.artifact if ctx.release else None)
 
     def run(self, ctx: StepContext) -> StepResult:
         started = time.monotonic()
@@ -307,7 +319,7 @@ class MigrationsStep:
             )
         except MigrationCheckError as exc:
             return StepResult(False, str(exc)).timed(started)
-        pending = pending_by_environment(ctx.target)
+        pending = self._pending(ctx)
         evidence: dict[str, Any] = {**found.as_dict(), "pending": pending}
         ctx.facts["migrations"] = evidence
         ctx.reports.mkdir(parents=True, exist_ok=True)

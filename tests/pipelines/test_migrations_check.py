@@ -215,3 +215,34 @@ async def test_the_default_diff_runs_on_a_throwaway_postgresql(tmp_path: Path) -
     assert "staging: not running" in " ".join(plan.actions)
     result = await asyncio.to_thread(step.run, ctx_for(tmp_path))
     assert result.ok, result.summary
+
+
+@pytest.mark.integration
+def test_pending_revisions_are_read_from_a_running_environment(tmp_path: Path) -> None:
+    from pipelines.targets.base import MigrationStatus
+
+    class Database:
+        def migration_status(self, artifact: str | None = None) -> MigrationStatus:
+            assert artifact == "/releases/0.2.0"
+            return MigrationStatus("0001", "0002", ("0002",))
+
+    class Environment:
+        database = Database()
+
+    class Target:
+        name = "aws"
+
+        def environment(self, name: str) -> Environment:
+            if name == "production":
+                raise RuntimeError("stack outputs unreadable: pulumi not logged in")
+            return Environment()
+
+    pending = migrations_check.pending_by_environment(Target(), "/releases/0.2.0")  # type: ignore[arg-type]
+    assert pending["staging"] == {
+        "state": "up",
+        "current": "0001",
+        "head": "0002",
+        "pending": ["0002"],
+    }
+    assert pending["production"]["state"] == "unreachable"
+    assert "pulumi not logged in" in pending["production"]["reason"]
