@@ -126,10 +126,18 @@ def run(options: DeployOptions, only: str | None = None) -> int:
         print(f"deploy: {exc}", file=sys.stderr)
         return EXIT_USAGE
     steps = [s for s in build_steps(ledger) if only is None or s.name == only]
+    return execute(ctx, ledger, steps, only)
+
+
+def execute(
+    ctx: StepContext, ledger: Ledger, steps: Sequence[Step], only: str | None = None
+) -> int:
+    """Plan, then run `steps` in order under the locks of the environments they touch."""
     assert ctx.release is not None
+    dry = " [dry run]" if ctx.dry_run else ""
     print(
         f"deploy {ctx.deploy_id}: release {ctx.release.id} ({ctx.sha[:12]}) "
-        f"on target {options.target}{' [dry run]' if options.dry_run else ''}",
+        f"on target {getattr(ctx.target, 'name', '?')}{dry}",
         flush=True,
     )
     plans = {}
@@ -141,7 +149,7 @@ def run(options: DeployOptions, only: str | None = None) -> int:
             print(f"         - {action}")
         for blocker in plan.blockers:
             print(f"         ! {blocker}")
-    if options.dry_run:
+    if ctx.dry_run:
         path = write_report(ctx, plans, {}, ok=None, started=time.time())
         print(f"dry run: nothing was changed. Plan written to {path}")
         return 0

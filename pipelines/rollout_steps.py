@@ -68,7 +68,7 @@ class StagingStep:
         assert ctx.release is not None
         try:
             evidence = _prepare(ctx, env, verify=False)
-            rollout = env.rollout(ctx.release)
+            rollout = env.rollout(ctx.release, ctx.options.get("rollout_deadline_s"))
         except TargetError as exc:
             return StepResult(False, f"staging: {exc}").timed(started)
         evidence["rollout"] = {
@@ -119,7 +119,7 @@ class ProductionStep:
         ctx.facts["restore_command"] = env.restore_command(str(evidence["snapshot"]["id"]))
         previous = env.current_release()
         ctx.facts["production_previous_release"] = previous
-        rollout = env.rollout(ctx.release)
+        rollout = env.rollout(ctx.release, ctx.options.get("rollout_deadline_s"))
         evidence["rollout"] = {
             "state": rollout.state.value,
             "reason": rollout.reason,

@@ -143,13 +143,13 @@ def local_dirs() -> Iterator[LocalDirs]:
     stack_dir.mkdir()
     for name in ("staging", "production"):
         document = yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())
-        base = _free_block(12)
+        base = _free_block(40)
         document["config"].update(
             {
                 "drydock:localReplicaBasePort": base,
-                "drydock:localLoadBalancerPort": base + 8,
-                "drydock:localPostgresPort": base + 9,
-                "drydock:localAgentPort": base + 10,
+                "drydock:localLoadBalancerPort": base + 30,
+                "drydock:localPostgresPort": base + 31,
+                "drydock:localAgentPort": base + 32,
                 "drydock:drainSeconds": 2,
                 "drydock:localAlarmPeriodSeconds": 5,
                 "drydock:localBakeWindowSeconds": 10,

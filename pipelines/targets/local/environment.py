@@ -68,8 +68,8 @@ class LocalEnvironment:
 
     @property
     def slot_ports(self) -> list[int]:
-        slots = 2 * self.spec.max_count if self.spec.max_count <= 4 else 8
-        return [self.spec.local_replica_base_port + i for i in range(slots)]
+        """Fixed replica slots, one per `maxCount`: a rollout needs 2 x desired of them."""
+        return list(self.spec.local_replica_ports)
 
     def cluster(self) -> Cluster:
         return Cluster(
@@ -368,7 +368,10 @@ class LocalEnvironment:
     def snapshot(self, kind: str, reason: str = "", deploy_id: str = "") -> dict[str, Any]:
         from pipelines import backups
 
-        manifest = backups.take_snapshot(self, kind, reason=reason, deploy_id=deploy_id)
+        try:
+            manifest = backups.take_snapshot(self, kind, reason=reason, deploy_id=deploy_id)
+        except backups.BackupError as exc:
+            raise TargetError(f"{self.name}: snapshot failed: {exc}") from None
         return backups.manifest_dict(manifest)
 
     def verify_snapshot(self, snapshot_id: str) -> dict[str, Any]:
@@ -376,7 +379,12 @@ class LocalEnvironment:
 
         for manifest in backups.list_snapshots(self):
             if manifest.id == snapshot_id:
-                backups.verify_snapshot(manifest)
+                try:
+                    backups.verify_snapshot(manifest)
+                except backups.BackupError as exc:
+                    raise TargetError(
+                        f"{self.name}: snapshot {snapshot_id} is not usable: {exc}"
+                    ) from None
                 return backups.manifest_dict(manifest)
         raise TargetError(f"{self.name}: no snapshot {snapshot_id}; see `invoke backup.list`")
 

@@ -1,0 +1,165 @@
+"""Deploy steps 5-7 end to end on the local target, under load, with real releases built from
+commits: a good one, one that never turns ready, and one that turns ready but errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipelines import releases
+from pipelines.deploy import execute
+from pipelines.ledger import FileLedger
+from pipelines.loadgen import Load, get
+from pipelines.rollout_steps import ProductionStep, StagingStep
+from pipelines.steps import Step, StepContext, exit_code_for
+from pipelines.targets.base import Release
+from pipelines.targets.local import LocalTarget
+from pipelines.targets.local.layout import state_root
+from pipelines.verify import VerifyStep
+from tests.conftest import LocalStack
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def build_release(tmp: Path, message: str, edits: dict[str, Callable[[str], str]]) -> Release:
+    """A release built from a real commit: a clone of this repository with `edits` applied."""
+    clone = tmp / "repo"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    for relative, edit in edits.items():
+        path = clone / relative
+        path.write_text(edit(path.read_text()))
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(clone),
+            "-c",
+            "user.email=ci@example.com",
+            "-c",
+            "user.name=ci",
+            "commit",
+            "--quiet",
+            "-am",
+            message,
+        ],
+        check=True,
+    )
+    return releases.build(state_root() / "releases", "HEAD", root=clone)
+
+
+def context(release: Release, tmp: Path, **options: object) -> StepContext:
+    return StepContext(
+        target=LocalTarget(),
+        sha=release.git_sha,
+        root=ROOT,
+        reports=tmp / "reports",
+        release=release,
+        deploy_id=f"test-{int(time.time() * 1000)}",
+        options={"bake_s": 8, "rollout_deadline_s": 10, **options},
+    )
+
+
+def bump_version(text: str) -> str:
+    return text.replace('__version__ = "', '__version__ = "9.9.')
+
+
+def prod_load(production: LocalStack) -> Load:
+    return Load(
+        production.environment.url,
+        get("/api/_internal/health"),
+        workers=3,
+        max_seconds=180,
+        pause_s=0.01,
+    )
+
+
+def test_full_release_is_promoted_with_zero_failed_requests(
+    local_staging: LocalStack, local_production: LocalStack, tmp_path: Path
+) -> None:
+    release = build_release(tmp_path, "feat: a new release", {"service/__init__.py": bump_version})
+    ledger = FileLedger(tmp_path / "ledger.jsonl")
+    steps: list[Step] = [StagingStep(), ProductionStep(), VerifyStep(ledger)]
+    ctx = context(release, tmp_path)
+    with prod_load(local_production) as load:
+        code = execute(ctx, ledger, steps)
+    report = load.report
+    assert code == 0, (tmp_path / "reports" / "report.md").read_text()
+    assert report.requests > 100
+    assert report.failures == 0, report.summary()
+    env = local_production.environment
+    assert env.current_release() == release.id
+    health = httpx.get(f"{env.url}/api/_internal/health", timeout=5).json()
+    assert health["version"].startswith("9.9.")
+    written = json.loads((tmp_path / "reports" / "report.json").read_text())
+    assert written["ok"] is True
+    assert set(written["steps"]) == {"5", "6", "7"}
+    smoke = written["steps"]["5"]["evidence"]["smoke"]
+    assert smoke["ok"] and {c["name"] for c in smoke["checks"]} >= {"auth", "inventory", "orders"}
+    assert all(entry.endswith(": 204") for entry in smoke["cleanup"]), smoke["cleanup"]
+    entries = ledger.entries("production", "deploy")
+    assert entries[-1]["ok"] and entries[-1]["release"] == release.id
+    assert entries[-1]["p95_s"] is not None
+
+
+def test_release_that_never_turns_ready_is_reversed_and_fails_step_6(
+    local_production: LocalStack, tmp_path: Path
+) -> None:
+    env = local_production.environment
+    before = env.current_release()
+    release = build_release(
+        tmp_path,
+        "fix: expects a migration that does not exist",
+        {
+            "service/migrate.py": lambda text: text.replace(
+                "    return str(heads[0])", '    return "ffffffffffff"'
+            )
+        },
+    )
+    ledger = FileLedger(tmp_path / "ledger.jsonl")
+    with prod_load(local_production) as load:
+        code = execute(context(release, tmp_path), ledger, [ProductionStep()])
+    assert code == exit_code_for(6)
+    assert load.report.failures == 0, load.report.summary()
+    assert env.current_release() == before
+    written = json.loads((tmp_path / "reports" / "report.json").read_text())
+    summary = written["steps"]["6"]["summary"]
+    assert "rolled_back" in summary
+    assert "not healthy within" in summary
+    assert "schema at 0001, code expects ffffffffffff" in summary
+
+
+def test_release_that_errors_is_caught_by_verify_and_rolled_back(
+    local_production: LocalStack, tmp_path: Path
+) -> None:
+    env = local_production.environment
+    before = env.current_release()
+    release = build_release(
+        tmp_path,
+        "feat: turn on order fault injection",
+        {
+            "service/flags.py": lambda text: text.replace(
+                'Flag(\n        "ORDERS_FAULT_INJECTION",\n        False,',
+                'Flag(\n        "ORDERS_FAULT_INJECTION",\n        True,',
+            ).replace(
+                'Flag("ORDERS_FAULT_INJECTION", False,', 'Flag("ORDERS_FAULT_INJECTION", True,'
+            )
+        },
+    )
+    ledger = FileLedger(tmp_path / "ledger.jsonl")
+    code = execute(context(release, tmp_path), ledger, [ProductionStep(), VerifyStep(ledger)])
+    written = json.loads((tmp_path / "reports" / "report.json").read_text())
+    assert code == exit_code_for(7), written["steps"]
+    verify = written["steps"]["7"]
+    assert "error rate" in verify["summary"]
+    assert "Code rolled back" in verify["summary"]
+    assert "backup.restore --snapshot" in verify["summary"]
+    assert env.current_release() == before
+    assert ledger.entries("production", "deploy")[-1]["ok"] is False
