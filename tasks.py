@@ -304,6 +304,7 @@ def _step(make_step: object, target: str, ref: str, dry_run: bool, reports: str 
 )
 def check(c: Context, coverage: int = 90, keep_going: bool = False) -> None:
     """The gates on a clean tree, recorded in reports/gates/<sha>.json for deploy step 1."""
+    import sys
     from pathlib import Path
 
     from pipelines import gates
@@ -312,7 +313,8 @@ def check(c: Context, coverage: int = 90, keep_going: bool = False) -> None:
     try:
         record = gates.check(Path(__file__).resolve().parent, coverage, keep_going=keep_going)
     except gates.DirtyTreeError as exc:
-        raise SystemExit(f"check refused: {exc}") from None
+        print(f"check refused: {exc}", file=sys.stderr)
+        raise SystemExit(exit_code_for(1)) from None
     path = gates.record_path(Path(__file__).resolve().parent, record["sha"])
     verdict = "green" if record["green"] else "NOT green"
     print(f"check: {record['sha'][:12]} is {verdict}; record: {path}")
