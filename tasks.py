@@ -330,16 +330,16 @@ def gates_ci(c: Context, target: str = "local", ref: str = "HEAD", dry_run: bool
     _step(lambda t: CiGreenStep(), target, ref, dry_run, "gates")
 
 
-@task(name="scan", help={"osv": "an OSV-Scanner JSON output file to include", "ref": "git ref"})
-def security_scan(c: Context, osv: str = "", ref: str = "HEAD") -> None:
-    """pip-audit, bandit (and OSV-Scanner's JSON) into reports/security/ for step 2."""
+@task(name="scan", help={"osv": "an OSV-Scanner JSON output file to include"})
+def security_scan(c: Context, osv: str = "") -> None:
+    """pip-audit, bandit (and OSV-Scanner's JSON) of this checkout into reports/security/."""
     from pathlib import Path
 
     from pipelines import security
     from pipelines.step_runner import resolve
 
     root = Path(__file__).resolve().parent
-    manifest = security.scan(root, resolve(ref, root), Path(osv) if osv else None)
+    manifest = security.scan(root, resolve("HEAD", root), Path(osv) if osv else None)
     for name, entry in manifest["tools"].items():
         error = f": {entry['error']}" if entry.get("error") else ""
         print(f"security.scan {name}: {entry['status']}{error}")

@@ -188,7 +188,8 @@ def waivers_in_force(root: Path, today: dt.date | None = None) -> list[dict[str,
         policy = load_policy(root / POLICY)
     except PolicyError:
         return []
-    return [waiver_dict(w) for w in policy.waivers_in_force(today or dt.date.today())]
+    today = today or dt.datetime.now(dt.UTC).date()
+    return [waiver_dict(w) for w in policy.waivers_in_force(today)]
 
 
 def build_notes(

@@ -152,7 +152,16 @@ def scan(
     if osv_source.exists():
         entry, made = _osv(osv_source, out)
         tools["osv-scanner"] = {**entry, "file": FILES["osv-scanner"], "finished": _iso(made)}
-    manifest = {"sha": sha, "scanned_at": _iso(time.time()), "tools": tools}
+    # What else was in the tree besides the commit (the scan reads files, not git).
+    changed = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    manifest = {
+        "sha": sha,
+        "scanned_at": _iso(time.time()),
+        "changed_files": [line[3:] for line in changed if not line[3:].startswith("reports/")],
+        "tools": tools,
+    }
     tmp = out / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(tmp, out / MANIFEST)
