@@ -14,11 +14,13 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def sqlalchemy_url(database_url: str) -> str:
-    """The asyncpg dialect URL for a plain postgresql:// URL."""
+    """The asyncpg dialect URL for a plain postgresql:// URL. libpq's `sslmode` (as in RDS
+    URLs) becomes asyncpg's `ssl`, which is what SQLAlchemy passes through to it."""
     for prefix in ("postgresql://", "postgres://"):
         if database_url.startswith(prefix):
-            return "postgresql+asyncpg://" + database_url[len(prefix) :]
-    return database_url
+            database_url = "postgresql+asyncpg://" + database_url[len(prefix) :]
+            break
+    return database_url.replace("?sslmode=", "?ssl=").replace("&sslmode=", "&ssl=")
 
 
 def alembic_config(database_url: str = "") -> Config:

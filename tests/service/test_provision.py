@@ -51,3 +51,14 @@ def test_migrate_refuses_admin_without_app_password(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("DB_ADMIN_PASSWORD", "pw")
     monkeypatch.delenv("DB_APP_PASSWORD", raising=False)
     assert main(["migrate"]) == 2
+
+
+def test_libpq_sslmode_becomes_asyncpg_ssl() -> None:
+    from service.migrate import sqlalchemy_url
+
+    assert sqlalchemy_url("postgresql://u:p@db.example.com:5432/app?sslmode=require") == (
+        "postgresql+asyncpg://u:p@db.example.com:5432/app?ssl=require"
+    )
+    assert sqlalchemy_url("postgres://u:p@h/app?application_name=x&sslmode=verify-full") == (
+        "postgresql+asyncpg://u:p@h/app?application_name=x&ssl=verify-full"
+    )

@@ -39,7 +39,7 @@ from pipelines.targets.local.runtime import (
     open_store,
     replica_env,
 )
-from pipelines.targets.local.secrets import SecretStore
+from pipelines.targets.local.secrets import SecretStore, SecretStoreError
 
 SMOKE_ADMIN = "smoke-admin@drydock.example.com"
 STACK_DIR_ENV = "DRYDOCK_STACK_DIR"
@@ -121,9 +121,17 @@ class LocalEnvironment:
         conflicts = port_conflicts(self)
         if conflicts:
             raise TargetError(f"{self.name}: " + "; ".join(conflicts))
-        self.layout.create()
-        store = self.secrets
-        ensure_secrets(store)
+        try:
+            self.layout.create()
+            store = self.secrets
+            ensure_secrets(store)
+        except SecretStoreError as exc:
+            raise TargetError(f"{self.name}: secret store: {exc}") from None
+        except OSError as exc:
+            raise TargetError(
+                f"{self.name}: cannot write under {self.layout.root}: "
+                f"{exc.strerror or exc}; nothing was started"
+            ) from None
         cluster = self.cluster()
         try:
             if not cluster.is_initialised():
@@ -256,6 +264,25 @@ class LocalEnvironment:
             }
         )
         generation = int(previous.get("generation", 0)) + 1
+        try:
+            self._write_desired(generation, release_doc, previous, replicas, flags, deadline_s)
+        except OSError as exc:
+            raise TargetError(
+                f"{self.name}: could not record the desired state in {self.layout.desired}: "
+                f"{exc.strerror or exc}. Nothing changed: the running release keeps serving. "
+                "Free space under the state directory and retry."
+            ) from None
+        return generation
+
+    def _write_desired(
+        self,
+        generation: int,
+        release_doc: dict[str, Any],
+        previous: dict[str, Any],
+        replicas: int | None,
+        flags: dict[str, bool] | None,
+        deadline_s: float,
+    ) -> None:
         write_json(
             self.layout.desired,
             {
@@ -269,7 +296,6 @@ class LocalEnvironment:
                 "updated_at": time.time(),
             },
         )
-        return generation
 
     def rollout(self, release: Release, timeout_s: float | None = None) -> RolloutResult:
         return self._apply(release, timeout_s or 30.0)
