@@ -37,6 +37,9 @@ class DeployOptions:
     dry_run: bool = False
     assume_yes: bool = False
     bake_s: float | None = None
+    # Step 1 without a green record for the sha: run the gates here. The local default, so
+    # one command releases a fresh checkout; on AWS the record must come from CI.
+    run_gates: bool | None = None
     reports: Path = ROOT / "reports" / "deploys"
 
 
@@ -112,7 +115,12 @@ def context(options: DeployOptions) -> tuple[StepContext, Ledger]:
         dry_run=options.dry_run,
         assume_yes=options.assume_yes,
         deploy_id=deploy_id,
-        options={"bake_s": options.bake_s},
+        options={
+            "bake_s": options.bake_s,
+            "run_gates": options.target == "local"
+            if options.run_gates is None
+            else options.run_gates,
+        },
     )
     ctx.release = build_release(target, options, sha)
     return ctx, ledger_for(target)

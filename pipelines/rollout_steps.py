@@ -16,7 +16,9 @@ def _environment(ctx: StepContext, name: str) -> Environment:
     return ctx.target.environment(name)
 
 
-def _describe_plan(ctx: StepContext, env_name: str, extra: tuple[str, ...]) -> StepPlan:
+def _describe_plan(
+    ctx: StepContext, env_name: str, before: tuple[str, ...], after: tuple[str, ...] = ()
+) -> StepPlan:
     env = _environment(ctx, env_name)
     release = ctx.release
     current = None
@@ -25,9 +27,10 @@ def _describe_plan(ctx: StepContext, env_name: str, extra: tuple[str, ...]) -> S
     target = release.id if release else "(release not built)"
     actions = (
         f"bring {env_name} up if it is not running",
-        *extra,
+        *before,
         f"migrate {env_name} to the release's head",
         f"roll out {target} over {current or 'nothing'}, gated by readiness",
+        *after,
     )
     return StepPlan(f"{env_name}: {current or 'empty'} -> {target}", actions)
 
@@ -59,7 +62,8 @@ class StagingStep:
         return _describe_plan(
             ctx,
             self.env_name,
-            ("take a pre-deploy snapshot", "run the smoke suite (auth, inventory, orders)"),
+            ("take a pre-deploy snapshot",),
+            ("run the smoke suite (auth, inventory, orders)",),
         )
 
     def run(self, ctx: StepContext) -> StepResult:
