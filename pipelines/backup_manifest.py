@@ -15,6 +15,7 @@ from pipelines.targets.local.layout import read_json
 from pipelines.targets.local.runtime import DATABASE
 
 if TYPE_CHECKING:
+    from infra.spec import EnvironmentSpec
     from pipelines.targets.local.environment import LocalEnvironment
 
 KINDS = ("pre-deploy", "daily", "weekly", "manual", "safety")
@@ -93,7 +94,10 @@ def superuser(env: LocalEnvironment) -> pgtools.ConnInfo:
 
 def retention_s(env: LocalEnvironment, kind: str) -> float | None:
     """How long a snapshot of `kind` is kept at least; None: not by age."""
-    spec = env.spec
+    return retention_for(env.spec, kind)
+
+
+def retention_for(spec: EnvironmentSpec, kind: str) -> float | None:
     return {
         "daily": spec.backup_retention_days * DAY_S,
         "weekly": spec.weekly_backup_retention_weeks * 7 * DAY_S,

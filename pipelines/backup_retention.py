@@ -27,13 +27,14 @@ from pipelines.backup_manifest import (
     SnapshotManifest,
     backups_dir,
     list_snapshots,
-    retention_s,
+    retention_for,
     tree_size,
     verify_snapshot,
 )
 from pipelines.ledger import FileLedger, Ledger
 
 if TYPE_CHECKING:
+    from infra.spec import EnvironmentSpec
     from pipelines.targets.local.environment import LocalEnvironment
 
 LEFTOVER_AGE_S = 3600
@@ -112,6 +113,38 @@ def plan(env: LocalEnvironment, now: float | None = None) -> PrunePlan:
     return result
 
 
+def rule(
+    spec: EnvironmentSpec,
+    kind: str,
+    created_epoch: float,
+    now: float,
+    *,
+    recorded_expiry: float | None = None,
+    among_newest_pre_deploy: bool = False,
+) -> tuple[bool, str]:
+    """Keep or not, and why, for a snapshot that is not the newest verified of its kind.
+    The same rules for local snapshots and RDS snapshots."""
+    if kind == "manual":
+        return True, "manual snapshots are never pruned"
+    if kind == "pre-deploy":
+        n = spec.pre_deploy_snapshots_kept
+        if among_newest_pre_deploy:
+            return True, f"one of the newest {n} pre-deploy snapshots"
+        return False, f"older than the newest {n} pre-deploy snapshots"
+    keep_s = retention_for(spec, kind)
+    if keep_s is None:
+        return True, f"unknown kind {kind!r}: kept"
+    expiry = max(created_epoch + keep_s, recorded_expiry or 0.0)
+    days = keep_s / 86_400
+    if now < expiry:
+        return True, f"within retention ({days:g} days)"
+    return False, f"past retention ({days:g} days)"
+
+
+def parse_iso(value: str) -> float:
+    return float(calendar.timegm(time.strptime(value, "%Y-%m-%dT%H:%M:%SZ")))
+
+
 def _decide(
     env: LocalEnvironment,
     manifest: SnapshotManifest,
@@ -121,23 +154,15 @@ def _decide(
 ) -> PruneDecision:
     if manifest.id in protected:
         return PruneDecision(manifest, True, protected[manifest.id])
-    kind = manifest.kind
-    if kind == "manual":
-        return PruneDecision(manifest, True, "manual snapshots are never pruned")
-    if kind == "pre-deploy":
-        n = env.spec.pre_deploy_snapshots_kept
-        if manifest.id in pre_deploy_kept:
-            return PruneDecision(manifest, True, f"one of the newest {n} pre-deploy snapshots")
-        return PruneDecision(manifest, False, f"older than the newest {n} pre-deploy snapshots")
-    keep_s = retention_s(env, kind) or 0
-    expiry = manifest.created_epoch + keep_s
-    if manifest.expires_at:
-        recorded = calendar.timegm(time.strptime(manifest.expires_at, "%Y-%m-%dT%H:%M:%SZ"))
-        expiry = max(expiry, recorded)
-    days = keep_s / 86_400
-    if now < expiry:
-        return PruneDecision(manifest, True, f"within retention ({days:g} days)")
-    return PruneDecision(manifest, False, f"past retention ({days:g} days)")
+    keep, reason = rule(
+        env.spec,
+        manifest.kind,
+        manifest.created_epoch,
+        now,
+        recorded_expiry=parse_iso(manifest.expires_at) if manifest.expires_at else None,
+        among_newest_pre_deploy=manifest.id in pre_deploy_kept,
+    )
+    return PruneDecision(manifest, keep, reason)
 
 
 def prune(

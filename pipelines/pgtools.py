@@ -14,7 +14,7 @@ import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import asyncpg
 
@@ -40,25 +40,29 @@ class ConnInfo:
     user: str
     password: str
     database: str
+    sslmode: str = ""  # e.g. "require" for RDS, which refuses plain connections
 
     @classmethod
     def from_url(cls, url: str) -> ConnInfo:
         parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
         return cls(
             host=parts.hostname or "127.0.0.1",
             port=parts.port or 5432,
             user=unquote(parts.username or ""),
             password=unquote(parts.password or ""),
             database=parts.path.lstrip("/") or "postgres",
+            sslmode=query.get("sslmode", query.get("ssl", "")),
         )
 
     def on(self, database: str) -> ConnInfo:
         return replace(self, database=database)
 
     def url(self) -> str:
+        query = f"?sslmode={self.sslmode}" if self.sslmode else ""
         return (
             f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
-            f"@{self.host}:{self.port}/{self.database}"
+            f"@{self.host}:{self.port}/{self.database}{query}"
         )
 
     def redacted(self) -> str:
@@ -68,13 +72,16 @@ class ConnInfo:
         return ["--host", self.host, "--port", str(self.port), "--username", self.user]
 
     def env(self) -> dict[str, str]:
-        return {
+        env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
             "PGPASSWORD": self.password,
             "PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT_S),
             "PGAPPNAME": "drydock-backups",
         }
+        if self.sslmode:
+            env["PGSSLMODE"] = self.sslmode
+        return env
 
 
 def _failure(tool: str, code: int, stderr: str) -> ToolError:
