@@ -397,7 +397,15 @@ def bench_service(c: Context, duration: float = 10, connections: int = 32) -> No
     raise SystemExit(service_bench.run(duration=duration, connections=connections))
 
 
-bench = Collection("bench", bench_service)
+@task(name="local", help={"bake": "seconds of the deploy's bake window"})
+def bench_local(c: Context, bake: int = 30) -> None:
+    """env.up cold/warm, load balancer overhead, rollout under load, deploy steps 2-7."""
+    from pipelines.bench import local_bench
+
+    raise SystemExit(local_bench.run(bake_s=bake))
+
+
+bench = Collection("bench", bench_local, bench_service)
 
 # --------------------------------------------------------------------------- backups and drills
 # Logic in pipelines/backup_ops.py, backups.py and drills.py (runbook sections 6 and 8).

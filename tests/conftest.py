@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
-from pipelines.targets.local.postgres import Cluster, data_home, free_port
+from pipelines.targets.local.postgres import Cluster, data_home, free_port, free_port_block
 
 if TYPE_CHECKING:
     from pipelines.targets.local.environment import LocalEnvironment
@@ -88,19 +88,6 @@ async def fresh_database(pg_server: PgServer, migrated_template: str) -> AsyncIt
         await conn.close()
 
 
-def _free_block(size: int) -> int:
-    """The first port of `size` consecutive free ports on 127.0.0.1."""
-    import random
-
-    from pipelines.targets.local.postgres import port_in_use
-
-    for _ in range(200):
-        base = random.randrange(20_000, 40_000)
-        if not any(port_in_use(base + i) for i in range(size)):
-            return base
-    raise RuntimeError("no block of free ports found")
-
-
 @dataclass
 class LocalStack:
     """A local environment started for tests, in its own state and stack directories."""
@@ -143,7 +130,7 @@ def local_dirs() -> Iterator[LocalDirs]:
     stack_dir.mkdir()
     for name in ("staging", "production"):
         document = yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())
-        base = _free_block(40)
+        base = free_port_block(40)
         document["config"].update(
             {
                 "drydock:localReplicaBasePort": base,

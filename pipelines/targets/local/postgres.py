@@ -147,6 +147,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive free ports on 127.0.0.1 (for scratch environments)."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(20_000, 40_000)  # noqa: S311 - a port, not a secret
+        if not any(port_in_use(base + i) for i in range(size)):
+            return base
+    raise RuntimeError(f"no block of {size} free ports found on 127.0.0.1")
+
+
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
