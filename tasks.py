@@ -411,6 +411,7 @@ bench = Collection("bench", bench_local, bench_service)
 # Logic in pipelines/backup_ops.py, backups.py and drills.py (runbook sections 6 and 8).
 
 _BACKUP_ENV = "staging or production"
+_BACKUP_TARGET = "local (default) or aws (RDS snapshots)"
 
 
 @task(
@@ -421,6 +422,7 @@ _BACKUP_ENV = "staging or production"
         "reason": "why, recorded in the manifest and the ledger",
         "deploy_id": "the deploy this snapshot belongs to",
         "logical_only": "skip the physical pg_basebackup",
+        "target": _BACKUP_TARGET,
     },
 )
 def backup_snapshot(
@@ -430,30 +432,47 @@ def backup_snapshot(
     reason: str = "",
     deploy_id: str = "",
     logical_only: bool = False,
+    target: str = "local",
 ) -> None:
     """A verified snapshot: pg_dump -Fc plus pg_basebackup (checked by pg_verifybackup)."""
     from pipelines import backup_ops
 
-    raise SystemExit(backup_ops.snapshot(env, kind, reason, deploy_id, not logical_only))
+    raise SystemExit(backup_ops.snapshot(env, kind, reason, deploy_id, not logical_only, target))
 
 
 @task(
     name="list",
-    help={"env": f"{_BACKUP_ENV} or all", "kind": "only this kind", "json": "print JSON"},
+    help={
+        "env": f"{_BACKUP_ENV} or all",
+        "kind": "only this kind",
+        "json": "print JSON",
+        "target": _BACKUP_TARGET,
+    },
 )
-def backup_list(c: Context, env: str = "all", kind: str = "", json: bool = False) -> None:
+def backup_list(
+    c: Context, env: str = "all", kind: str = "", json: bool = False, target: str = "local"
+) -> None:
     """The snapshots of an environment, newest first."""
     from pipelines import backup_ops
 
-    raise SystemExit(backup_ops.show(env, kind or None, as_json=json))
+    raise SystemExit(backup_ops.show(env, kind or None, as_json=json, target=target))
 
 
-@task(name="prune", help={"env": _BACKUP_ENV, "apply": "delete (production is a dry run without)"})
-def backup_prune(c: Context, env: str = "staging", apply: bool = False) -> None:
+@task(
+    name="prune",
+    help={
+        "env": _BACKUP_ENV,
+        "apply": "delete (production is a dry run without)",
+        "target": _BACKUP_TARGET,
+    },
+)
+def backup_prune(
+    c: Context, env: str = "staging", apply: bool = False, target: str = "local"
+) -> None:
     """Apply retention from the spec; never deletes the newest verified snapshot of a kind."""
     from pipelines import backup_ops
 
-    raise SystemExit(backup_ops.prune(env, apply))
+    raise SystemExit(backup_ops.prune(env, apply, target))
 
 
 @task(
@@ -490,6 +509,7 @@ def backup_daily(c: Context, env: str = "production") -> None:
         "source": "whose data (default production)",
         "snapshot": "use this snapshot id, or newest, instead of a fresh dump",
         "reports": "directory for the reports and history (default reports/drills)",
+        "target": "local, or aws: a temporary RDS instance beside the source's",
     },
 )
 def drill_restore(
@@ -498,11 +518,12 @@ def drill_restore(
     source: str = "production",
     snapshot: str = "",
     reports: str = "",
+    target: str = "local",
 ) -> None:
     """The weekly restore drill: restore, verify, serve, measure RTO/RPO, report."""
     from pipelines import backup_ops
 
-    raise SystemExit(backup_ops.drill(env, source, snapshot, reports))
+    raise SystemExit(backup_ops.drill(env, source, snapshot, reports, target))
 
 
 @task(

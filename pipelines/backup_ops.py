@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipelines import backups
+from pipelines import backup_ops_aws, backups
 from pipelines.backup_restore import ConfirmationRequired
 from pipelines.backups import BackupError
 from pipelines.drill_report import REPORTS
@@ -32,10 +32,23 @@ def guarded(action: Callable[[], int], what: str) -> int:
         return FAILED
 
 
+def check_target(target: str) -> None:
+    if target not in ("local", "aws"):
+        raise TargetError(f"--target must be local or aws, not {target!r}")
+
+
 def snapshot(
-    env: str, kind: str, reason: str = "", deploy_id: str = "", physical: bool = True
+    env: str,
+    kind: str,
+    reason: str = "",
+    deploy_id: str = "",
+    physical: bool = True,
+    target: str = "local",
 ) -> int:
     def go() -> int:
+        check_target(target)
+        if target == "aws":
+            return backup_ops_aws.snapshot(env, kind, reason, deploy_id)
         manifest = backups.take_snapshot(
             _env(env), kind, reason=reason, deploy_id=deploy_id, physical=physical, log=print
         )
@@ -81,20 +94,27 @@ def table(env: str, kind: str | None = None, as_json: bool = False) -> str:
     return "\n".join(lines)
 
 
-def show(env: str, kind: str | None = None, as_json: bool = False) -> int:
+def show(env: str, kind: str | None = None, as_json: bool = False, target: str = "local") -> int:
     def go() -> int:
-        print(table(env, kind, as_json))
+        check_target(target)
+        if target == "aws":
+            print(backup_ops_aws.table(env, kind, as_json))
+        else:
+            print(table(env, kind, as_json))
         return OK
 
     return guarded(go, "backup.list")
 
 
-def prune(env: str, apply: bool) -> int:
+def prune(env: str, apply: bool, target: str = "local") -> int:
     """Retention; a dry run for production unless `apply`, applied for staging."""
 
     def go() -> int:
+        check_target(target)
+        dry_run = not apply and env == "production"
+        if target == "aws":
+            return backup_ops_aws.prune(env, dry_run)
         environment = _env(env)
-        dry_run = not apply and environment.name == "production"
         print(backups.prune(environment, dry_run=dry_run).render())
         return OK
 
@@ -142,9 +162,15 @@ def daily(env: str) -> int:
     return guarded(go, "backup.daily")
 
 
-def drill(env: str, source: str, snapshot_id: str = "", reports: str = "") -> int:
+def drill(
+    env: str, source: str, snapshot_id: str = "", reports: str = "", target: str = "local"
+) -> int:
     def go() -> int:
         from pipelines import drills
+
+        check_target(target)
+        if target == "aws":  # a temporary instance beside the source's own
+            return backup_ops_aws.drill(source or env, snapshot_id)
 
         report = drills.run_drill(
             _env(env),

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from infra import outputs as out
 from infra.spec import EnvironmentSpec
@@ -38,6 +38,14 @@ CONTAINER = "migrate"
 ENTRY_POINT = ["python", "-m", "pipelines.backup_task"]
 KINDS = ("pre-deploy", "daily", "weekly", "manual", "safety")
 Log = Callable[[str], None]
+
+
+class Outputs(Protocol):
+    """Stack outputs: a plain mapping, or the target's checked `StackOutputs`."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+    def get(self, key: str, default: Any = None) -> Any: ...
 
 
 @dataclass
@@ -72,7 +80,7 @@ class AwsBackups:
     def __init__(
         self,
         env: str,
-        outputs: Mapping[str, Any],
+        outputs: Outputs,
         clients: ClientFactory,
         spec: EnvironmentSpec,
         image: Callable[[], str],
