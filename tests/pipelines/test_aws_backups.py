@@ -380,3 +380,27 @@ def test_drill_without_snapshots_says_how_to_take_one(aws: dict[str, Any], tmp_p
     assert result["ok"] is False
     assert f"{INSTANCE} has no available snapshot to drill" in result["failure"]
     assert "invoke backup.snapshot --env production" in result["failure"]
+
+
+def test_tasks_reach_rds_through_the_aws_target(
+    aws: dict[str, Any], tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from pipelines import backup_ops
+
+    outputs = {
+        **OUTPUTS,
+        "service_name": "drydock-production-api",
+        "container_name": "api",
+        "task_definition_family": "drydock-production-api",
+    }
+    (tmp_path / "outputs.json").write_text(json.dumps({"production": outputs}))
+    monkeypatch.setenv("DRYDOCK_AWS_OUTPUTS_FILE", str(tmp_path / "outputs.json"))
+    assert backup_ops.snapshot("production", "manual", reason="by hand", target="aws") == 0
+    taken = capsys.readouterr().out.splitlines()[-2]
+    assert backup_ops.show("production", target="aws") == 0
+    listed = capsys.readouterr().out
+    assert taken in listed and "manual" in listed
+    assert backup_ops.prune("production", apply=False, target="aws") == 0
+    assert "prune production (aws, dry run: nothing deleted)" in capsys.readouterr().out
+    assert backup_ops.show("production", target="gcp") == 1
+    assert "--target must be local or aws, not 'gcp'" in capsys.readouterr().out
