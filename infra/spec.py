@@ -218,6 +218,9 @@ class EnvironmentSpec:
         "localHealthCheckIntervalMs", 500, bounds=(100, 10_000)
     )
     local_alarm_period_seconds: int = setting("localAlarmPeriodSeconds", 10, bounds=(5, 3600))
+    # Caddy notices an unready replica within one health interval locally, so the drain a
+    # replica needs before it stops accepting is far shorter than behind an ALB.
+    local_drain_seconds: int = setting("localDrainSeconds", 2, bounds=(0, 100))
     # Every local client is 127.0.0.1, so per-address limits would throttle the pipeline's
     # own load and smoke traffic; on AWS the limits above apply to each real client.
     local_rate_limit_auth_per_minute: int = setting(

@@ -137,7 +137,7 @@ def local_dirs() -> Iterator[LocalDirs]:
                 "drydock:localLoadBalancerPort": base + 30,
                 "drydock:localPostgresPort": base + 31,
                 "drydock:localAgentPort": base + 32,
-                "drydock:drainSeconds": 2,
+                "drydock:localDrainSeconds": 2,
                 "drydock:localAlarmPeriodSeconds": 5,
                 "drydock:localBakeWindowSeconds": 10,
             }

@@ -92,7 +92,7 @@ class LocalEnvironment:
             health_passes=1,
             health_fails=1,
             try_duration=5.0,
-            grace_period=float(spec.drain_seconds),
+            grace_period=float(spec.local_drain_seconds),
         )
 
     @property
@@ -168,7 +168,7 @@ class LocalEnvironment:
             stopped.append(f"{len(replicas.records())} replica(s)")
         for record in replicas.records().values():
             replicas.drain(record)
-        deadline = time.time() + self.spec.drain_seconds + 5
+        deadline = time.time() + self.spec.local_drain_seconds + 5
         while time.time() < deadline and any(
             process_start(r.pid) == r.pid_start for r in replicas.records().values()
         ):
@@ -220,7 +220,7 @@ class LocalEnvironment:
             slot_ports=self.slot_ports,
             liveness_path=self.spec.liveness_path,
             readiness_path=self.spec.readiness_path,
-            drain_seconds=float(self.spec.drain_seconds),
+            drain_seconds=float(self.spec.local_drain_seconds),
             env_for=env_for,
             lb_health=lb_health,
         )
@@ -342,7 +342,7 @@ class LocalEnvironment:
         generation = self.set_desired(release, flags=flags, deadline_s=timeout_s)
         release_id = release.id if isinstance(release, Release) else release["id"]
         # Wait on health, never on a timer: the agent says when the rollout finished.
-        hard_stop = started + timeout_s + self.spec.drain_seconds + 30
+        hard_stop = started + timeout_s + self.spec.local_drain_seconds + 30
         while time.time() < hard_stop:
             rollout = self.observed().get("rollout") or {}
             if rollout.get("generation") == generation and rollout.get("state") != "in_progress":

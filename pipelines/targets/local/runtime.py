@@ -68,7 +68,7 @@ def replica_env(
         "JWT_SECRET": store.get(NAMES.jwt),
         "JWT_KID": f"{layout.name}-{jwt.current.id}",
         "METRICS_TOKEN": store.get(NAMES.metrics),
-        "DRAIN_SECONDS": str(spec.drain_seconds),
+        "DRAIN_SECONDS": str(spec.local_drain_seconds),
         "RATE_LIMIT_BACKEND": spec.rate_limit_backend,
         "RATE_LIMIT_AUTH_PER_MINUTE": str(spec.local_rate_limit_auth_per_minute),
         "RATE_LIMIT_API_PER_MINUTE": str(spec.local_rate_limit_api_per_minute),
