@@ -35,8 +35,12 @@ def hadolint() -> str:
 
 
 def test_hadolint_finds_nothing() -> None:
-    result = subprocess.run([hadolint(), "--failure-threshold", "style", str(DOCKERFILE)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [hadolint(), "--failure-threshold", "style", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -20,8 +20,13 @@ pytestmark = pytest.mark.integration
 
 def server_env(database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLAG_", "JWT_"))}
-    env.update(ENV="production", DATABASE_URL=database_url, JWT_SECRET=TEST_SECRET,
-               HEARTBEAT_INTERVAL_S="0.5", LOG_LEVEL="INFO")
+    env.update(
+        ENV="production",
+        DATABASE_URL=database_url,
+        JWT_SECRET=TEST_SECRET,
+        HEARTBEAT_INTERVAL_S="0.5",
+        LOG_LEVEL="INFO",
+    )
     env.update(extra)
     return env
 
@@ -46,7 +51,9 @@ def test_sigterm_drains_then_exits_zero(fresh_database: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "serve", "--port", str(port)],
         env=server_env(fresh_database, DRAIN_SECONDS="1.5"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -73,7 +80,10 @@ def test_production_refuses_weak_secret_and_names_it(fresh_database: str) -> Non
     result = subprocess.run(
         [sys.executable, "-m", "service", "serve", "--port", str(free_port())],
         env=server_env(fresh_database, JWT_SECRET="short"),
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == 2
     assert "JWT_SECRET" in result.stderr
@@ -82,8 +92,14 @@ def test_production_refuses_weak_secret_and_names_it(fresh_database: str) -> Non
 def test_production_refuses_missing_database_url() -> None:
     env = server_env("")
     env.pop("DATABASE_URL")
-    result = subprocess.run([sys.executable, "-m", "service", "serve"], env=env,
-                            capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 2
     assert "DATABASE_URL" in result.stderr
 
@@ -92,7 +108,10 @@ def test_bad_flag_value_refuses_start(fresh_database: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "service", "serve"],
         env=server_env(fresh_database, FLAG_ORDERS_ENABLED="maybe"),
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == 2
     assert "FLAG_ORDERS_ENABLED" in result.stderr

@@ -23,8 +23,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ("env", "needle"),
     [
         ({"ENV": "production", "DATABASE_URL": "postgresql://h/db"}, "JWT_SECRET"),
-        ({"ENV": "production", "DATABASE_URL": "postgresql://h/db", "JWT_SECRET": "short"},
-         "JWT_SECRET"),
+        (
+            {"ENV": "production", "DATABASE_URL": "postgresql://h/db", "JWT_SECRET": "short"},
+            "JWT_SECRET",
+        ),
         ({"ENV": "production", "JWT_SECRET": STRONG}, "DATABASE_URL"),
         ({"ENV": "staging", "JWT_SECRET": STRONG}, "DATABASE_URL"),
         ({"DB_POOL_MAX": "0"}, "DB_POOL_MAX"),
@@ -75,8 +77,9 @@ def test_redaction_reaches_nested_dicts_and_lists() -> None:
 
 
 def _record(**extra: object) -> logging.LogRecord:
-    record = logging.LogRecord("service.test", logging.INFO, __file__, 1, "hello %s",
-                               ("world",), None)
+    record = logging.LogRecord(
+        "service.test", logging.INFO, __file__, 1, "hello %s", ("world",), None
+    )
     record.__dict__.update(extra)
     return record
 
