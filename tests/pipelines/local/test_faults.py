@@ -99,7 +99,7 @@ def test_a_corrupt_secret_key_is_refused(tmp_path: Path) -> None:
 def test_a_full_disk_leaves_the_running_release_in_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipelines.targets.local.environment as environment_module
+    import pipelines.targets.local.rollouts as rollouts_module
 
     env = isolated(tmp_path)
     EnvLayout.create(env.layout)
@@ -109,7 +109,7 @@ def test_a_full_disk_leaves_the_running_release_in_place(
     def no_space(path: Path, data: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(environment_module, "write_json", no_space)
+    monkeypatch.setattr(rollouts_module, "write_json", no_space)
     with pytest.raises(TargetError) as excinfo:
         env.set_desired(Release("2+new", "2", "new", "/nowhere", "now"))
     assert "No space left on device" in str(excinfo.value)
