@@ -82,9 +82,8 @@ def restore_dump(
 def check_copy(
     env: LocalEnvironment, manifest: SnapshotManifest, database: str, *, jobs: int = 2
 ) -> tuple[fingerprint.Fingerprint, list[fingerprint.Mismatch]]:
-    copy = fingerprint.take(superuser(env).on(database).url(), jobs=jobs)
     expected = fingerprint.Fingerprint.from_json(manifest.fingerprint)
-    return copy, fingerprint.compare(expected, copy)
+    return fingerprint.verify(expected, superuser(env).on(database).url(), jobs=jobs)
 
 
 def _locate(

@@ -101,7 +101,9 @@ async def dump_with_fingerprint(
                 )
             )
             try:
-                taken = await fingerprint.take_async(conn.url(), snapshot=snapshot, jobs=jobs)
+                taken = await fingerprint.take_async(
+                    conn.url(), snapshot=snapshot, jobs=jobs, buckets=True
+                )
             except BaseException:
                 dump.cancel()
                 raise

@@ -1,28 +1,32 @@
-"""What a restored copy must match: per-table row counts and ordered content hashes,
-sequences, extensions, privileges and the schema head.
+"""What a restored copy must match: per-table row counts and content hashes, sequences,
+extensions, privileges and the schema head.
 
-Tables are hashed in key order, in chunks of `CHUNK_ROWS` rows found by keyset pagination on
-the primary key, so no query builds a string near PostgreSQL's 1 GB limit and a difference
-can be located to a key range. Several connections share the work; given an exported
-snapshot (`pg_export_snapshot()`) they all read exactly what `pg_dump --snapshot` dumps.
-Row text depends on session settings (time zone, float digits...), so they are pinned.
+Each table is read in one sequential pass: its row count and two 64-bit row hashes
+(`hash_record_extended` with seeds 0 and 1: binary, no text conversion) combined with XOR.
+Every row's hash covers its primary key, so the digest changes when any row's content, key
+or presence changes, and needs no sort: it costs a small share of a restore (see
+docs/BENCHMARKS.md). Column types without a hash function fall back to hashing the row's
+text; a table without a primary key is hashed as its rows' text in row order.
+
+At dump time the source is also cut into 64 ranges of its leading integer key (hashed the
+same way, in the same pass); when a copy's digest differs, the copy is cut along the same
+ranges, and `compare` names the first range that differs. Several connections share the
+work; given an exported snapshot (`pg_export_snapshot()`) they all read exactly what
+`pg_dump --snapshot` dumps. Row text depends on session settings, so they are pinned.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import asyncpg
 
-CHUNK_ROWS = 100_000
-SESSION = (
-    "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; "
-    "SET extra_float_digits = 1; SET bytea_output = 'hex'; SET statement_timeout = 0"
-)
+from pipelines import fingerprint_sql as q
+
+MASK = (1 << 64) - 1
 
 Kind = Literal[
     "schema head",
@@ -39,10 +43,12 @@ Kind = Literal[
 
 
 @dataclass(frozen=True)
-class Chunk:
+class Bucket:
+    number: int
+    low: int  # leading key values from low to high (inclusive)
+    high: int
     rows: int
-    md5: str
-    last_key: list[str]
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,9 @@ class TableFingerprint:
     rows: int
     digest: str
     key: list[str]
-    chunks: list[Chunk] = field(default_factory=list)
+    method: str
+    bounds: list[int] | None = None  # [min, max] of the leading integer key, when bucketed
+    buckets: list[Bucket] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ class Fingerprint:
             schema_head=data["schema_head"],
             tables={
                 name: TableFingerprint(
-                    t["rows"], t["digest"], t["key"], [Chunk(**c) for c in t["chunks"]]
+                    **{**t, "buckets": [Bucket(**b) for b in t.get("buckets", [])]}
                 )
                 for name, t in data["tables"].items()
             },
@@ -110,219 +118,114 @@ class Mismatch:
 # -- reading -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Table:
-    name: str  # schema.table, quoted for SQL in `sql`
-    sql: str
-    key: list[tuple[str, str, bool]]  # (quoted column, type, collatable)
-    pages: int
+def _hex(count: int, h0: int, h1: int) -> str:
+    return f"{count}:{h0 & MASK:016x}{h1 & MASK:016x}"
 
 
-async def _tables(conn: asyncpg.Connection) -> list[_Table]:
-    rows = await conn.fetch(
-        r"""
-        SELECT c.oid, n.nspname, c.relname, c.relpages,
-               quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS sql
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-          AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
-        ORDER BY 2, 3
-        """
-    )
-    tables = []
-    for row in rows:
-        key = await conn.fetch(
-            """
-            SELECT quote_ident(a.attname) AS col, format_type(a.atttypid, a.atttypmod) AS type,
-                   a.attcollation <> 0 AS collatable
-            FROM pg_index i
-            JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
-            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-            WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord
-            """,
-            row["oid"],
-        )
-        tables.append(
-            _Table(
-                f"{row['nspname']}.{row['relname']}",
-                row["sql"],
-                [(k["col"], k["type"], k["collatable"]) for k in key],
-                row["relpages"],
-            )
-        )
-    return tables
-
-
-def _chunk_query(table: _Table, first: bool) -> str:
-    if not table.key:  # no primary key: the whole row orders it, in one chunk
-        return (
-            f"SELECT count(*) AS n, md5(coalesce(string_agg(t::text, E'\\n' "  # noqa: S608
-            f"ORDER BY t::text COLLATE \"C\"), '')) AS md5, NULL::text[] AS last "
-            f"FROM {table.sql} t"
-        )
-    cols = [f'{c} COLLATE "C"' if collatable else c for c, _, collatable in table.key]
-    order = ", ".join(cols)
-    keys = ", ".join(f"{c} AS k{i}" for i, (c, _, _) in enumerate(table.key))
-    korder = ", ".join(
-        f'k{i} COLLATE "C"' if collatable else f"k{i}"
-        for i, (_, _, collatable) in enumerate(table.key)
-    )
-    kdesc = ", ".join(f"{part} DESC" for part in korder.split(", "))
-    where = ""
-    if not first:
-        left = ", ".join(cols)
-        right = ", ".join(f"${i + 2}::text::{t}" for i, (_, t, _) in enumerate(table.key))
-        where = f"WHERE ({left}) > ({right})"
-    last = ", ".join(f"k{i}::text" for i in range(len(table.key)))
-    # Identifiers come from quote_ident and types from format_type; values are parameters.
-    chunk = f"SELECT t::text AS r, {keys} FROM {table.sql} t {where} ORDER BY {order} LIMIT $1"  # noqa: S608
-    digest = f"md5(coalesce(string_agg(r, E'\\n' ORDER BY {korder}), ''))"
-    tail = f"(SELECT ARRAY[{last}] FROM c ORDER BY {kdesc} LIMIT 1)"  # noqa: S608
+def _edges(lo: int, hi: int, number: int) -> tuple[int, int]:
+    """The key values width_bucket puts in bucket `number` of lo..hi."""
+    width = hi + 1 - lo
     return (
-        f"WITH c AS MATERIALIZED ({chunk}) "  # noqa: S608
-        f"SELECT count(*) AS n, {digest} AS md5, {tail} AS last FROM c"
+        lo - (-(number - 1) * width // q.BUCKETS),
+        lo - (-number * width // q.BUCKETS) - 1,
     )
 
 
-async def _hash_table(conn: asyncpg.Connection, table: _Table, chunk_rows: int) -> TableFingerprint:
-    chunks: list[Chunk] = []
-    first, rest = _chunk_query(table, True), _chunk_query(table, False)
-    last: list[str] | None = None
-    while True:
-        if not table.key:
-            row = await conn.fetchrow(first)
-        elif last is None:
-            row = await conn.fetchrow(first, chunk_rows)
-        else:
-            row = await conn.fetchrow(rest, chunk_rows, *last)
-        if row["n"] == 0 and chunks:
-            break
-        chunks.append(Chunk(row["n"], row["md5"], list(row["last"] or [])))
-        if not table.key or row["n"] < chunk_rows:
-            break
-        last = list(row["last"])
-    digest = hashlib.sha256()
-    for chunk in chunks:
-        digest.update(f"{chunk.rows}:{chunk.md5}\n".encode())
-    return TableFingerprint(
-        sum(c.rows for c in chunks),
-        digest.hexdigest(),
-        [c for c, _, _ in table.key],
-        chunks,
-    )
+async def _hash_table(
+    conn: asyncpg.Connection, table: q.Table, bucket: bool, bounds: list[int] | None
+) -> TableFingerprint:
+    method = await q.method_for(conn, table)
+    if method == q.ORDERED_TEXT:
+        row = await conn.fetchrow(q.digest_query(table, method))
+        return TableFingerprint(row["n"], f"{row['n']}:{row['md5']}", table.key, method)
+    if (bucket or bounds) and table.leading_integer:
+        if bounds is None:
+            found = await conn.fetchrow(q.bounds_query(table))
+            bounds = None if found["lo"] is None else [found["lo"], found["hi"]]
+        if bounds is not None:
+            lo, hi = bounds
+            buckets, n, h0, h1 = [], 0, 0, 0
+            for row in await conn.fetch(q.buckets_query(table, method), lo, hi):
+                low, high = _edges(lo, hi, row["b"])
+                buckets.append(
+                    Bucket(row["b"], low, high, row["n"], _hex(row["n"], row["h0"], row["h1"]))
+                )
+                n, h0, h1 = n + row["n"], h0 ^ row["h0"], h1 ^ row["h1"]
+            return TableFingerprint(n, _hex(n, h0, h1), table.key, method, bounds, buckets)
+    row = await conn.fetchrow(q.digest_query(table, method))
+    return TableFingerprint(row["n"], _hex(row["n"], row["h0"], row["h1"]), table.key, method)
 
 
-async def _sequences(conn: asyncpg.Connection) -> dict[str, SequenceState]:
-    rows = await conn.fetch(
-        r"""
-        SELECT n.nspname || '.' || c.relname AS name, pg_sequence_last_value(c.oid) AS last,
-               quote_ident(tn.nspname) || '.' || quote_ident(t.relname) AS tsql,
-               tn.nspname || '.' || t.relname || '.' || a.attname AS col,
-               quote_ident(a.attname) AS csql
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        LEFT JOIN pg_depend d ON d.objid = c.oid AND d.classid = 'pg_class'::regclass
-             AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
-             AND d.deptype IN ('a', 'i')
-        LEFT JOIN pg_class t ON t.oid = d.refobjid
-        LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace
-        LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-        WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-          AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%' ORDER BY 1
-        """
-    )
-    found = {}
-    for row in rows:
-        column_max = None
-        if row["col"]:
-            query = f"SELECT max({row['csql']})::bigint FROM {row['tsql']}"  # noqa: S608 - quote_ident
-            column_max = await conn.fetchval(query)
-        found[row["name"]] = SequenceState(row["last"], row["col"], column_max)
-    return found
-
-
-async def _grants(conn: asyncpg.Connection) -> list[str]:
-    rows = await conn.fetch(
-        r"""
-        SELECT n.nspname || '.' || c.relname AS object, pg_get_userbyid(c.relowner) AS owner,
-               CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END AS who,
-               a.privilege_type AS what
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        LEFT JOIN LATERAL aclexplode(c.relacl) a ON true
-        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-          AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
-        UNION ALL
-        SELECT 'schema ' || n.nspname, pg_get_userbyid(n.nspowner),
-               CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END,
-               a.privilege_type
-        FROM pg_namespace n LEFT JOIN LATERAL aclexplode(n.nspacl) a ON true
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-          AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
-        """
-    )
-    grants = set()
-    for row in rows:
-        grants.add(f"{row['object']}: owner {row['owner']}")
-        if row["who"]:
-            grants.add(f"{row['object']}: {row['what']} to {row['who']}")
-    return sorted(grants)
+async def _open(url: str, snapshot: str | None) -> asyncpg.Connection:
+    conn = await asyncpg.connect(url)
+    await conn.execute(q.SESSION)
+    await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    if snapshot:
+        await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+    return conn
 
 
 async def _worker(
-    url: str, snapshot: str | None, queue: asyncio.Queue[_Table], chunk_rows: int
+    url: str,
+    snapshot: str | None,
+    queue: asyncio.Queue[q.Table],
+    bucket: bool,
+    bounds: dict[str, list[int]],
 ) -> dict[str, TableFingerprint]:
-    conn = await asyncpg.connect(url)
+    conn = await _open(url, snapshot)
     done: dict[str, TableFingerprint] = {}
     try:
-        await conn.execute(SESSION)
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            if snapshot:
-                await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-            while not queue.empty():
-                table = queue.get_nowait()
-                done[table.name] = await _hash_table(conn, table, chunk_rows)
+        while not queue.empty():
+            table = queue.get_nowait()
+            done[table.name] = await _hash_table(conn, table, bucket, bounds.get(table.name))
     finally:
         await conn.close()
     return done
 
 
 async def take_async(
-    url: str, *, snapshot: str | None = None, jobs: int = 2, chunk_rows: int = CHUNK_ROWS
+    url: str,
+    *,
+    snapshot: str | None = None,
+    jobs: int = 2,
+    buckets: bool = False,
+    bounds: dict[str, list[int]] | None = None,
 ) -> Fingerprint:
     """Fingerprint the database at `url` (a superuser or owner URL: it reads every table).
 
     With `snapshot`, every connection imports that exported snapshot, so the result
-    describes exactly what a `pg_dump --snapshot` of it contains.
+    describes exactly what a `pg_dump --snapshot` of it contains. `buckets` cuts every
+    table with a leading integer key in ranges; `bounds` cuts the named tables along the
+    ranges another fingerprint used.
     """
     started = time.monotonic()
-    conn = await asyncpg.connect(url)
+    conn = await _open(url, snapshot)
     try:
-        await conn.execute(SESSION)
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            if snapshot:
-                await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-            # Sequences first: they are not transactional, and pg_dump reads them later, so
-            # a sound copy holds at least these values.
-            sequences = await _sequences(conn)
-            tables = await _tables(conn)
-            database = await conn.fetchval("SELECT current_database()")
-            version = await conn.fetchval("SHOW server_version")
-            head = None
-            if await conn.fetchval("SELECT to_regclass('public.alembic_version')") is not None:
-                head = await conn.fetchval("SELECT version_num FROM public.alembic_version")
-            extensions = {
-                r["extname"]: r["extversion"]
-                for r in await conn.fetch("SELECT extname, extversion FROM pg_extension")
-            }
-            grants = await _grants(conn)
+        # Sequences first: they are not transactional, and pg_dump reads them later, so a
+        # sound copy holds at least these values.
+        sequences = {}
+        for row in await q.sequences(conn):
+            biggest = await q.column_max(conn, row["tsql"], row["csql"]) if row["col"] else None
+            sequences[row["name"]] = SequenceState(row["last"], row["col"], biggest)
+        tables = await q.tables(conn)
+        database = await conn.fetchval("SELECT current_database()")
+        version = await conn.fetchval("SHOW server_version")
+        head = None
+        if await conn.fetchval("SELECT to_regclass('public.alembic_version')") is not None:
+            head = await conn.fetchval("SELECT version_num FROM public.alembic_version")
+        extensions = {
+            r["extname"]: r["extversion"]
+            for r in await conn.fetch("SELECT extname, extversion FROM pg_extension")
+        }
+        grants = await q.grants(conn)
     finally:
         await conn.close()
-    queue: asyncio.Queue[_Table] = asyncio.Queue()
+    queue: asyncio.Queue[q.Table] = asyncio.Queue()
     for table in sorted(tables, key=lambda t: -t.pages):  # biggest first balances the jobs
         queue.put_nowait(table)
+    workers = max(1, min(jobs, len(tables)))
     results = await asyncio.gather(
-        *(_worker(url, snapshot, queue, chunk_rows) for _ in range(max(1, min(jobs, len(tables)))))
+        *(_worker(url, snapshot, queue, buckets, bounds or {}) for _ in range(workers))
     )
     hashed = {name: fp for result in results for name, fp in result.items()}
     return Fingerprint(
@@ -337,23 +240,41 @@ async def take_async(
     )
 
 
-def take(url: str, *, jobs: int = 2, chunk_rows: int = CHUNK_ROWS) -> Fingerprint:
-    return asyncio.run(take_async(url, jobs=jobs, chunk_rows=chunk_rows))
+def take(url: str, *, jobs: int = 2, buckets: bool = False) -> Fingerprint:
+    return asyncio.run(take_async(url, jobs=jobs, buckets=buckets))
+
+
+def verify(expected: Fingerprint, url: str, *, jobs: int = 2) -> tuple[Fingerprint, list[Mismatch]]:
+    """The copy at `url` against `expected`; a table whose content differs is then cut along
+    the ranges `expected` recorded, so the mismatch names where it differs."""
+    copy = take(url, jobs=jobs)
+    found = compare(expected, copy)
+    bounds: dict[str, list[int]] = {}
+    for mismatch in found:
+        name = mismatch.object.removeprefix("table ")
+        recorded = expected.tables[name].bounds if mismatch.kind == "content" else None
+        if recorded:
+            bounds[name] = recorded
+    if bounds:
+        located = asyncio.run(take_async(url, jobs=jobs, bounds=bounds))
+        tables = {**copy.tables, **{n: located.tables[n] for n in bounds}}
+        copy = Fingerprint(**{**copy.__dict__, "tables": tables})
+        found = compare(expected, copy)
+    return copy, found
 
 
 # -- comparing -----------------------------------------------------------------
 
 
 def _first_difference(source: TableFingerprint, copy: TableFingerprint) -> str:
-    """Where two tables of equal row count first differ, as a key range."""
-    key = ", ".join(source.key) or "row"
-    after: list[str] = []
-    for ours, theirs in zip(source.chunks, copy.chunks, strict=False):
-        if ours != theirs:
-            low = f"after ({', '.join(after)}) " if after else ""
-            high = f"up to ({', '.join(ours.last_key)})" if ours.last_key else "to the end"
-            return f"content differs: rows with ({key}) {low}{high}"
-        after = ours.last_key
+    """Where two tables of equal row count differ, as a range of the leading key."""
+    if source.buckets and copy.buckets and source.bounds == copy.bounds:
+        ours = {b.number: b for b in copy.buckets}
+        theirs = {b.number: b for b in source.buckets}
+        for number in sorted(set(ours) | set(theirs)):
+            if ours.get(number) != theirs.get(number):
+                edge = theirs.get(number) or ours[number]
+                return f"content differs: rows with {source.key[0]} from {edge.low} to {edge.high}"
     return "content differs"
 
 
