@@ -83,7 +83,7 @@ def summary(report: DrillReport) -> str:
         f"  RTO {_seconds(report.rto_s)} to the first ready replica on the copy;  "
         f"RPO {_seconds(report.rpo_s)} ({report.rpo_basis or 'not measured'})",
         f"  verified {report.tables} tables, {report.rows:,} rows: schema head, row counts, "
-        "ordered content hashes, sequences, extensions, grants",
+        "content hashes, sequences, extensions, grants",
         f"  dump {_seconds(report.phase_seconds('dump'))}  restore "
         f"{_seconds(report.phase_seconds('restore'))}  verify "
         f"{_seconds(report.phase_seconds('verify'))}  smoke {smoke_ok}/{len(report.smoke)}",
@@ -123,7 +123,7 @@ def markdown(report: DrillReport) -> str:
     else:
         lines.append(
             f"{report.tables} tables and {report.rows:,} rows match the source at dump time: "
-            "schema head, row counts, ordered content hashes, sequences, extensions, grants."
+            "schema head, row counts, content hashes, sequences, extensions, grants."
         )
     lines += ["", "## Smoke (read-only)", "", "| check | ok | detail |", "|---|---|---|"]
     lines += [f"| {c.name} | {'yes' if c.ok else 'NO'} | {c.detail} |" for c in report.smoke]
