@@ -13,7 +13,7 @@ It needs no AWS API: the pipeline hands it presigned S3 PUT URLs for what it wri
      sequences not behind their columns; RPO from its newest heartbeat. Row counts may
      differ from the live database, which kept taking writes: reported, not failed;
   2. the week's logical dump of the live database, restored into a scratch database on the
-     temporary instance and compared exactly (row counts, ordered content hashes, ...).
+     temporary instance and compared exactly (row counts, content hashes, ...).
   The report is printed after REPORT_MARKER and uploaded; exit 1 on any mismatch.
 """
 

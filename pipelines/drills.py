@@ -5,7 +5,7 @@
 2. restore it into a scratch database in the target environment's cluster (pg_restore -j 2);
 3. RPO: now minus the newest heartbeat in the copy (the service beats every few seconds);
 4. start one replica of the release on the copy and, while it boots, verify the copy against
-   the fingerprint: schema head, per-table row counts and ordered content hashes, sequences,
+   the fingerprint: schema head, per-table row counts and content hashes, sequences,
    extensions, privileges;
 5. RTO: drill start to that replica's first ready answer; then the read-only smoke;
 6. drop the scratch database, write the report (JSON, Markdown), the history and the ledger.
