@@ -20,7 +20,7 @@ from pipelines.targets import aws_drill
 from pipelines.targets.aws_backups import CONTAINER, ENTRY_POINT, AwsBackups
 from pipelines.targets.base import TargetError
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 REGION, ACCOUNT = "eu-west-1", "123456789012"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/drydock-production@sha256:{'c' * 64}"
 INSTANCE, BUCKET, CLUSTER = "drydock-production", "drydock-production-backups", "drydock-production"

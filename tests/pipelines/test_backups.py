@@ -22,7 +22,7 @@ from pipelines.targets.local.postgres import BIN_OVERRIDE_ENV, locate_binaries
 from tests.conftest import PgServer
 from tests.pipelines.backup_fixtures import Site, build_site, teardown_site
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pipelines import fingerprint
 from pipelines.pgtools import ConnInfo, drop_database
 from tests.conftest import PgServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 SCHEMA = """
 CREATE ROLE fp_reader NOLOGIN;

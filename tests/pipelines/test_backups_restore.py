@@ -18,7 +18,7 @@ from pipelines.backups import BackupError
 from tests.conftest import PgServer
 from tests.pipelines.backup_fixtures import Site, build_site, teardown_site
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pipelines.backup_retention import LEFTOVER_AGE_S
 from tests.conftest import PgServer
 from tests.pipelines.backup_fixtures import Site, build_site, teardown_site
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 DAY = 86_400.0
 
 
