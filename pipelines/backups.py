@@ -100,15 +100,22 @@ async def dump_with_fingerprint(
                     conn,
                 )
             )
+            hashing = asyncio.ensure_future(
+                fingerprint.take_async(conn.url(), snapshot=snapshot, jobs=jobs, buckets=True)
+            )
+            both = (dump, hashing)
             try:
-                taken = await fingerprint.take_async(
-                    conn.url(), snapshot=snapshot, jobs=jobs, buckets=True
-                )
-            except BaseException:
-                dump.cancel()
-                raise
-            await dump  # the exporting transaction stays open until pg_dump is done
-            return taken
+                # The first failure (a full disk, a lost connection) stops the other at once.
+                await asyncio.wait(both, return_when=asyncio.FIRST_EXCEPTION)
+                failed = [t.exception() for t in both if t.done() and t.exception()]
+                if failed and failed[0] is not None:
+                    raise failed[0]
+                await dump  # the exporting transaction stays open until pg_dump is done
+                return await hashing
+            finally:
+                for task in both:
+                    task.cancel()
+                await asyncio.gather(*both, return_exceptions=True)
     finally:
         await session.close()
 

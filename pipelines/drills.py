@@ -184,22 +184,11 @@ class Drill:
             replica.start()
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 ready = pool.submit(replica.wait_ready, self.ready_timeout_s)
-                with self.phase("verify", "fingerprint of the copy against the source") as phase:
-                    copy, mismatches = check_copy(
-                        self.target, manifest, report.scratch_database, jobs=self.jobs
-                    )
-                    report.tables, report.rows = len(copy.tables), copy.rows
-                    report.mismatches = [str(m) for m in mismatches]
-                    phase.detail = (
-                        f"{len(copy.tables)} tables, {copy.rows:,} rows, "
-                        f"{len(mismatches)} mismatch(es)"
-                    )
-                with self.phase(
-                    "replica", f"waiting for the replica on port {replica.port}"
-                ) as phase:
-                    ready_at = ready.result()
-                    report.rto_s = round(ready_at - self.started, 3)
-                    phase.detail = f"RTO {report.rto_s:.1f} s"
+                try:
+                    self._verify_and_wait(manifest, replica, ready)
+                except BaseException:
+                    replica.stop()  # ends the readiness wait at once
+                    raise
             with self.phase("smoke", "read-only requests against the copy") as phase:
                 facts = asyncio.run(copy_facts(copy_url))
                 report.smoke = smoke(replica, facts)
@@ -212,9 +201,37 @@ class Drill:
             if replica is not None:
                 replica.stop()
             if created:
-                with self.phase("cleanup", f"dropping {report.scratch_database}"):
-                    pgtools.drop_database(conn, report.scratch_database)
+                self._cleanup(conn)
         return report
+
+    def _verify_and_wait(
+        self,
+        manifest: SnapshotManifest,
+        replica: DrillReplica,
+        ready: concurrent.futures.Future[float],
+    ) -> None:
+        report = self.report
+        with self.phase("verify", "fingerprint of the copy against the source") as phase:
+            copy, mismatches = check_copy(
+                self.target, manifest, report.scratch_database, jobs=self.jobs
+            )
+            report.tables, report.rows = len(copy.tables), copy.rows
+            report.mismatches = [str(m) for m in mismatches]
+            phase.detail = (
+                f"{len(copy.tables)} tables, {copy.rows:,} rows, {len(mismatches)} mismatch(es)"
+            )
+        with self.phase("replica", f"waiting for the replica on port {replica.port}") as phase:
+            report.rto_s = round(ready.result() - self.started, 3)
+            phase.detail = f"RTO {report.rto_s:.1f} s"
+
+    def _cleanup(self, conn: pgtools.ConnInfo) -> None:
+        scratch = self.report.scratch_database
+        try:
+            with self.phase("cleanup", f"dropping {scratch}"):
+                pgtools.drop_database(conn, scratch)
+        except Exception as exc:  # reported, so that the drill still writes its report
+            note = f"the scratch database {scratch} could not be dropped ({exc}); drop it by hand"
+            self.report.failure = "; ".join(filter(None, [self.report.failure, note]))
 
     def _measure_rpo(self, copy_url: str, manifest: SnapshotManifest) -> None:
         beat = asyncio.run(newest_heartbeat(copy_url))

@@ -131,11 +131,13 @@ async def run_async(
     try:
         async with asyncio.timeout(timeout_s):
             out, err = await proc.communicate()
-    except TimeoutError:
+    except BaseException as exc:  # timed out or cancelled: never leave the tool running
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
-        raise ToolError(f"{tool} did not finish within {timeout_s:g} s") from None
+        if isinstance(exc, TimeoutError):
+            raise ToolError(f"{tool} did not finish within {timeout_s:g} s") from None
+        raise
     if proc.returncode != 0:
         raise _failure(tool, proc.returncode or -1, err.decode(errors="replace"))
     return out.decode(errors="replace")
