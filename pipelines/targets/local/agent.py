@@ -19,24 +19,24 @@ agent for the same environment from starting at all.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import fcntl
 import logging
 import os
-import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from pipelines.targets.base import Health, RolloutState
 from pipelines.targets.local.layout import EnvLayout, read_json, write_json
-from pipelines.targets.local.replicas import ReplicaRecord, Replicas, is_alive, probe
+from pipelines.targets.local.replicas import (
+    ReplicaRecord,
+    Replicas,
+    is_alive,
+    probe,
+    rotate_log,
+)
 
 log = logging.getLogger("drydock.agent")
 
@@ -45,6 +45,7 @@ LIVENESS_FAILURES = 3
 CRASH_LOOP = 3
 KILL_GRACE_S = 10.0
 MAX_BACKOFF_S = 30.0
+ROTATE_EVERY_S = 30.0
 
 
 @dataclass
@@ -99,6 +100,7 @@ class Agent:
         self.failed.update(previous.get("failed_generations", []))
         self.rollout: Rollout | None = None
         self.client = httpx.Client(timeout=1.0)
+        self._rotated_at = float("-inf")
 
     # -- one tick ------------------------------------------------------------
 
@@ -113,6 +115,16 @@ class Agent:
             if target is not None:
                 self._converge(target, records)
         self._write_observed(desired)
+        self._rotate_logs()
+
+    def _rotate_logs(self) -> None:
+        """The agent's and the replicas' JSON logs roll at LOG_MAX_BYTES (copy and truncate:
+        the writers keep appending to the same file)."""
+        if time.monotonic() - self._rotated_at < ROTATE_EVERY_S:
+            return
+        self._rotated_at = time.monotonic()
+        for path in self.layout.logs.glob("*.log"):
+            rotate_log(path)
 
     def _target(self, desired: dict[str, Any]) -> dict[str, Any] | None:
         """The generation to run: the desired one, unless its rollout failed."""
@@ -347,58 +359,3 @@ class Agent:
                 "replicas": replicas,
             },
         )
-
-
-def hold_lock(layout: EnvLayout) -> int:
-    """One agent per environment: the lock dies with the process, so it is never stale."""
-    fd = os.open(layout.agent / "agent.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise SystemExit(f"another agent already runs for {layout.root}") from None
-    layout.agent_pid.write_text(str(os.getpid()))
-    return fd
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.targets.local.agent")
-    parser.add_argument("--env", required=True)
-    parser.add_argument("--state-dir", type=Path, required=True)
-    args = parser.parse_args(argv)
-
-    from pipelines.targets.local.environment import LocalEnvironment
-    from service.logs import configure_logging
-
-    configure_logging("INFO")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # probes would flood the log
-    environment = LocalEnvironment(args.env, state_dir=args.state_dir)
-    lock = hold_lock(environment.layout)
-    agent = environment.make_agent()
-    stopping = False
-
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.info("agent started", extra={"env": args.env, "pid": os.getpid()})
-    monitor = environment.make_monitor()
-    while not stopping:
-        started = time.monotonic()
-        try:
-            agent.tick()
-            monitor.tick()
-        except Exception:  # one bad tick must not take the scheduler down
-            log.exception("agent tick failed")
-        time.sleep(max(0.0, TICK_S - (time.monotonic() - started)))
-    log.info("agent stopping; replicas keep running")
-    with contextlib.suppress(OSError):
-        environment.layout.agent_pid.unlink()
-    os.close(lock)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -65,10 +65,10 @@ def is_alive(record: ReplicaRecord) -> bool:
     return process_start(record.pid) == record.pid_start
 
 
-def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES, keep: int = LOG_KEEP) -> None:
+def rotate_log(path: Path, max_bytes: int | None = None, keep: int = LOG_KEEP) -> None:
     """Copy-and-truncate rotation: the writer keeps its O_APPEND descriptor."""
     try:
-        if path.stat().st_size < max_bytes:
+        if path.stat().st_size < (LOG_MAX_BYTES if max_bytes is None else max_bytes):
             return
     except FileNotFoundError:
         return
