@@ -202,6 +202,19 @@ class AwsEnvironment:
         )
         return self._deploy(service, current, wanted, release.id, timeout_s, started)
 
+    @aws_errors("reconfiguring the service")
+    def reconfigure(self, variables: Mapping[str, str]) -> RolloutResult:
+        """The serving release again, with `variables` set in its container's environment:
+        a new revision of the current one, rolled out and watched like a release."""
+        started = self.clock()
+        current, definition, service = self._current()
+        sha = current.tags.get("drydock:git-sha", "")
+        tags = ecs_ops.release_tags(current, current.release, **{"git-sha": sha})
+        wanted = ecs_ops.register_with_environment(
+            self.clients("ecs"), definition, self.outputs[out.CONTAINER_NAME], variables, tags
+        )
+        return self._deploy(service, current, wanted, current.release, None, started)
+
     @aws_errors("rollback")
     def rollback(self, to_release: str | None = None) -> RolloutResult:
         """Roll the code back (never the data) to `to_release` or to the most recently

@@ -112,6 +112,36 @@ def register_with_image(
             spec["image"] = image
             if entry_point is not None:
                 spec["entryPoint"] = list(entry_point)
+    return _register(ecs, request, tags)
+
+
+def container_environment(definition: Mapping[str, Any], container: str) -> dict[str, str]:
+    """The plain `environment` entries of `container` (secrets are not among them)."""
+    for spec in definition.get("containerDefinitions", []):
+        if spec["name"] == container:
+            return {e["name"]: e.get("value", "") for e in spec.get("environment", [])}
+    raise TargetError(f"task definition {definition.get('taskDefinitionArn')} has no {container}")
+
+
+def register_with_environment(
+    ecs: Any,
+    definition: Mapping[str, Any],
+    container: str,
+    variables: Mapping[str, str],
+    tags: Mapping[str, str],
+) -> str:
+    """Register a copy of `definition` with `variables` set in `container`'s environment
+    (replaced where present, added where not); everything else is kept as it is."""
+    request = {k: copy.deepcopy(definition[k]) for k in REGISTER_FIELDS if k in definition}
+    for spec in request["containerDefinitions"]:
+        if spec["name"] == container:
+            entries = [e for e in spec.get("environment", []) if e["name"] not in variables]
+            entries += [{"name": k, "value": v} for k, v in variables.items()]
+            spec["environment"] = entries
+    return _register(ecs, request, tags)
+
+
+def _register(ecs: Any, request: dict[str, Any], tags: Mapping[str, str]) -> str:
     allowed = {k: v for k, v in tags.items() if not k.startswith("aws:") and v}
     if allowed:
         request["tags"] = [{"key": k, "value": v} for k, v in allowed.items()]
