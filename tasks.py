@@ -198,13 +198,10 @@ def _operate(call: object, *args: object) -> None:
         raise SystemExit(f"error: {exc}") from None
 
 
-@task(
-    help={
-        "env": "staging or production",
-        "to": "release id (default: the one before)",
-        "target": "local or aws",
-    }
-)
+OPS_HELP = {"env": "staging or production", "target": "local (default) or aws"}
+
+
+@task(help={**OPS_HELP, "to": "release id (default: the one before)"})
 def rollback(c: Context, env: str, to: str = "", target: str = "local") -> None:
     """Roll the code back, health-gated (runbook section 8). Data is never restored."""
     from pipelines import operations
@@ -212,66 +209,61 @@ def rollback(c: Context, env: str, to: str = "", target: str = "local") -> None:
     _operate(operations.rollback, env, to or None, target)
 
 
-@task(name="list", help={"env": "staging or production"})
-def flags_list(c: Context, env: str = "production") -> None:
-    """The feature flags the running replicas report (runbook section 9)."""
+@task(name="list", help=OPS_HELP)
+def flags_list(c: Context, env: str = "production", target: str = "local") -> None:
+    """The feature flags in force (runbook section 9)."""
     from pipelines import operations
 
-    for flag in operations.list_flags(env):
-        state = "on " if flag["enabled"] else "off"
-        mark = " (overridden)" if flag["overridden"] else ""
-        print(f"{flag['name']:<28} {state}{mark:<13} {flag['description']}")
+    _operate(operations.flags_table, env, target)
 
 
 @task(
     name="set",
     positional=["assignments"],
-    iterable=["assignments"],
-    help={"env": "staging or production", "assignments": "NAME=true|false (repeatable)"},
+    help={**OPS_HELP, "assignments": "NAME=true|false, several separated by commas"},
 )
-def flags_set(c: Context, env: str, assignments: list[str]) -> None:
+def flags_set(c: Context, env: str, assignments: str, target: str = "local") -> None:
     """Set flags with a zero-downtime rolling restart, recorded in the ledger."""
     from pipelines import operations
 
-    _operate(operations.set_flags, env, assignments)
+    _operate(operations.set_flags, env, assignments.split(","), None, target)
 
 
 flags_ns = Collection("flags", flags_list, flags_set)
 
 
-@task(name="status", help={"env": "staging or production"})
-def db_status(c: Context, env: str = "staging") -> None:
+@task(name="status", help=OPS_HELP)
+def db_status(c: Context, env: str = "staging", target: str = "local") -> None:
     """Applied and pending migrations (runbook section 11)."""
     from pipelines import operations
 
-    _operate(operations.db_status, env)
+    _operate(operations.db_status, env, target)
 
 
-@task(name="migrate", help={"env": "staging or production"})
-def db_migrate(c: Context, env: str = "staging") -> None:
+@task(name="migrate", help=OPS_HELP)
+def db_migrate(c: Context, env: str = "staging", target: str = "local") -> None:
     """Apply the running release's migrations."""
     from pipelines import operations
 
-    _operate(operations.db_migrate, env)
+    _operate(operations.db_migrate, env, target)
 
 
-@task(name="reset", help={"env": "staging only: production is always refused"})
-def db_reset(c: Context, env: str) -> None:
-    """Drop and recreate the database, then migrate. Refuses production."""
+@task(name="reset", help={**OPS_HELP, "env": "staging only: production is always refused"})
+def db_reset(c: Context, env: str, target: str = "local") -> None:
+    """Drop and recreate the database, then migrate. Refuses production; local only."""
     from pipelines import operations
 
-    _operate(operations.db_reset, env)
+    _operate(operations.db_reset, env, target)
 
 
-@task(
-    name="timeline",
-    help={"env": "staging or production", "since": "ISO time or an age like 30m, 6h, 2d"},
-)
-def incident_timeline(c: Context, env: str = "production", since: str = "24h") -> None:
+@task(name="timeline", help={**OPS_HELP, "since": "ISO time or an age like 30m, 6h, 2d"})
+def incident_timeline(
+    c: Context, env: str = "production", since: str = "24h", target: str = "local"
+) -> None:
     """Deploys, rollbacks, flags, alarms and snapshots in time order, as Markdown."""
     from pipelines import operations
 
-    _operate(operations.timeline, env, since)
+    _operate(operations.timeline, env, since, None, target)
 
 
 incident_ns = Collection("incident", incident_timeline)

@@ -1,20 +1,27 @@
 """On-call operations: rollback (runbook section 8), flags (section 9), database (section 11)
-and the incident timeline (section 8's postmortem)."""
+and the incident timeline (section 8's postmortem). Each takes a target: the local one is
+handled here, the aws one in pipelines/operations_aws.py."""
 
 from __future__ import annotations
 
 import json
-import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pipelines.ledger import FileLedger, Ledger
-from pipelines.targets import get_target
-from pipelines.targets.base import TargetError
+from pipelines.operations_common import (
+    alarm_event,
+    flag_text,
+    ledger_events,
+    parse_flag_changes,
+    parse_since,
+    render_timeline,
+    status_text,
+)
+from pipelines.targets import TARGETS, get_target
+from pipelines.targets.base import Target, TargetError
 from pipelines.targets.local.environment import LocalEnvironment
-
-FLAG_VALUES = {"true": True, "false": False}
 
 
 def local(env: str) -> LocalEnvironment:
@@ -23,13 +30,23 @@ def local(env: str) -> LocalEnvironment:
     return environment
 
 
+def on_aws(target: str) -> bool:
+    if target not in TARGETS:
+        raise TargetError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    return target == "aws"
+
+
 def rollback(
-    env: str, to_release: str | None, target: str = "local", ledger: Ledger | None = None
+    env: str, to_release: str | None, target: str | Target = "local", ledger: Ledger | None = None
 ) -> str:
-    environment = get_target(target).environment(env)
+    """Roll back and record it in the target's ledger (S3 on AWS), failed or not."""
+    from pipelines.deploy import ledger_for
+
+    chosen = get_target(target) if isinstance(target, str) else target
+    environment = chosen.environment(env)
     before = environment.current_release()
     result = environment.rollback(to_release)
-    (ledger or FileLedger()).append(
+    (ledger or ledger_for(chosen)).append(
         "rollback", env, release=result.release, previous=before, ok=result.ok, reason=result.reason
     )
     if not result.ok:
@@ -70,8 +87,13 @@ def schema_warning(environment: Any, release_id: str) -> list[str]:
     ]
 
 
-def list_flags(env: str) -> list[dict[str, Any]]:
-    """The flags in force, as the running replicas report them."""
+def list_flags(env: str, target: str = "local") -> list[dict[str, Any]]:
+    """The flags in force: as the running replicas report them, or on AWS as the service's
+    current task definition sets them."""
+    if on_aws(target):
+        from pipelines import operations_aws
+
+        return operations_aws.list_flags(env)
     import httpx
 
     from pipelines.targets.local.runtime import NAMES
@@ -87,19 +109,23 @@ def list_flags(env: str) -> list[dict[str, Any]]:
     return list(response.json()["flags"])
 
 
-def set_flags(env: str, assignments: list[str], ledger: Ledger | None = None) -> str:
-    from service.flags import REGISTRY
+def flags_table(env: str, target: str = "local") -> str:
+    lines = []
+    for flag in list_flags(env, target):
+        state = "on " if flag["enabled"] else "off"
+        mark = " (overridden)" if flag["overridden"] else ""
+        lines.append(f"{flag['name']:<28} {state}{mark:<13} {flag['description']}")
+    return "\n".join(lines)
 
-    known = {flag.name for flag in REGISTRY}
-    changes: dict[str, bool] = {}
-    for assignment in assignments:
-        name, _, value = assignment.partition("=")
-        name = name.strip().upper().removeprefix("FLAG_")
-        if name not in known:
-            raise TargetError(f"unknown flag {name!r}; known: {', '.join(sorted(known))}")
-        if value.strip().lower() not in FLAG_VALUES:
-            raise TargetError(f"{assignment!r}: the value must be true or false")
-        changes[name] = FLAG_VALUES[value.strip().lower()]
+
+def set_flags(
+    env: str, assignments: list[str], ledger: Ledger | None = None, target: str = "local"
+) -> str:
+    if on_aws(target):
+        from pipelines import operations_aws
+
+        return operations_aws.set_flags(env, assignments, ledger=ledger)
+    changes = parse_flag_changes(assignments)
     environment = local(env)
     desired = environment.desired() or {}
     flags = {**desired.get("flags", {}), **changes}
@@ -111,92 +137,57 @@ def set_flags(env: str, assignments: list[str], ledger: Ledger | None = None) ->
         raise TargetError(
             f"flag change not applied: {result.reason}; the previous flags keep serving"
         )
-    applied = ", ".join(f"{k}={'true' if v else 'false'}" for k, v in changes.items())
-    return f"{env}: {applied} applied by a rolling restart in {result.duration_s:.1f} s"
+    return f"{env}: {flag_text(changes)} applied by a rolling restart in {result.duration_s:.1f} s"
 
 
-def db_status(env: str) -> str:
+def db_status(env: str, target: str = "local") -> str:
+    if on_aws(target):
+        from pipelines import operations_aws
+
+        return operations_aws.db_status(env)
     environment = local(env)
     artifact = (environment.desired() or {}).get("release", {}).get("artifact")
-    status = environment.database.migration_status(artifact)
-    pending = ", ".join(status.pending) or "none"
-    return (
-        f"{env}: schema at {status.current or 'nothing'}, release head {status.head}, "
-        f"pending: {pending}"
-    )
+    return status_text(env, environment.database.migration_status(artifact))
 
 
-def db_migrate(env: str) -> str:
+def db_migrate(env: str, target: str = "local") -> str:
+    if on_aws(target):
+        from pipelines import operations_aws
+
+        return operations_aws.db_migrate(env)
     environment = local(env)
     artifact = (environment.desired() or {}).get("release", {}).get("artifact")
     status = environment.database.migrate(artifact)
     return f"{env}: migrated to {status.current}"
 
 
-def db_reset(env: str) -> str:
+def db_reset(env: str, target: str = "local") -> str:
     """Non-production only, whatever the flags say (runbook section 11)."""
     if env == "production":
         raise TargetError("db.reset refuses production; nothing was changed")
+    if on_aws(target):
+        from pipelines import operations_aws
+
+        return operations_aws.db_reset(env)
     environment = local(env)
     environment.database.reset()
     return db_migrate(env)
 
 
-def parse_since(since: str) -> float:
-    units = {"m": 60, "h": 3600, "d": 86400}
-    if since and since[-1] in units and since[:-1].isdigit():
-        return time.time() - int(since[:-1]) * units[since[-1]]
-    try:
-        parsed = datetime.fromisoformat(since.replace("Z", "+00:00"))
-    except ValueError:
-        raise TargetError(
-            f"--since {since!r}: use an ISO time (2026-11-28T09:00) or an age like 30m, 6h, 2d"
-        ) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+def timeline(env: str, since: str, ledger: Ledger | None = None, target: str = "local") -> str:
+    if on_aws(target):
+        from pipelines import operations_aws
 
-
-def timeline(env: str, since: str, ledger: Ledger | None = None) -> str:
+        return operations_aws.timeline(env, since, ledger=ledger)
     start = parse_since(since)
-    events: list[tuple[float, str, str]] = []
-    for entry in (ledger or FileLedger()).entries(env):
-        if entry["at"] < start:
-            continue
-        events.append((entry["at"], entry["kind"], _describe(entry)))
-    history = local(env).layout.alarms / "history.jsonl"
-    for line in _lines(history):
+    events = ledger_events(ledger or FileLedger(), env, start)
+    for line in _lines(local(env).layout.alarms / "history.jsonl"):
         at = datetime.fromisoformat(line["timestamp"]).timestamp()
         if at >= start:
             events.append(
-                (
-                    at,
-                    "alarm",
-                    f"{line['alarm']} {line['old_state']} -> "
-                    f"{line['new_state']}: {line['reason'][:160]}",
-                )
+                alarm_event(at, line["alarm"], line["old_state"], line["new_state"], line["reason"])
             )
-    events.sort()
-    header = [
-        f"## Timeline: {env} since {_iso(start)}",
-        "",
-        "| time (UTC) | event | detail |",
-        "|---|---|---|",
-    ]
-    rows = [f"| {_iso(at)} | {kind} | {detail.replace('|', '/')} |" for at, kind, detail in events]
-    return "\n".join(header + (rows or ["| | | nothing recorded in this window |"])) + "\n"
-
-
-def _describe(entry: dict[str, Any]) -> str:
-    kind = entry["kind"]
-    outcome = "ok" if entry.get("ok", True) else "FAILED"
-    if kind == "deploy":
-        step = f" at step {entry['failed_step']}" if entry.get("failed_step") else ""
-        return f"deploy {entry.get('release')} {outcome}{step} by {entry.get('who')}"
-    if kind == "rollback":
-        return f"rollback {entry.get('previous')} -> {entry.get('release')} {outcome}"
-    if kind == "flag":
-        return f"flags {entry.get('changes')} {outcome} by {entry.get('who')}"
-    detail = {k: v for k, v in entry.items() if k not in {"at", "at_iso", "kind", "env"}}
-    return f"{kind} {json.dumps(detail, default=str)[:200]}"
+    return render_timeline(env, start, events)
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -209,7 +200,3 @@ def _lines(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             continue
     return out
-
-
-def _iso(at: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at))
