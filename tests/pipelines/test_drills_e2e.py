@@ -4,6 +4,7 @@ shared by the session, so the drill only reads it and must leave its replicas al
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,11 @@ def serving(stack: LocalStack) -> dict[int, int | None]:
 
 def test_drill_of_the_live_environment(local_staging: LocalStack, tmp_path: Path) -> None:
     env = local_staging.environment
-    before = serving(local_staging)
-    assert len(before) == 2
+    # Other tests of the session kill replicas and the agent; start from a settled state.
+    deadline = time.monotonic() + 30
+    while len(before := serving(local_staging)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(before) == 2, env.status()
     ledger = FileLedger(local_staging.state_dir / "ledger.jsonl")
     lines: list[str] = []
     report = drills.run_drill(
