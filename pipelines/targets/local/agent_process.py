@@ -24,7 +24,7 @@ from pipelines.targets.local.layout import EnvLayout, read_json
 log = logging.getLogger("drydock.agent")
 TICK_S = 0.25
 
-AGENT_START_TIMEOUT_S = 10.0
+AGENT_START_TIMEOUT_S = 20.0
 
 
 def running_pid(layout: EnvLayout) -> int | None:

@@ -146,7 +146,7 @@ class LocalEnvironment(Rollouts):
 
             first = release or releases.build(self.layout.releases)
             self.database.migrate(first.artifact)
-            result = self.rollout(first)
+            result = self.rollout(first, timeout_s=60.0)  # cold imports on a busy machine
             if not result.ok:
                 raise TargetError(
                     f"{self.name}: first rollout of {first.id} failed: {result.reason}"
