@@ -42,6 +42,8 @@ log = logging.getLogger("drydock.agent")
 
 TICK_S = 0.25
 LIVENESS_FAILURES = 3
+LIVENESS_INTERVAL_S = 2.0
+LIVENESS_GRACE_S = 10.0
 CRASH_LOOP = 3
 KILL_GRACE_S = 10.0
 MAX_BACKOFF_S = 30.0
@@ -53,6 +55,7 @@ class SlotHealth:
     health: Health = Health.STARTING
     reason: str = ""
     liveness_failures: int = 0
+    live_checked_at: float = float("-inf")
     in_lb: bool = False
 
 
@@ -142,15 +145,20 @@ class Agent:
             if record.draining_since is not None:
                 state.health, state.reason = Health.DRAINING, "draining"
                 continue
-            live, _ = probe(self.client, record.port, self.liveness_path)
-            if live == 200:
-                state.liveness_failures = 0
-            elif time.time() - record.started_at > 5:
-                state.liveness_failures += 1
+            now = time.monotonic()
+            if now - state.live_checked_at >= LIVENESS_INTERVAL_S:
+                # Like an ECS container health check: an interval, then a count of failures,
+                # so a replica that is slow under load is not restarted for one late answer.
+                state.live_checked_at = now
+                live, _ = probe(self.client, record.port, self.liveness_path)
+                if live == 200:
+                    state.liveness_failures = 0
+                elif time.time() - record.started_at > LIVENESS_GRACE_S:
+                    state.liveness_failures += 1
             ready, reason = probe(self.client, record.port, self.readiness_path)
             if ready == 200:
                 state.health, state.reason = Health.READY, ""
-            elif live is None and state.health is Health.STARTING:
+            elif ready is None and state.health is Health.STARTING:
                 state.reason = "starting"
             else:
                 state.health = Health.UNREADY

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -83,7 +84,11 @@ def test_killed_replica_is_replaced_and_load_balancer_routes_around_it(
     assert report.requests > 100, report.summary()
     # At most the requests in flight on the killed replica can fail: one per worker.
     assert report.failures <= workers, report.summary()
-    assert replica_processes(local_staging) == 2
+    wait_until(
+        lambda: replica_processes(local_staging) == 2,
+        timeout=10,
+        what="exactly two replica processes",
+    )
 
 
 def test_dead_agent_is_reported_and_revived_without_duplicates(local_staging: LocalStack) -> None:
@@ -128,3 +133,21 @@ def test_replica_records_survive_in_slot_files(local_staging: LocalStack) -> Non
     assert len(records) == 2
     for record in records.values():
         assert process_start(record.pid) == record.pid_start
+
+
+def test_a_hung_replica_fails_liveness_and_is_replaced(local_staging: LocalStack) -> None:
+    victim_slot, victim_pid = next(iter(ready_pids(local_staging).items()))
+    os.kill(victim_pid, signal.SIGSTOP)  # alive, but answers nothing: liveness must catch it
+    try:
+        wait_until(
+            lambda: ready_pids(local_staging).get(victim_slot) not in (None, victim_pid),
+            timeout=40,
+            what="the hung replica to be replaced",
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim_pid, signal.SIGCONT)
+    wait_until(lambda: process_start(victim_pid) is None, timeout=10, what="the hung one gone")
+    status = local_staging.environment.status()
+    replaced = next(r for r in status.replicas if r.slot == victim_slot)
+    assert replaced.restarts >= 1
