@@ -5,6 +5,7 @@ Any key that looks like a credential is redacted at any depth before a record is
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -111,12 +112,18 @@ class AccessLog:
 
     When logging is configured for JSON on a stream, the record is serialised straight onto
     that stream: building a LogRecord and dispatching it through handlers costs about a fifth
-    of the whole request on the liveness path (docs/BENCHMARKS.md). Otherwise (development
-    output, tests that attach handlers) it goes through `logging` like any other record.
+    of the whole request on the liveness path (docs/BENCHMARKS.md). The stream is flushed at
+    most every FLUSH_INTERVAL_S, not once per line (as nginx's `access_log ... flush=`); a
+    normal exit flushes the rest, a SIGKILL can lose that last fraction of a second. Otherwise
+    (development output, tests that attach handlers) it goes through `logging` like any
+    other record.
     """
+
+    FLUSH_INTERVAL_S = 0.2
 
     def __init__(self) -> None:
         self._logger = logging.getLogger("service.access")
+        self._flush_pending = False
 
     def write(self, fields: dict[str, Any]) -> None:
         stream = _direct_stream
@@ -128,6 +135,18 @@ class AccessLog:
         head = f'{{"time":"{_iso(time.time())}","level":"info","logger":"service.access",'
         body = json.dumps(fields, default=str, separators=(",", ":"))
         stream.write(f'{head}"message":"request",{body[1:]}\n')
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            stream.flush()
+            return
+        self._flush_pending = True
+        loop.call_later(self.FLUSH_INTERVAL_S, self._flush, stream)
+
+    def _flush(self, stream: TextIO) -> None:
+        self._flush_pending = False
         stream.flush()
 
 

@@ -17,7 +17,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import HTTPException
 
@@ -53,6 +53,12 @@ _CSP = (
 )
 
 
+class StaticRoute(NamedTuple):
+    """What a framework route leaves in scope["route"]: the template for metrics and logs."""
+
+    path: str
+
+
 class BodyTooLarge(HTTPException):
     """Raised from `receive`; FastAPI re-raises HTTPExceptions from body parsing as they are,
     so the error handler answers 413 instead of a generic 400."""
@@ -79,9 +85,14 @@ def route_class(path: str) -> str:
 
 
 class Edge:
-    def __init__(self, app: ASGIApp, state: AppState) -> None:
+    def __init__(
+        self, app: ASGIApp, state: AppState, static: dict[str, bytes] | None = None
+    ) -> None:
         self.app = app
         self.state = state
+        # JSON bodies answered here, after every edge control and before the framework:
+        # the liveness probe, which load balancers call every few seconds per replica.
+        self.static = static or {}
         s = state.settings
         self.timeout_s = s.request_timeout_ms / 1000
         self.max_body = s.max_body_bytes
@@ -172,9 +183,13 @@ class Edge:
             refusal = await self._refusal(
                 scope["method"], klass, client, content_type, content_length, extra_headers
             )
+            static = self.static.get(path) if scope["method"] in ("GET", "HEAD") else None
             if refusal is not None:
                 code, message, headers = refusal
                 await self._send_error(send_with_headers, code, message, request_id, headers)
+            elif static is not None:
+                scope["route"] = StaticRoute(path)
+                await self._send_static(send_with_headers, static, scope["method"] == "HEAD")
             else:
                 await self._call_app(scope, receive, send_with_headers, request_id, lambda: status)
         finally:
@@ -276,6 +291,20 @@ class Edge:
                 log.exception("unhandled error", extra={"requestId": request_id})
             if not status():
                 await self._send_error(send, 500, "internal error", request_id, [])
+
+    @staticmethod
+    async def _send_static(send: Send, body: bytes, head: bool) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"" if head else body})
 
     @staticmethod
     async def _send_error(

@@ -19,7 +19,8 @@ from service.migrate import expected_head
 from service.state import AppState
 
 router = APIRouter(prefix="/api/_internal", tags=["internal"])
-_HEALTH_BODY = f'{{"status":"ok","version":"{__version__}"}}'.encode()
+HEALTH_PATH = "/api/_internal/health"
+HEALTH_BODY = f'{{"status":"ok","version":"{__version__}"}}'.encode()
 
 
 class HealthBody(BaseModel):
@@ -33,12 +34,7 @@ class HealthBody(BaseModel):
     response_model=HealthBody,
 )
 async def health() -> Response:
-    return Response(_HEALTH_BODY, media_type="application/json")
-
-
-async def health_endpoint(request: Request) -> Response:
-    """The same probe as a plain Starlette endpoint; see `create_app`."""
-    return Response(_HEALTH_BODY, media_type="application/json")
+    return Response(HEALTH_BODY, media_type="application/json")
 
 
 async def readiness(state: AppState) -> tuple[bool, dict[str, dict[str, Any]]]:
