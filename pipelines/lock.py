@@ -17,27 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.ledger import actor
+from pipelines.targets.local.procs import pid_alive, process_start
 
 
 class LockHeld(RuntimeError):
     """Another live process holds the environment's lock."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
 
 
 def describe(holder: dict[str, object]) -> str:
@@ -52,7 +36,7 @@ def holder_is_alive(holder: dict[str, object]) -> bool:
     if holder.get("host") != socket.gethostname():
         return True  # cannot check another machine's processes: assume it is alive
     pid = int(str(holder.get("pid", 0)))
-    return _alive(pid) and _start_time(pid) == holder.get("start")
+    return pid_alive(pid) and process_start(pid) == holder.get("start")
 
 
 @contextlib.contextmanager
@@ -60,7 +44,7 @@ def environment_lock(path: Path, purpose: str, on_break: object = print) -> Iter
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "pid": os.getpid(),
-        "start": _start_time(os.getpid()),
+        "start": process_start(os.getpid()),
         "host": socket.gethostname(),
         "who": actor(),
         "at": time.time(),

@@ -120,7 +120,8 @@ class VerifyStep:
         return StepPlan(
             f"bake {self.bake_seconds(ctx):g} s under synthetic traffic",
             (
-                f"p95 < {env.slo_p95_s * 1000:g} ms, error rate < {env.slo_error_rate:.2%}, "
+                f"p95 < {env.spec.slo_latency_p95_seconds * 1000:g} ms, "
+                f"error rate < {env.spec.slo_error_rate_percent:g} %, "
                 f"no alarm in ALARM, <= {ERROR_LOG_LINES} error log lines",
                 f"p95 within {REGRESSION:.0%} of the baseline ({base_text}); "
                 f"{streak} regression(s) in a row so far",
@@ -138,8 +139,8 @@ class VerifyStep:
         observation = env.observe(seconds + 1)
         verdict = judge(
             observation,
-            env.slo_p95_s,
-            env.slo_error_rate,
+            env.spec.slo_latency_p95_seconds,
+            env.spec.slo_error_rate_percent / 100,
             self.ledger.entries(self.env_name, "deploy"),
         )
         ctx.facts["p95_s"] = observation.p95_s

@@ -113,14 +113,6 @@ class AwsEnvironment:
     def bake_window_s(self) -> float:
         return float(self.spec.bake_window_seconds)
 
-    @property
-    def slo_p95_s(self) -> float:
-        return self.spec.slo_latency_p95_seconds
-
-    @property
-    def slo_error_rate(self) -> float:
-        return self.spec.slo_error_rate_percent / 100
-
     def lock(self, on_break: Callable[[str], object] = print) -> S3Lock:
         """This environment's deploy lock, in its own stack's backups bucket."""
         return S3Lock(

@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.ledger import actor, entry
-from pipelines.lock import LockHeld, _start_time, describe, holder_is_alive
+from pipelines.lock import LockHeld, describe, holder_is_alive
 from pipelines.targets.aws_common import client_error, error_code
+from pipelines.targets.local.procs import process_start
 
 LEDGER_PREFIX = "ledger"
 LOCK_PREFIX = "locks"
@@ -117,7 +118,7 @@ class S3Lock:
         now = self.clock()
         return {
             "pid": os.getpid(),
-            "start": _start_time(os.getpid()),  # with pid and host: is the holder alive
+            "start": process_start(os.getpid()),  # with pid and host: is the holder alive
             "host": socket.gethostname(),
             "who": actor(),
             "at": now,

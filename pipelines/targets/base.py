@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from infra.spec import EnvironmentSpec
 
 ENVIRONMENTS = ("staging", "production")
 
@@ -184,10 +187,7 @@ class Environment(Protocol):
     def bake_window_s(self) -> float: ...
 
     @property
-    def slo_p95_s(self) -> float: ...
-
-    @property
-    def slo_error_rate(self) -> float: ...
+    def spec(self) -> EnvironmentSpec: ...
 
     def migrate(self, release: Release) -> MigrationStatus: ...
 

@@ -28,7 +28,7 @@ from pipelines.targets.local import database as db
 from pipelines.targets.local.layout import EnvLayout, state_root
 from pipelines.targets.local.loadbalancer import LoadBalancer
 from pipelines.targets.local.postgres import Cluster, PostgresError
-from pipelines.targets.local.replicas import process_start
+from pipelines.targets.local.procs import process_start
 from pipelines.targets.local.rollouts import Rollouts
 from pipelines.targets.local.runtime import (
     NAMES,
@@ -100,14 +100,6 @@ class LocalEnvironment(Rollouts):
     @property
     def bake_window_s(self) -> float:
         return float(self.spec.local_bake_window_seconds)
-
-    @property
-    def slo_p95_s(self) -> float:
-        return self.spec.slo_latency_p95_seconds
-
-    @property
-    def slo_error_rate(self) -> float:
-        return self.spec.slo_error_rate_percent / 100
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.targets.local.procs import pid_alive
+
 if TYPE_CHECKING:
     import httpx
 
@@ -55,20 +57,6 @@ class UpstreamStatus:
 
 def _duration(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False  # another user's process: the pid was reused
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def port_owner(port: int) -> str | None:
@@ -268,7 +256,7 @@ class LoadBalancer:
             return None
         except ValueError:
             pid = -1
-        if pid > 0 and _pid_alive(pid):
+        if pid > 0 and pid_alive(pid, others_count=False):
             with contextlib.suppress(OSError):
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
                 if str(self.bootstrap_file).encode() in cmdline:
@@ -372,7 +360,7 @@ class LoadBalancer:
             if self._proc is not None and self._proc.pid == pid:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self._proc.wait(timeout=0.05)  # our child: reap it, no zombie left
-            if not _pid_alive(pid):
+            if not pid_alive(pid, others_count=False):
                 return True
             time.sleep(0.02)
         return False

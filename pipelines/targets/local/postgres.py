@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.targets.local.procs import pid_alive
+
 SERVER_ACCOUNT = "drydock-pg"
 SHARED_BIN_ROOT = Path("/var/lib/drydock/pg-bin")
 ROOT_DATA_ROOT = Path("/var/lib/drydock/pg-data")
@@ -301,7 +303,7 @@ class Cluster:
             pid = int(pidfile.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if _alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -365,16 +367,6 @@ class Cluster:
             tail = (self.home / "startup.log").read_text().strip().splitlines()[-5:]
             return "\nserver log:\n" + "\n".join(tail)
         return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def data_home(state_dir: Path, name: str) -> Path:

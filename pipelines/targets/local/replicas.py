@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from pipelines.targets.local.layout import EnvLayout, read_json, write_json
+from pipelines.targets.local.procs import process_start
 
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_KEEP = 3
@@ -46,19 +47,6 @@ class ReplicaRecord:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ReplicaRecord:
         return cls(**data)
-
-
-def process_start(pid: int) -> str | None:
-    """The kernel's start time of pid (field 22 of /proc/<pid>/stat), or None if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces; fields after it start past the ')'.
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # a zombie is dead for our purposes
-        return None
-    return fields[19]
 
 
 def is_alive(record: ReplicaRecord) -> bool:

@@ -9,7 +9,7 @@ from pipelines.targets.base import EnvironmentStatus, Health, ProcessStatus, Rep
 from pipelines.targets.local import database as db
 from pipelines.targets.local.layout import read_json
 from pipelines.targets.local.postgres import Cluster, port_in_use
-from pipelines.targets.local.replicas import process_start
+from pipelines.targets.local.procs import process_start
 
 if TYPE_CHECKING:
     from pipelines.targets.local.environment import LocalEnvironment
