@@ -24,3 +24,18 @@ async def test_ready_when_database_at_head(client: httpx.AsyncClient) -> None:
         "expected": expected_head(),
         "current": expected_head(),
     }
+
+
+async def test_openapi_documents_every_route_group_with_its_tag(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    tags = {
+        path: {tag for operation in ops.values() for tag in operation.get("tags", ())}
+        for path, ops in spec["paths"].items()
+    }
+    assert tags["/api/_internal/health"] == {"internal"}
+    assert tags["/api/auth/login"] == {"auth"}
+    assert tags["/api/inventory/{item_id}"] == {"inventory"}
+    assert tags["/api/orders"] == {"orders"}
+    assert tags["/api/admin/users/{user_id}"] == {"admin"}
