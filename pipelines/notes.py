@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import re
 import subprocess
-import tarfile
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -137,20 +136,11 @@ def _revision_meta(source: str) -> dict[str, Any]:
 def _destructive_at(root: Path, sha: str) -> dict[str, list[str]] | None:
     """Revision -> destructive kinds, from the migrations as committed at `sha`."""
     from pipelines.migrations_sql import destructive_ops
+    from pipelines.releases import extract_tree
 
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", sha, "service/migrations"],
-        cwd=root,
-        capture_output=True,
-        check=False,
-    )
-    if archive.returncode != 0:
-        return None
     with tempfile.TemporaryDirectory(prefix="drydock-notes-") as tmp:
-        tar_path = Path(tmp) / "migrations.tar"
-        tar_path.write_bytes(archive.stdout)
-        with tarfile.open(tar_path) as tar:
-            tar.extractall(tmp, filter="data")
+        if not extract_tree(root, sha, "service/migrations", Path(tmp)):
+            return None
         try:
             ops, _, _ = destructive_ops(Path(tmp) / "service" / "migrations")
         except Exception:  # old revisions that no longer run offline: say unknown

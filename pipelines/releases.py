@@ -41,6 +41,26 @@ def workspace_is_dirty(root: Path = ROOT) -> bool:
     return bool(git("status", "--porcelain", "--", "service", root=root))
 
 
+def extract_tree(root: Path, sha: str, path: str, target: Path) -> bool:
+    """Write `path` as committed at `sha` under `target`; False if git cannot archive it."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", sha, path], cwd=root, capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        return False
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(target, filter="data")
+        else:  # Python before 3.11.4 has no extraction filters: check what the filter would
+            base = target.resolve()
+            for member in tar.getmembers():
+                inside = (base / member.name).resolve().is_relative_to(base)
+                if not inside or not (member.isfile() or member.isdir()):
+                    raise TargetError(f"refusing archive member {member.name!r} from git")
+            tar.extractall(target)  # noqa: S202 - every member checked above
+    return True
+
+
 def dependency_fingerprint() -> str:
     """What the artifact runs on: the installed distributions, by name and version."""
     installed = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
@@ -69,14 +89,8 @@ def build(releases_dir: Path, ref: str | None = None, root: Path = ROOT) -> Rele
             )
             suffix = ".dirty" + _tree_digest(staging)[:8]
         else:
-            archive = subprocess.run(
-                ["git", "archive", "--format=tar", sha, "service"],
-                cwd=root,
-                capture_output=True,
-                check=True,
-            ).stdout
-            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-                tar.extractall(staging, filter="data")
+            if not extract_tree(root, sha, "service", staging):
+                raise TargetError(f"git archive {sha[:12]} service failed in {root}")
             suffix = ""
         match = _VERSION.search((staging / "service" / "__init__.py").read_text())
         version = match.group(1) if match else "0"
