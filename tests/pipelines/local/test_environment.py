@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -112,6 +113,7 @@ def test_postgres_outage_turns_replicas_unready_then_ready_again(
     local_staging: LocalStack,
 ) -> None:
     env = local_staging.environment
+    orders = committed_orders(local_staging, 3)
     before = ready_pids(local_staging)
     cluster = env.cluster()
     cluster.stop()
@@ -126,6 +128,41 @@ def test_postgres_outage_turns_replicas_unready_then_ready_again(
         cluster.start()
     wait_until(lambda: len(ready_pids(local_staging)) == 2, what="replicas to recover")
     assert ready_pids(local_staging) == before, "recovered without restarting"
+    with httpx.Client(base_url=env.url, timeout=10, headers=orders.headers) as client:
+        for order_id in orders.ids:
+            assert client.get(f"/api/orders/{order_id}").status_code == 200
+
+
+@dataclass
+class Orders:
+    headers: dict[str, str]
+    ids: list[int]
+
+
+def committed_orders(stack: LocalStack, count: int) -> Orders:
+    """Orders placed through the load balancer, committed before anything is broken."""
+    env = stack.environment
+    email, password = env.ensure_smoke_admin()
+    with httpx.Client(base_url=env.url, timeout=10) as client:
+        token = client.post("/api/auth/login", json={"email": email, "password": password}).json()[
+            "access_token"
+        ]
+        headers = {"Authorization": f"Bearer {token}"}
+        sku = f"OUTAGE-{time.monotonic_ns()}"
+        created = client.post(
+            "/api/inventory",
+            headers=headers,
+            json={"sku": sku, "name": "outage test", "price_cents": 1, "stock": 10},
+        )
+        assert created.status_code == 201, created.text
+        ids = []
+        for _ in range(count):
+            placed = client.post(
+                "/api/orders", headers=headers, json={"items": [{"sku": sku, "quantity": 1}]}
+            )
+            assert placed.status_code == 201, placed.text
+            ids.append(int(placed.json()["id"]))
+    return Orders(headers, ids)
 
 
 def test_replica_records_survive_in_slot_files(local_staging: LocalStack) -> None:
