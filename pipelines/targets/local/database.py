@@ -13,7 +13,14 @@ import asyncpg
 
 from pipelines.targets.base import MigrationStatus, TargetError
 from pipelines.targets.local.postgres import Cluster
-from pipelines.targets.local.runtime import APP_ROLE, DATABASE, NAMES, OWNER_ROLE, database_url
+from pipelines.targets.local.runtime import (
+    APP_ROLE,
+    DATABASE,
+    NAMES,
+    OWNER_ROLE,
+    database_url,
+    run_release_command,
+)
 from pipelines.targets.local.secrets import SecretStore
 from service.provision import ensure_login_role, grants
 
@@ -77,20 +84,8 @@ class LocalDatabase:
     def migrate(self, artifact: str | None = None) -> MigrationStatus:
         """Upgrade to the head of `artifact`'s migrations (a release), as a one-off process
         of that release, the way the aws target runs them as a one-off ECS task."""
-        import os
-        import subprocess
-        import sys
-
-        env = {**os.environ, "DATABASE_URL": self.url("owner"), "ENV": "development"}
-        if artifact:
-            env["PYTHONPATH"] = artifact
-        result = subprocess.run(
-            [sys.executable, "-m", "service", "migrate"],
-            env=env,
-            cwd=artifact,
-            capture_output=True,
-            text=True,
-            check=False,
+        result = run_release_command(
+            artifact, ["migrate"], {"DATABASE_URL": self.url("owner"), "ENV": "development"}
         )
         if result.returncode != 0:
             raise TargetError(f"migration failed:\n{result.stderr.strip()[-2000:]}")

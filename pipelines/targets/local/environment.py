@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from pipelines.targets.local.runtime import (
     ensure_secrets,
     open_store,
     replica_env,
+    run_release_command,
 )
 from pipelines.targets.local.secrets import SecretStore, SecretStoreError
 
@@ -268,21 +267,14 @@ class LocalEnvironment(Rollouts):
         marker = self.layout.agent / "smoke-admin"
         if marker.exists():
             return SMOKE_ADMIN, password
-        env = {
-            **os.environ,
-            "DATABASE_URL": self.database.url("app"),
-            "ENV": "development",
-            "ADMIN_PASSWORD": password,
-        }
-        if artifact:
-            env["PYTHONPATH"] = artifact
-        result = subprocess.run(
-            [sys.executable, "-m", "service", "create-admin", SMOKE_ADMIN],
-            env=env,
-            cwd=artifact,
-            capture_output=True,
-            text=True,
-            check=False,
+        result = run_release_command(
+            artifact,
+            ["create-admin", SMOKE_ADMIN],
+            {
+                "DATABASE_URL": self.database.url("app"),
+                "ENV": "development",
+                "ADMIN_PASSWORD": password,
+            },
         )
         if result.returncode != 0:
             raise TargetError(

@@ -17,6 +17,18 @@ if TYPE_CHECKING:
     from infra.spec import EnvironmentSpec
 
 
+def as_document(release: Release | dict[str, Any]) -> dict[str, Any]:
+    """How a release is written into the desired state and the history."""
+    if isinstance(release, dict):
+        return release
+    return {
+        "id": release.id,
+        "artifact": release.artifact,
+        "version": release.version,
+        "git_sha": release.git_sha,
+    }
+
+
 class Rollouts:
     """Mixed into LocalEnvironment, which provides these attributes."""
 
@@ -51,16 +63,7 @@ class Rollouts:
         deadline_s: float = 30,
     ) -> int:
         previous = self.desired() or {}
-        release_doc = (
-            release
-            if isinstance(release, dict)
-            else {
-                "id": release.id,
-                "artifact": release.artifact,
-                "version": release.version,
-                "git_sha": release.git_sha,
-            }
-        )
+        release_doc = as_document(release)
         generation = int(previous.get("generation", 0)) + 1
         try:
             self._write_desired(generation, release_doc, previous, replicas, flags, deadline_s)
@@ -166,15 +169,6 @@ class Rollouts:
         )
 
     def _record(self, release: Release | dict[str, Any]) -> None:
-        doc = (
-            release
-            if isinstance(release, dict)
-            else {
-                "id": release.id,
-                "artifact": release.artifact,
-                "version": release.version,
-                "git_sha": release.git_sha,
-            }
-        )
+        doc = as_document(release)
         with (self.layout.agent / "releases.jsonl").open("a") as handle:
             handle.write(json.dumps({**doc, "completed_at": time.time()}) + "\n")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import secrets as pysecrets
+import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -83,3 +85,21 @@ def replica_env(
     for name, enabled in flags.items():
         env[f"FLAG_{name}"] = "true" if enabled else "false"
     return env
+
+
+def run_release_command(
+    artifact: str | None, args: list[str], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`python -m service <args>` as a one-off process of a release (the working tree when
+    `artifact` is None): what an ECS one-off task of the release's image is on AWS."""
+    full_env = {**os.environ, **env}
+    if artifact:
+        full_env["PYTHONPATH"] = artifact
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        env=full_env,
+        cwd=artifact,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
