@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
-from pipelines.targets.local.postgres import Cluster, data_home, free_port, free_port_block
+from pipelines.targets.local.postgres import Cluster, data_home, free_port
 
 if TYPE_CHECKING:
     from pipelines.targets.local.environment import LocalEnvironment
+    from pipelines.targets.local.scratch import Scratch
 
 SUPERUSER_PASSWORD = "test-superuser-" + secrets.token_hex(8)
 
@@ -97,74 +98,33 @@ class LocalStack:
     stack_dir: Path
 
 
-@dataclass
-class LocalDirs:
-    state_dir: Path
-    stack_dir: Path
-    started: list[LocalEnvironment]
+@pytest.fixture(scope="session")
+def local_scratch() -> Iterator[Scratch]:
+    """State and stack directories for local environments on free ports; both environments
+    are torn down, data purged, at the end of the session."""
+    from pipelines.targets.local.scratch import scratch_environments
 
-    def environment(self, name: str) -> LocalStack:
-        from pipelines.targets.local.environment import LocalEnvironment
+    with scratch_environments(
+        "drydock-env-",
+        **{
+            "drydock:localDrainSeconds": 2,
+            "drydock:localAlarmPeriodSeconds": 5,
+            "drydock:localBakeWindowSeconds": 10,
+        },
+    ) as scratch:
+        yield scratch
 
-        environment = LocalEnvironment(name)
-        if environment.agent_pid() is None or not environment.status().up:
-            environment.up()
-            self.started.append(environment)
-        return LocalStack(environment, self.state_dir, self.stack_dir)
+
+def _stack(scratch: Scratch, name: str) -> LocalStack:
+    return LocalStack(scratch.environment(name), scratch.state_dir, scratch.stack_dir)
 
 
 @pytest.fixture(scope="session")
-def local_dirs() -> Iterator[LocalDirs]:
-    """State and stack directories for local environments on free ports; every environment
-    started in them is torn down, data purged, at the end of the session."""
-    import os
-
-    import yaml
-
-    from infra.spec import ROOT
-    from pipelines.targets.local.environment import STACK_DIR_ENV
-    from pipelines.targets.local.layout import STATE_ENV
-
-    scratch = Path(tempfile.mkdtemp(prefix="drydock-env-"))
-    state_dir, stack_dir = scratch / "state", scratch / "stacks"
-    stack_dir.mkdir()
-    for name in ("staging", "production"):
-        document = yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())
-        base = free_port_block(40)
-        document["config"].update(
-            {
-                "drydock:localReplicaBasePort": base,
-                "drydock:localLoadBalancerPort": base + 30,
-                "drydock:localPostgresPort": base + 31,
-                "drydock:localAgentPort": base + 32,
-                "drydock:localDrainSeconds": 2,
-                "drydock:localAlarmPeriodSeconds": 5,
-                "drydock:localBakeWindowSeconds": 10,
-            }
-        )
-        (stack_dir / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(document))
-    saved = {key: os.environ.get(key) for key in (STATE_ENV, STACK_DIR_ENV)}
-    os.environ[STATE_ENV], os.environ[STACK_DIR_ENV] = str(state_dir), str(stack_dir)
-    dirs = LocalDirs(state_dir, stack_dir, [])
-    try:
-        yield dirs
-    finally:
-        for environment in dirs.started:
-            environment.down(purge_data=True)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def local_staging(local_dirs: LocalDirs) -> LocalStack:
+def local_staging(local_scratch: Scratch) -> LocalStack:
     """Staging on the local target with real PostgreSQL, Caddy, agent and replicas."""
-    return local_dirs.environment("staging")
+    return _stack(local_scratch, "staging")
 
 
 @pytest.fixture(scope="session")
-def local_production(local_dirs: LocalDirs) -> LocalStack:
-    return local_dirs.environment("production")
+def local_production(local_scratch: Scratch) -> LocalStack:
+    return _stack(local_scratch, "production")

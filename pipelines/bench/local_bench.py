@@ -11,57 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipelines.bench.wrk import run_wrk
 from pipelines.loadgen import Load, get
-from pipelines.targets.local.postgres import free_port_block
+from pipelines.targets.local.scratch import scratch_environments
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@contextmanager
-def scratch_environments(bake_s: int) -> Iterator[Path]:
-    from pipelines.targets.local.environment import STACK_DIR_ENV, LocalEnvironment
-    from pipelines.targets.local.layout import STATE_ENV
-
-    scratch = Path(tempfile.mkdtemp(prefix="drydock-bench-"))
-    (scratch / "stacks").mkdir()
-    for name in ("staging", "production"):
-        document = yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())
-        base = free_port_block(40)
-        document["config"].update(
-            {
-                "drydock:localReplicaBasePort": base,
-                "drydock:localLoadBalancerPort": base + 30,
-                "drydock:localPostgresPort": base + 31,
-                "drydock:localAgentPort": base + 32,
-                "drydock:localBakeWindowSeconds": bake_s,
-            }
-        )
-        (scratch / "stacks" / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(document))
-    saved = {k: os.environ.get(k) for k in (STATE_ENV, STACK_DIR_ENV)}
-    os.environ[STATE_ENV] = str(scratch / "state")
-    os.environ[STACK_DIR_ENV] = str(scratch / "stacks")
-    try:
-        yield scratch
-    finally:
-        for name in ("staging", "production"):
-            LocalEnvironment(name).down(purge_data=True)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def timed(label: str, results: dict[str, Any], action: Any) -> Any:
@@ -83,7 +41,8 @@ def run(bake_s: int = 30, report: Path = ROOT / "reports") -> int:
 
     results: dict[str, Any] = {"machine": {"cores": os.cpu_count()}}
     print("bench.local: scratch state dir, free ports", flush=True)
-    with scratch_environments(bake_s) as scratch:
+    settings = {"drydock:localBakeWindowSeconds": bake_s}
+    with scratch_environments("drydock-bench-", **settings) as scratch:
         staging, production = LocalEnvironment("staging"), LocalEnvironment("production")
         timed("env.up cold, both environments", results, lambda: [staging.up(), production.up()])
         timed("env.up when already up, both", results, lambda: [staging.up(), production.up()])
@@ -134,7 +93,7 @@ def run(bake_s: int = 30, report: Path = ROOT / "reports") -> int:
             target=LocalTarget(),
             sha=release.git_sha,
             root=ROOT,
-            reports=scratch / "reports",
+            reports=scratch.root / "reports",
             release=release,
             deploy_id="bench",
             options={"bake_s": bake_s},
@@ -144,7 +103,7 @@ def run(bake_s: int = 30, report: Path = ROOT / "reports") -> int:
             production.url, get("/api/_internal/health"), workers=3, max_seconds=600, pause_s=0.01
         ) as load:
             code = timed("deploy steps 2-7", results, lambda: execute(ctx, ledger, steps))
-        written = json.loads((scratch / "reports" / "report.json").read_text())
+        written = json.loads((scratch.root / "reports" / "report.json").read_text())
         results["deploy"] = {
             "exit_code": code,
             "bake_s": bake_s,

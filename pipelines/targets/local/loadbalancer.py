@@ -325,6 +325,8 @@ class LoadBalancer:
         self.home.mkdir(parents=True, exist_ok=True)
         os.chmod(self.home, 0o700)
         with socket.socket() as probe:
+            # As Caddy binds: connections still in TIME_WAIT on the port do not block it.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", self.listen_port))
             except OSError as exc:

@@ -150,11 +150,14 @@ def free_port() -> int:
 
 
 def free_port_block(size: int) -> int:
-    """The first of `size` consecutive free ports on 127.0.0.1 (for scratch environments)."""
+    """The first of `size` consecutive free ports on 127.0.0.1 (for scratch environments).
+
+    Drawn below Linux's ephemeral range (32768 up), where outgoing connections take their
+    local ports, so a block found free stays free."""
     import random
 
     for _ in range(200):
-        base = random.randrange(20_000, 40_000)  # noqa: S311 - a port, not a secret
+        base = random.randrange(20_000, 32_000 - size)  # noqa: S311 - a port, not a secret
         if not any(port_in_use(base + i) for i in range(size)):
             return base
     raise RuntimeError(f"no block of {size} free ports found on 127.0.0.1")

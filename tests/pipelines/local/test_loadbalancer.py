@@ -267,6 +267,25 @@ def test_port_in_use_names_the_port_and_its_owner(
     assert not lb.is_running()
 
 
+def test_a_port_left_in_time_wait_by_a_stopped_listener_is_free(
+    make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
+) -> None:
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Caddy's (Go) are
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the side that closes first holds TIME_WAIT on `port`
+        client.close()
+    with socket.socket() as plain, pytest.raises(OSError, match="in use"):
+        plain.bind(("127.0.0.1", port))  # what a probe without SO_REUSEADDR would see
+    lb = make_lb([replicas("a").port], listen_port=port)
+    assert lb.start() is True
+    assert set(bodies(lb, 5)) == {"a"}
+
+
 def test_stop_leaves_nothing_running(
     make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
 ) -> None:
