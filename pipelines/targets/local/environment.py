@@ -24,7 +24,7 @@ from pipelines.targets.base import (
 from pipelines.targets.local import agent_process
 from pipelines.targets.local import database as db
 from pipelines.targets.local.layout import EnvLayout, state_root
-from pipelines.targets.local.loadbalancer import LoadBalancer
+from pipelines.targets.local.loadbalancer import LoadBalancer, LoadBalancerError
 from pipelines.targets.local.postgres import Cluster, PostgresError
 from pipelines.targets.local.procs import process_start
 from pipelines.targets.local.rollouts import Rollouts
@@ -129,20 +129,39 @@ class LocalEnvironment(Rollouts):
             cluster.start()
         except PostgresError as exc:
             raise TargetError(f"{self.name}: PostgreSQL: {exc}") from None
-        db.LocalDatabase(cluster, store).ensure_roles()
-        self.load_balancer().start()
-        self.ensure_agent()
-        if bootstrap and self.desired() is None:
-            from pipelines import releases
+        try:
+            db.LocalDatabase(cluster, store).ensure_roles()
+            self.load_balancer().start()
+            self.ensure_agent()
+            if bootstrap and self.desired() is None:
+                from pipelines import releases
 
-            first = release or releases.build(self.layout.releases)
-            self.database.migrate(first.artifact)
-            result = self.rollout(first, timeout_s=60.0)  # cold imports on a busy machine
-            if not result.ok:
-                raise TargetError(
-                    f"{self.name}: first rollout of {first.id} failed: {result.reason}"
-                )
+                first = release or releases.build(self.layout.releases)
+                self.database.migrate(first.artifact)
+                result = self.rollout(first, timeout_s=60.0)  # cold imports on a busy machine
+                if not result.ok:
+                    raise TargetError(f"first rollout of {first.id} failed: {result.reason}")
+        except (TargetError, LoadBalancerError, PostgresError, OSError) as exc:
+            raise TargetError(self._half_started(exc)) from None
         return self.status()
+
+    def _half_started(self, cause: Exception) -> str:
+        """`up()` failed after starting something: say what, and the two ways out."""
+        running = [
+            part
+            for part, up in (
+                ("PostgreSQL", self.cluster().is_running()),
+                ("Caddy", self.load_balancer().is_running()),
+                ("the agent", self.agent_pid() is not None),
+            )
+            if up
+        ]
+        left = f"left running: {', '.join(running)}" if running else "nothing is left running"
+        return (
+            f"{self.name}: {cause}\n{left}. Fix the cause and run `invoke env.up --env "
+            f"{self.name}` again (it starts only what is missing), or stop everything with "
+            f"`invoke env.down --env {self.name}`."
+        )
 
     def down(self, purge_data: bool = False) -> list[str]:
         """Stop every process of this environment; returns what was running."""

@@ -149,3 +149,20 @@ def test_secret_rotation_under_load_fails_no_request_and_retires_refresh_tokens(
         f"{env.url}/api/auth/login", json={"email": email, "password": password}, timeout=10
     )
     assert again.status_code == 200
+
+
+def test_a_failure_after_postgres_started_says_what_is_left_running(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 90)  # too long for Caddy's admin socket, fine for the rest
+    env = isolated(deep)
+    try:
+        with pytest.raises(TargetError) as exc:
+            env.up()
+        message = str(exc.value)
+        assert "admin socket path" in message
+        assert "left running: PostgreSQL." in message
+        assert "invoke env.down --env staging" in message
+        assert env.cluster().is_running()
+        assert env.agent_pid() is None
+    finally:
+        env.down(purge_data=True)
+    assert not env.cluster().is_running()
