@@ -16,6 +16,7 @@ from service.db import Database
 from service.docs_page import router as docs_router
 from service.errors import install_error_handlers
 from service.heartbeat import run_heartbeat
+from service.housekeeping import run_housekeeping
 from service.metrics import Metrics
 from service.middleware import Edge
 from service.security.ratelimit import MemoryRateLimiter, RateLimiter
@@ -64,13 +65,21 @@ def create_app(settings: Settings | None = None, *, heartbeat: bool = True) -> D
             if heartbeat
             else None
         )
+        sweeps = (
+            asyncio.create_task(
+                run_housekeeping(db, settings.housekeeping_interval_s, settings.login_lockout_s)
+            )
+            if heartbeat and settings.housekeeping_interval_s > 0
+            else None
+        )
         try:
             yield
         finally:
-            if beats is not None:
-                beats.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beats
+            for task in (beats, sweeps):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await db.close()
 
     app = DrydockAPI(

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=64 * 1024 * 1024)
     drain_seconds: float = Field(5.0, ge=0, le=600)
     heartbeat_interval_s: float = Field(2.0, gt=0, le=3600)
+    housekeeping_interval_s: float = Field(600.0, ge=0, le=86_400)  # 0 disables the sweep
     metrics_token: str = ""
     internal_token: str = ""
     access_log: bool = True
