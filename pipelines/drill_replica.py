@@ -67,6 +67,7 @@ class DrillReplica:
             PYTHONPATH=artifact,
             PORT=str(self.port),
             HEARTBEAT_INTERVAL_S="3600",
+            HOUSEKEEPING_INTERVAL_S="0",  # no sweeps in the copy under verification
             RATE_LIMIT_BACKEND="memory",
             INSTANCE_ID=drill_id,
             DRAIN_SECONDS="0",
