@@ -5,12 +5,10 @@ The restore drill reads it from a restored copy: now minus its beat_at is the RP
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-import asyncpg
-
 from service.db import Database
+from service.periodic import every
 
 log = logging.getLogger("service.heartbeat")
 
@@ -25,15 +23,4 @@ async def beat(db: Database, instance: str) -> None:
 
 
 async def run_heartbeat(db: Database, instance: str, interval_s: float) -> None:
-    failing = False
-    while True:
-        try:
-            await beat(db, instance)
-            if failing:
-                log.info("heartbeat recovered")
-            failing = False
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError) as exc:
-            if not failing:
-                log.warning("heartbeat write failed", extra={"error": type(exc).__name__})
-            failing = True
-        await asyncio.sleep(interval_s)
+    await every(interval_s, lambda: beat(db, instance), log, "heartbeat write")

@@ -8,13 +8,11 @@ Each delete is bounded so a backlog never turns into one long transaction.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
-import asyncpg
-
 from service.db import Database
+from service.periodic import every
 
 log = logging.getLogger("service.housekeeping")
 
@@ -81,20 +79,8 @@ async def sweep(db: Database, *, lockout_s: int, batch: int = BATCH) -> Swept | 
 
 
 async def run_housekeeping(db: Database, interval_s: float, lockout_s: int) -> None:
-    failing = False
-    while True:
-        # Not at startup: a rolling deploy would otherwise sweep once per new replica.
-        await asyncio.sleep(interval_s)
-        try:
-            swept = await _sweep_backlog(db, lockout_s)
-            if failing:
-                log.info("housekeeping recovered")
-            failing = False
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError) as exc:
-            if not failing:
-                log.warning("housekeeping sweep failed", extra={"error": type(exc).__name__})
-            failing = True
-            continue
+    async def job() -> None:
+        swept = await _sweep_backlog(db, lockout_s)
         if swept is not None and swept.total:
             log.info(
                 "housekeeping deleted dead rows",
@@ -104,6 +90,9 @@ async def run_housekeeping(db: Database, interval_s: float, lockout_s: int) -> N
                     "rate_limits": swept.rate_limits,
                 },
             )
+
+    # Not at startup: a rolling deploy would otherwise sweep once per new replica.
+    await every(interval_s, job, log, "housekeeping sweep", wait_first=True)
 
 
 async def _sweep_backlog(db: Database, lockout_s: int) -> Swept | None:
