@@ -1,7 +1,7 @@
 """Both local environments in a throwaway state directory, on free ports, torn down after.
 
 The test suite and `invoke bench.local` run here so they never touch a developer's own
-environments (`.drydock/`) or the ports those use.
+environments (`.local/`) or the ports those use.
 """
 
 from __future__ import annotations
