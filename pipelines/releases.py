@@ -53,11 +53,13 @@ def extract_tree(root: Path, sha: str, path: str, target: Path) -> bool:
             tar.extractall(target, filter="data")
         else:  # Python before 3.11.4 has no extraction filters: check what the filter would
             base = target.resolve()
-            for member in tar.getmembers():
+            members = tar.getmembers()
+            for member in members:
                 inside = (base / member.name).resolve().is_relative_to(base)
                 if not inside or not (member.isfile() or member.isdir()):
                     raise TargetError(f"refusing archive member {member.name!r} from git")
-            tar.extractall(target)  # noqa: S202 - every member checked above
+            for member in members:  # only once all are known safe: nothing half-written
+                tar.extract(member, target)
     return True
 
 

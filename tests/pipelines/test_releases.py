@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -35,3 +36,20 @@ def test_a_release_is_built_once_and_refused_once_tampered(tmp_path: Path) -> No
     target.write_text(target.read_text() + "\n# changed\n")
     with pytest.raises(TargetError, match="modified after it was built"):
         verify(release)
+
+
+def test_without_filters_a_link_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    repo = tmp_path / "repo"
+    (repo / "service").mkdir(parents=True)
+    (repo / "service" / "app.py").write_text("print('hi')\n")
+    (repo / "service" / "passwd").symlink_to("/etc/passwd")
+    identity = ["-c", "user.email=ci@example.com", "-c", "user.name=ci"]
+    for argv in (["init", "-q"], ["add", "."], [*identity, "commit", "-qm", "link"]):
+        subprocess.run(["git", *argv], cwd=repo, check=True)
+    out = tmp_path / "out"
+    with pytest.raises(TargetError, match="refusing archive member 'service/passwd'"):
+        extract_tree(repo, resolve("HEAD", repo), "service", out)
+    assert not (out / "service" / "app.py").exists()

@@ -18,8 +18,8 @@ import pytest
 
 from pipelines import security
 from pipelines.security import SecurityReviewStep
-from pipelines.security_parsers import osv_findings
-from pipelines.security_policy import PolicyError, load_policy, parse_policy
+from pipelines.security_parsers import bandit_findings, osv_findings
+from pipelines.security_policy import PolicyError, apply_policy, load_policy, parse_policy
 from pipelines.steps import StepContext, exit_code_for
 from pipelines.targets.local import LocalTarget
 from tests.pipelines.git_helpers import GitRepo
@@ -348,3 +348,18 @@ def test_step_2_fails_with_its_exit_code_and_lists_each_finding(repo: GitRepo) -
     assert all(f["action"] for f in result.evidence["blocking"])
     written = json.loads((ctx.reports / "security-review.json").read_text())
     assert written["ok"] is False and ctx.facts["security"]["env"] == "production"
+
+
+@pytest.mark.integration
+def test_this_repository_passes_its_own_code_scan(tmp_path: Path) -> None:
+    """What step 2 runs on every release: bandit over this checkout, under the committed
+    policy of every environment. A finding here would stop the README's own deploy."""
+    root = Path(security.__file__).resolve().parents[1]
+    entry = security._bandit(root, tmp_path, subprocess.run)
+    assert entry["status"] == "ok", entry["error"]
+    document = json.loads((tmp_path / security.FILES["bandit"]).read_text())
+    policy = load_policy(root / security.POLICY)
+    for env in ("local", "staging", "production"):
+        findings = bandit_findings(document, policy.for_env(env).bandit_min_confidence)
+        blocking = apply_policy(findings, policy, env).blocking
+        assert not blocking, [finding.line() for finding in blocking]
