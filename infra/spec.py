@@ -210,7 +210,7 @@ class EnvironmentSpec:
     ecr_images_kept: int = setting("ecrImagesKept", 30, 100, bounds=(5, 1000))
     # The local target (one machine, everything on 127.0.0.1).
     local_lb_port: int = setting("localLoadBalancerPort", 8180, 8280, bounds=_PORT)
-    local_postgres_port: int = setting("localPostgresPort", 55432, 55433, bounds=_PORT)
+    local_postgres_port: int = setting("localPostgresPort", 15432, 15433, bounds=_PORT)
     local_agent_port: int = setting("localAgentPort", 8181, 8281, bounds=_PORT)
     local_replica_base_port: int = setting("localReplicaBasePort", 8190, 8290, bounds=_PORT)
     # Caddy's active health check interval: sub-second so a rollout is not paced by probes.

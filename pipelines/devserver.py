@@ -11,7 +11,8 @@ import os
 import secrets
 from pathlib import Path
 
-from pipelines.targets.local.postgres import Cluster, data_home, free_port, port_in_use
+from pipelines.targets.local.ports import free_port, port_free, taken_reason
+from pipelines.targets.local.postgres import Cluster, data_home
 
 DATABASE = "drydock"
 
@@ -52,7 +53,7 @@ def prepare(pg_port: int | None = None) -> tuple[Cluster, str]:
         cluster.port = int(port_file.read_text()) if port_file.exists() else free_port()
     if not cluster.is_initialised():
         cluster.initialise(password)
-    elif not cluster.is_running() and port_in_use(cluster.port):
+    elif not cluster.is_running() and not port_free(cluster.port):
         cluster.set_port(free_port())
     port_file.write_text(str(cluster.port))
     cluster.start()
@@ -70,8 +71,11 @@ def run(port: int = 8000, pg_port: int | None = None, keep_db: bool = False) -> 
     from service.server import serve
     from service.settings import load_settings
 
-    if port_in_use(port):
-        raise SystemExit(f"port {port} on 127.0.0.1 is in use; pass --port to choose another")
+    if not port_free(port):
+        raise SystemExit(
+            f"port {port} on 127.0.0.1 is taken ({taken_reason(port)}); pass --port to choose"
+            " another"
+        )
     cluster, database_url = prepare(pg_port)
     settings = load_settings(env="development", database_url=database_url)
     print(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from pipelines.targets.local.postgres import free_port
+from pipelines.targets.local.ports import free_port
 from pipelines.targets.local.runtime import replica_env
 
 if TYPE_CHECKING:

@@ -142,7 +142,8 @@ def autogenerate_diff(
 @contextlib.contextmanager
 def throwaway_database() -> Iterator[str]:
     """An empty database on a private PostgreSQL 18 cluster, deleted afterwards."""
-    from pipelines.targets.local.postgres import Cluster, data_home, free_port
+    from pipelines.targets.local.ports import free_port
+    from pipelines.targets.local.postgres import Cluster, data_home
 
     scratch = Path(tempfile.mkdtemp(prefix="drydock-migrations-"))
     home = data_home(scratch, "pg")

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
-from pipelines.targets.local.postgres import Cluster, data_home, free_port
+from pipelines.targets.local.ports import free_port
+from pipelines.targets.local.postgres import Cluster, data_home
 
 if TYPE_CHECKING:
     from pipelines.targets.local.environment import LocalEnvironment

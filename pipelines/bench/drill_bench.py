@@ -27,7 +27,8 @@ from typing import Any
 import asyncpg
 
 from pipelines import pgtools
-from pipelines.targets.local.postgres import Cluster, data_home, free_port
+from pipelines.targets.local.ports import free_port
+from pipelines.targets.local.postgres import Cluster, data_home
 
 # Rows per gigabyte of table data (with their indexes the database is about 1.4x that).
 ROWS_PER_GB = {"users": 800_000, "items": 400_000, "orders": 2_000_000, "order_lines": 5_000_000}

@@ -60,8 +60,8 @@ def test_runbook_values_are_the_defaults() -> None:
 
 def test_local_ports_differ_between_stacks() -> None:
     staging, production = defaults("staging"), defaults("production")
-    assert (staging.local_lb_port, staging.local_postgres_port) == (8180, 55432)
-    assert (production.local_lb_port, production.local_postgres_port) == (8280, 55433)
+    assert (staging.local_lb_port, staging.local_postgres_port) == (8180, 15432)
+    assert (production.local_lb_port, production.local_postgres_port) == (8280, 15433)
 
     def ports(s: EnvironmentSpec) -> set[int]:
         return {s.local_lb_port, s.local_postgres_port, s.local_agent_port, *s.local_replica_ports}

@@ -14,7 +14,8 @@ import pytest
 
 from pipelines import backups, drill_report, drills, pgtools
 from pipelines.backup_manifest import SnapshotManifest, sha256_file
-from pipelines.targets.local.postgres import free_port, locate_binaries
+from pipelines.targets.local.ports import free_port
+from pipelines.targets.local.postgres import locate_binaries
 from tests.conftest import PgServer
 from tests.pipelines.backup_fixtures import Site, build_site, teardown_site
 

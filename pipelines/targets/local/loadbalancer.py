@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.targets.local.ports import port_free, taken_reason
 from pipelines.targets.local.procs import pid_alive
 
 if TYPE_CHECKING:
@@ -324,17 +324,13 @@ class LoadBalancer:
             )
         self.home.mkdir(parents=True, exist_ok=True)
         os.chmod(self.home, 0o700)
-        with socket.socket() as probe:
-            # As Caddy binds: connections still in TIME_WAIT on the port do not block it.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", self.listen_port))
-            except OSError as exc:
-                owner = port_owner(self.listen_port) or "another process"
-                raise LoadBalancerError(
-                    f"cannot start the load balancer: 127.0.0.1:{self.listen_port} is already "
-                    f"in use by {owner} ({exc.strerror}); stop it or configure another port"
-                ) from None
+        if not port_free(self.listen_port):
+            owner = port_owner(self.listen_port)
+            held = f"in use by {owner}" if owner else f"taken ({taken_reason(self.listen_port)})"
+            raise LoadBalancerError(
+                f"cannot start the load balancer: 127.0.0.1:{self.listen_port} is already "
+                f"{held}; stop it or configure another port"
+            )
         self.admin_socket.unlink(missing_ok=True)  # left behind by a killed caddy
         self.bootstrap_file.write_text(json.dumps({"admin": self._admin_config()}))
 

@@ -13,13 +13,13 @@ import hashlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.targets.local.ports import port_free, port_in_use, taken_reason
 from pipelines.targets.local.procs import pid_alive
 
 SERVER_ACCOUNT = "drydock-pg"
@@ -143,32 +143,6 @@ def _mkdirs(path: Path, mode: int = 0o755) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_port_block(size: int) -> int:
-    """The first of `size` consecutive free ports on 127.0.0.1 (for scratch environments).
-
-    Drawn below Linux's ephemeral range (32768 up), where outgoing connections take their
-    local ports, so a block found free stays free."""
-    import random
-
-    for _ in range(200):
-        base = random.randrange(20_000, 32_000 - size)  # noqa: S311 - a port, not a secret
-        if not any(port_in_use(base + i) for i in range(size)):
-            return base
-    raise RuntimeError(f"no block of {size} free ports found on 127.0.0.1")
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
-
-
 @dataclass
 class Cluster:
     """One PostgreSQL cluster bound to 127.0.0.1, scram-sha-256 only.
@@ -276,12 +250,13 @@ class Cluster:
     def start(self, timeout: float = 30) -> None:
         if self.is_running():
             return
-        if port_in_use(self.port):
+        if not port_free(self.port):
             raise PostgresError(
-                f"port {self.port} on 127.0.0.1 is already in use, so PostgreSQL for "
-                f"{self.home} cannot start. Stop whatever listens there or choose another port."
+                f"port {self.port} on 127.0.0.1 is taken ({taken_reason(self.port)}), so "
+                f"PostgreSQL for {self.home} cannot start; choose another port"
             )
         self._remove_stale_pidfile()
+        self.set_port(self.port)  # the stack file may have moved it since the last start
         self._run(
             "pg_ctl",
             "start",

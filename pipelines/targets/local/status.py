@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from pipelines.targets.base import EnvironmentStatus, Health, ProcessStatus, ReplicaStatus
 from pipelines.targets.local import database as db
 from pipelines.targets.local.layout import read_json
-from pipelines.targets.local.postgres import Cluster, port_in_use
+from pipelines.targets.local.ports import port_free, taken_reason
+from pipelines.targets.local.postgres import Cluster
 from pipelines.targets.local.procs import process_start
 
 if TYPE_CHECKING:
@@ -89,9 +90,9 @@ def port_conflicts(env: LocalEnvironment) -> list[str]:
         "load balancer": env.load_balancer().is_running(),
     }
     return [
-        f"{what} port {port} on 127.0.0.1 is in use by another process; change "
+        f"{what} port {port} on 127.0.0.1 is taken ({taken_reason(port)}); change "
         f"drydock:local{'Postgres' if what == 'PostgreSQL' else 'LoadBalancer'}Port in "
-        f"Pulumi.{env.name}.yaml or stop that process"
+        f"Pulumi.{env.name}.yaml or stop what holds it"
         for what, port in wanted.items()
-        if not ours_running[what] and port_in_use(port)
+        if not ours_running[what] and not port_free(port)
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from infra.spec import load_stack_file
 from pipelines.targets.base import Release, TargetError
 from pipelines.targets.local.environment import LocalEnvironment
 from pipelines.targets.local.layout import EnvLayout
-from pipelines.targets.local.postgres import Cluster, PostgresError, free_port
+from pipelines.targets.local.ports import free_port, port_in_use
+from pipelines.targets.local.postgres import Cluster, PostgresError, data_home
 from tests.conftest import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -166,3 +168,37 @@ def test_a_failure_after_postgres_started_says_what_is_left_running(tmp_path: Pa
     finally:
         env.down(purge_data=True)
     assert not env.cluster().is_running()
+
+
+def test_a_port_held_by_a_connection_is_named_with_the_way_out(tmp_path: Path) -> None:
+    """Nothing listens, yet PostgreSQL could not bind: a connection holds the port as its
+    local end, as outgoing connections do with ports in the kernel's ephemeral range."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.socket() as client:
+            client.bind(("127.0.0.1", 0))
+            held = client.getsockname()[1]
+            client.connect(server.getsockname())
+            env = isolated(tmp_path, local_postgres_port=held)
+            with pytest.raises(TargetError) as excinfo:
+                env.up()
+    message = str(excinfo.value)
+    assert f"PostgreSQL port {held} on 127.0.0.1 is taken" in message
+    assert "a connection holds it as its local port" in message
+    assert "ephemeral range" in message  # the kernel picked `held` from it
+    assert "drydock:localPostgresPort" in message
+    assert not env.layout.root.exists(), "nothing was created"
+
+
+def test_a_new_postgres_port_takes_effect_at_the_next_start(tmp_path: Path) -> None:
+    cluster = Cluster(home=data_home(tmp_path, "pg"), port=free_port(), durable=False)
+    cluster.initialise("pw-" + os.urandom(4).hex())
+    moved = Cluster(home=cluster.home, port=free_port(), durable=False)
+    try:
+        moved.start()
+        assert port_in_use(moved.port)
+        assert not port_in_use(cluster.port)
+    finally:
+        moved.stop(mode="immediate")
+        shutil.rmtree(cluster.home, ignore_errors=True)
