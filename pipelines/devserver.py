@@ -46,6 +46,7 @@ async def _ensure_database(admin_url: str) -> None:
 def prepare(pg_port: int | None = None) -> tuple[Cluster, str]:
     """Start (or reuse) the dev cluster and migrate; return it and the app's database URL."""
     root = state_dir() / "dev"
+    root.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(home=data_home(root, "postgres"), port=pg_port or 0)
     password = _password(root / "postgres-password")
     port_file = root / "postgres-port"

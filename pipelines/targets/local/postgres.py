@@ -355,5 +355,25 @@ def data_home(state_dir: Path, name: str) -> Path:
     """
     if os.geteuid() != 0:
         return state_dir / name
-    key = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+    path = str(state_dir.resolve())
+    state_id = _state_dir_id(state_dir, path)
+    identity = path if state_id == _LEGACY else path + "\0" + state_id
+    key = hashlib.sha256(identity.encode()).hexdigest()[:12]
     return _mkdirs(ROOT_DATA_ROOT / key, 0o711) / name
+
+
+_LEGACY = "keyed-by-path"  # clusters made before the id existed stay where they are
+
+
+def _state_dir_id(state_dir: Path, path: str) -> str:
+    """A random id kept in the state dir, so a state dir deleted and made again at the same
+    path gets a new cluster instead of one whose passwords went with the old secrets."""
+    if not state_dir.is_dir():
+        return ""  # nothing created yet: a path no cluster lives at
+    marker = state_dir / ".pg-data-id"
+    if not marker.exists():
+        legacy = ROOT_DATA_ROOT / hashlib.sha256(path.encode()).hexdigest()[:12]
+        fresh = _LEGACY if legacy.is_dir() and any(legacy.iterdir()) else os.urandom(8).hex()
+        with contextlib.suppress(FileExistsError), marker.open("x") as new:
+            new.write(fresh)
+    return marker.read_text().strip()
