@@ -34,7 +34,8 @@ def free_port_block(size: int) -> int:
     drawn below the ephemeral range so that a block found free stays free."""
     import random
 
-    top = min(ephemeral_range()[0], 32_768)
+    low = ephemeral_range()[0]
+    top = min(low, 32_768) if low - size > 20_000 else 32_768  # a range from 1024: no choice
     for _ in range(200):
         base = random.randrange(20_000, top - size)  # noqa: S311 - a port, not a secret
         if all(port_free(base + i) for i in range(size)):
