@@ -1,14 +1,18 @@
-"""The invoke surface. Collections and thin tasks only: the logic lives in pipelines/.
+"""The invoke surface: each task declares its options and makes one call into pipelines/,
+where the logic, the argument checks and the messages live.
 
-Heavy libraries (pulumi, boto3, the service stack) are imported inside task bodies so that
-`invoke --list` stays fast.
+Everything is imported inside task bodies so that `invoke --list` stays fast.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import task
+
+ROOT = Path(__file__).resolve().parent
 
 # --------------------------------------------------------------------------- quality gates
 
@@ -16,15 +20,9 @@ from invoke.tasks import task
 @task(help={"coverage": "minimum coverage of service/ in percent"})
 def test(c: Context, coverage: int = 90, k: str = "", markers: str = "") -> None:
     """Lint, type-check and run the whole test suite with coverage."""
-    from pathlib import Path
+    from pipelines.deploy import gates
 
-    from pipelines import gates
-
-    root = Path(__file__).resolve().parent
-    results = gates.run_gates(gates.quality_gates(coverage, k, markers), root)
-    failed = next((r for r in results if r.exit_status not in (0, None)), None)
-    if failed is not None:
-        raise SystemExit(failed.exit_status)
+    raise SystemExit(gates.run_suite(ROOT, coverage, k, markers))
 
 
 # --------------------------------------------------------------------------- the service
@@ -54,19 +52,15 @@ ENV_HELP = {"env": "staging, production, or all (default)"}
 @task(name="up", help=ENV_HELP)
 def env_up(c: Context, env: str = "all") -> None:
     """Start the local environment(s): PostgreSQL 18, secrets, Caddy, the agent. Idempotent."""
-    from pipelines import environments
-    from pipelines.targets.base import TargetError
+    from pipelines.operations import environments
 
-    try:
-        environments.up(env)
-    except TargetError as exc:
-        raise SystemExit(f"env.up: {exc}") from None
+    raise SystemExit(environments.up_command(env))
 
 
 @task(name="status", help={**ENV_HELP, "json": "print JSON instead of a table"})
 def env_status(c: Context, env: str = "all", json: bool = False) -> None:
     """Processes, release, replica health, alarm states, database size and ports."""
-    from pipelines import environments
+    from pipelines.operations import environments
 
     print(environments.status(env, as_json=json))
 
@@ -74,11 +68,9 @@ def env_status(c: Context, env: str = "all", json: bool = False) -> None:
 @task(name="logs", help={"env": "staging or production", "lines": "lines per file"})
 def env_logs(c: Context, env: str = "staging", lines: int = 20) -> None:
     """The newest lines of every process log of one environment."""
-    from pipelines import environments
+    from pipelines.operations import environments
 
-    for path in environments.log_files(env):
-        print(f"==> {path} <==")
-        print("\n".join(environments.tail(path, lines)))
+    raise SystemExit(environments.logs_command(env, lines))
 
 
 @task(
@@ -91,13 +83,9 @@ def env_logs(c: Context, env: str = "staging", lines: int = 20) -> None:
 )
 def env_down(c: Context, env: str = "all", purge_data: bool = False, yes: bool = False) -> None:
     """Stop every process of the environment(s); data stays unless --purge-data."""
-    from pipelines import environments
+    from pipelines.operations import environments
 
-    if purge_data and not yes:
-        answer = input(f"Delete all data of {env} (databases, secrets, logs)? Type 'purge': ")
-        if answer.strip() != "purge":
-            raise SystemExit("env.down: not confirmed; nothing was stopped or deleted")
-    environments.down(env, purge_data=purge_data)
+    raise SystemExit(environments.down_command(env, purge_data, yes))
 
 
 env_ns = Collection("env", env_up, env_status, env_logs, env_down)
@@ -109,13 +97,9 @@ env_ns = Collection("env", env_up, env_status, env_logs, env_down)
 )
 def secrets_rotate(c: Context, env: str, name: str) -> None:
     """Rotate a secret (runbook section 12) and roll the replicas onto it."""
-    from pipelines import environments
-    from pipelines.targets.base import TargetError
+    from pipelines.operations import environments
 
-    try:
-        print(environments.rotate_secret(env, name))
-    except TargetError as exc:
-        raise SystemExit(f"secrets.rotate: {exc}") from None
+    raise SystemExit(environments.rotate_command(env, name))
 
 
 secrets_ns = Collection("secrets", secrets_rotate)
@@ -131,19 +115,6 @@ DEPLOY_HELP = {
 BAKE_HELP = {**DEPLOY_HELP, "bake": "seconds of the verify bake (default: the stack's window)"}
 
 
-def _deploy(
-    only: str | None, target: str, release: str, dry_run: bool, yes: bool, bake: float
-) -> None:
-    from pipelines import deploy as pipeline
-
-    options = pipeline.DeployOptions(
-        target=target, release=release or None, dry_run=dry_run, assume_yes=yes, bake_s=bake or None
-    )
-    code = pipeline.run(options, only=only)
-    if code:
-        raise SystemExit(code)
-
-
 @task(name="all", default=True, help=BAKE_HELP)
 def deploy_all(
     c: Context,
@@ -154,7 +125,9 @@ def deploy_all(
     bake: float = 0,
 ) -> None:
     """The 7-step deploy: CI green, security, migrations, notes, staging, production, verify."""
-    _deploy(None, target, release, dry_run, yes, bake)
+    from pipelines.deploy import runner
+
+    raise SystemExit(runner.main(None, target, release, dry_run, yes, bake))
 
 
 @task(name="staging", help=DEPLOY_HELP)
@@ -162,7 +135,9 @@ def deploy_staging(
     c: Context, target: str = "local", release: str = "", dry_run: bool = False, yes: bool = False
 ) -> None:
     """Step 5 alone: snapshot, migrate and roll out staging, then run the smoke suite."""
-    _deploy("deploy.staging", target, release, dry_run, yes, 0)
+    from pipelines.deploy import runner
+
+    raise SystemExit(runner.main("deploy.staging", target, release, dry_run, yes, 0))
 
 
 @task(name="production", help=DEPLOY_HELP)
@@ -170,7 +145,9 @@ def deploy_production(
     c: Context, target: str = "local", release: str = "", dry_run: bool = False, yes: bool = False
 ) -> None:
     """Step 6 alone: verified snapshot, migrate, health-gated rollout of production."""
-    _deploy("deploy.production", target, release, dry_run, yes, 0)
+    from pipelines.deploy import runner
+
+    raise SystemExit(runner.main("deploy.production", target, release, dry_run, yes, 0))
 
 
 @task(name="verify", help=BAKE_HELP)
@@ -183,19 +160,12 @@ def deploy_verify(
     bake: float = 0,
 ) -> None:
     """Step 7 alone: bake production under synthetic traffic and judge it."""
-    _deploy("deploy.verify", target, release, dry_run, yes, bake)
+    from pipelines.deploy import runner
+
+    raise SystemExit(runner.main("deploy.verify", target, release, dry_run, yes, bake))
 
 
 deploy_ns = Collection("deploy", deploy_all, deploy_staging, deploy_production, deploy_verify)
-
-
-def _operate(call: object, *args: object) -> None:
-    from pipelines.targets.base import TargetError
-
-    try:
-        print(call(*args))  # type: ignore[operator]
-    except TargetError as exc:
-        raise SystemExit(f"error: {exc}") from None
 
 
 OPS_HELP = {"env": "staging or production", "target": "local (default) or aws"}
@@ -205,16 +175,18 @@ OPS_HELP = {"env": "staging or production", "target": "local (default) or aws"}
 def rollback(c: Context, env: str, to: str = "", target: str = "local") -> None:
     """Roll the code back, health-gated (runbook section 8). Data is never restored."""
     from pipelines import operations
+    from pipelines.operations.common import answer
 
-    _operate(operations.rollback, env, to or None, target)
+    raise SystemExit(answer(operations.rollback, env, to or None, target))
 
 
 @task(name="list", help=OPS_HELP)
 def flags_list(c: Context, env: str = "production", target: str = "local") -> None:
     """The feature flags in force (runbook section 9)."""
     from pipelines import operations
+    from pipelines.operations.common import answer
 
-    _operate(operations.flags_table, env, target)
+    raise SystemExit(answer(operations.flags_table, env, target))
 
 
 @task(
@@ -225,8 +197,9 @@ def flags_list(c: Context, env: str = "production", target: str = "local") -> No
 def flags_set(c: Context, env: str, assignments: str, target: str = "local") -> None:
     """Set flags with a zero-downtime rolling restart, recorded in the ledger."""
     from pipelines import operations
+    from pipelines.operations.common import answer
 
-    _operate(operations.set_flags, env, assignments.split(","), None, target)
+    raise SystemExit(answer(operations.set_flags, env, assignments.split(","), None, target))
 
 
 flags_ns = Collection("flags", flags_list, flags_set)
@@ -236,24 +209,27 @@ flags_ns = Collection("flags", flags_list, flags_set)
 def db_status(c: Context, env: str = "staging", target: str = "local") -> None:
     """Applied and pending migrations (runbook section 11)."""
     from pipelines import operations
+    from pipelines.operations.common import answer
 
-    _operate(operations.db_status, env, target)
+    raise SystemExit(answer(operations.db_status, env, target))
 
 
 @task(name="migrate", help=OPS_HELP)
 def db_migrate(c: Context, env: str = "staging", target: str = "local") -> None:
     """Apply the running release's migrations."""
     from pipelines import operations
+    from pipelines.operations.common import answer
 
-    _operate(operations.db_migrate, env, target)
+    raise SystemExit(answer(operations.db_migrate, env, target))
 
 
 @task(name="reset", help={**OPS_HELP, "env": "staging only: production is always refused"})
 def db_reset(c: Context, env: str, target: str = "local") -> None:
     """Drop and recreate the database, then migrate. Refuses production; local only."""
     from pipelines import operations
+    from pipelines.operations.common import answer
 
-    _operate(operations.db_reset, env, target)
+    raise SystemExit(answer(operations.db_reset, env, target))
 
 
 @task(name="timeline", help={**OPS_HELP, "since": "ISO time or an age like 30m, 6h, 2d"})
@@ -262,30 +238,23 @@ def incident_timeline(
 ) -> None:
     """Deploys, rollbacks, flags, alarms and snapshots in time order, as Markdown."""
     from pipelines import operations
+    from pipelines.operations.common import answer
 
-    _operate(operations.timeline, env, since, None, target)
+    raise SystemExit(answer(operations.timeline, env, since, None, target))
 
 
 incident_ns = Collection("incident", incident_timeline)
 db_ns = Collection("db", db_status, db_migrate, db_reset)
 
 # --------------------------------------------------------------------------- deploy steps 1-4
-# Logic in pipelines/gates.py, security.py, migrations_check.py, notes.py; run alone through
-# pipelines/step_runner.py. A failure exits with the step's code (10 + step number).
+# Logic in pipelines/deploy/ (gates, security, migrations, notes); run alone through
+# pipelines/deploy/single_step.py. A failure exits with the step's code (10 + step number).
 
 STEP_HELP = {
     "target": "local (default) or aws",
     "ref": "git ref of the release (default HEAD)",
     "dry_run": "print the plan only",
 }
-
-
-def _step(make_step: object, target: str, ref: str, dry_run: bool, reports: str = "") -> None:
-    from pipelines.step_runner import run_alone
-
-    code = run_alone(make_step, target, ref, dry_run, reports)  # type: ignore[arg-type]
-    if code:
-        raise SystemExit(code)
 
 
 @task(
@@ -296,46 +265,25 @@ def _step(make_step: object, target: str, ref: str, dry_run: bool, reports: str 
 )
 def check(c: Context, coverage: int = 90, keep_going: bool = False) -> None:
     """The gates on a clean tree, recorded in reports/gates/<sha>.json for deploy step 1."""
-    import sys
-    from pathlib import Path
+    from pipelines.deploy import gates
 
-    from pipelines import gates
-    from pipelines.steps import exit_code_for
-
-    try:
-        record = gates.check(Path(__file__).resolve().parent, coverage, keep_going=keep_going)
-    except gates.DirtyTreeError as exc:
-        print(f"check refused: {exc}", file=sys.stderr)
-        raise SystemExit(exit_code_for(1)) from None
-    path = gates.record_path(Path(__file__).resolve().parent, record["sha"])
-    verdict = "green" if record["green"] else "NOT green"
-    print(f"check: {record['sha'][:12]} is {verdict}; record: {path}")
-    if not record["green"]:
-        raise SystemExit(exit_code_for(1))
+    raise SystemExit(gates.check_command(ROOT, coverage, keep_going))
 
 
 @task(name="ci", help=STEP_HELP)
 def gates_ci(c: Context, target: str = "local", ref: str = "HEAD", dry_run: bool = False) -> None:
     """Step 1 alone: a green gate record for exactly this commit (see `invoke check`)."""
-    from pipelines.gates import CiGreenStep
+    from pipelines.deploy.single_step import run_step
 
-    _step(lambda t: CiGreenStep(), target, ref, dry_run, "gates")
+    raise SystemExit(run_step("gates.ci", target, ref, dry_run))
 
 
 @task(name="scan", help={"osv": "an OSV-Scanner JSON output file to include"})
 def security_scan(c: Context, osv: str = "") -> None:
     """pip-audit, bandit (and OSV-Scanner's JSON) of this checkout into reports/security/."""
-    from pathlib import Path
+    from pipelines.deploy.security import review
 
-    from pipelines import security
-    from pipelines.step_runner import resolve
-
-    root = Path(__file__).resolve().parent
-    manifest = security.scan(root, resolve("HEAD", root), Path(osv) if osv else None)
-    for name, entry in manifest["tools"].items():
-        error = f": {entry['error']}" if entry.get("error") else ""
-        print(f"security.scan {name}: {entry['status']}{error}")
-    print(f"artifacts: {root / security.ARTIFACTS_DIR}")
+    raise SystemExit(review.scan_command(ROOT, osv))
 
 
 @task(
@@ -346,10 +294,9 @@ def security_review(
     c: Context, target: str = "local", ref: str = "HEAD", dry_run: bool = False, policy: str = ""
 ) -> None:
     """Step 2 alone: apply security/policy.yaml to the scan artifacts of this commit."""
-    from pipelines.security import SecurityReviewStep
+    from pipelines.deploy.single_step import run_step
 
-    make = lambda t: SecurityReviewStep(policy or None, scan_if_missing=False)  # noqa: E731
-    _step(make, target, ref, dry_run, "security")
+    raise SystemExit(run_step("security.review", target, ref, dry_run, policy))
 
 
 @task(name="migrations", help=STEP_HELP)
@@ -357,9 +304,9 @@ def db_migrations(
     c: Context, target: str = "local", ref: str = "HEAD", dry_run: bool = False
 ) -> None:
     """Step 3 alone: autogenerate diff empty, pending per environment, nothing destructive."""
-    from pipelines.migrations_check import MigrationsStep
+    from pipelines.deploy.single_step import run_step
 
-    _step(lambda t: MigrationsStep(), target, ref, dry_run, "migrations")
+    raise SystemExit(run_step("db.migrations", target, ref, dry_run))
 
 
 @task(name="notes", help=STEP_HELP)
@@ -367,10 +314,9 @@ def release_notes(
     c: Context, target: str = "local", ref: str = "HEAD", dry_run: bool = False
 ) -> None:
     """Step 4 alone: release notes since production's release, into reports/release-notes/."""
-    from pipelines.deploy import ledger_for
-    from pipelines.notes import ReleaseNotesStep
+    from pipelines.deploy.single_step import run_step
 
-    _step(lambda t: ReleaseNotesStep(ledger_for(t)), target, ref, dry_run, "release-notes")
+    raise SystemExit(run_step("release.notes", target, ref, dry_run))
 
 
 gates_ns = Collection("gates", gates_ci)
@@ -400,7 +346,7 @@ def bench_local(c: Context, bake: int = 30) -> None:
 bench = Collection("bench", bench_local, bench_service)
 
 # --------------------------------------------------------------------------- backups and drills
-# Logic in pipelines/backup_ops.py, backups.py and drills.py (runbook sections 6 and 8).
+# Logic in pipelines/backups/commands.py, backups.py and drills.py (runbook sections 6 and 8).
 
 _BACKUP_ENV = "staging or production"
 _BACKUP_TARGET = "local (default) or aws (RDS snapshots)"
@@ -427,9 +373,9 @@ def backup_snapshot(
     target: str = "local",
 ) -> None:
     """A verified snapshot: pg_dump -Fc plus pg_basebackup (checked by pg_verifybackup)."""
-    from pipelines import backup_ops
+    from pipelines.backups import commands
 
-    raise SystemExit(backup_ops.snapshot(env, kind, reason, deploy_id, not logical_only, target))
+    raise SystemExit(commands.snapshot(env, kind, reason, deploy_id, not logical_only, target))
 
 
 @task(
@@ -445,9 +391,9 @@ def backup_list(
     c: Context, env: str = "all", kind: str = "", json: bool = False, target: str = "local"
 ) -> None:
     """The snapshots of an environment, newest first."""
-    from pipelines import backup_ops
+    from pipelines.backups import commands
 
-    raise SystemExit(backup_ops.show(env, kind or None, as_json=json, target=target))
+    raise SystemExit(commands.show(env, kind or None, as_json=json, target=target))
 
 
 @task(
@@ -462,9 +408,9 @@ def backup_prune(
     c: Context, env: str = "staging", apply: bool = False, target: str = "local"
 ) -> None:
     """Apply retention from the spec; never deletes the newest verified snapshot of a kind."""
-    from pipelines import backup_ops
+    from pipelines.backups import commands
 
-    raise SystemExit(backup_ops.prune(env, apply, target))
+    raise SystemExit(commands.prune(env, apply, target))
 
 
 @task(
@@ -475,23 +421,30 @@ def backup_prune(
         "into": "scratch (a new database) or replace (the environment's own)",
         "yes": "confirm replacing production's database",
         "source": "the environment the snapshot was taken of, when not --env",
+        "target": "local (default); on aws it prints the RDS restore command to run",
     },
 )
 def backup_restore(
-    c: Context, snapshot: str, env: str, into: str = "scratch", yes: bool = False, source: str = ""
+    c: Context,
+    snapshot: str,
+    env: str,
+    into: str = "scratch",
+    yes: bool = False,
+    source: str = "",
+    target: str = "local",
 ) -> None:
     """Restore a snapshot (runbook section 8); replace takes a safety snapshot first."""
-    from pipelines import backup_ops
+    from pipelines.backups import commands
 
-    raise SystemExit(backup_ops.restore(env, snapshot, into, yes, source))
+    raise SystemExit(commands.restore(env, snapshot, into, yes, source, target))
 
 
-@task(name="daily", help={"env": _BACKUP_ENV})
-def backup_daily(c: Context, env: str = "production") -> None:
+@task(name="daily", help={"env": _BACKUP_ENV, "target": _BACKUP_TARGET})
+def backup_daily(c: Context, env: str = "production", target: str = "local") -> None:
     """For cron or CI: a daily snapshot, then retention applied."""
-    from pipelines import backup_ops
+    from pipelines.backups import commands
 
-    raise SystemExit(backup_ops.daily(env))
+    raise SystemExit(commands.daily(env, target))
 
 
 @task(
@@ -513,9 +466,9 @@ def drill_restore(
     target: str = "local",
 ) -> None:
     """The weekly restore drill: restore, verify, serve, measure RTO/RPO, report."""
-    from pipelines import backup_ops
+    from pipelines.backups import commands
 
-    raise SystemExit(backup_ops.drill(env, source, snapshot, reports, target))
+    raise SystemExit(commands.drill(env, source, snapshot, reports, target))
 
 
 @task(

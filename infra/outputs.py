@@ -1,4 +1,4 @@
-"""The stack outputs contract: the names `pipelines/targets/aws.py` reads. Pure Python.
+"""The stack outputs contract: the names `pipelines/targets/aws/environment.py` reads. Pure Python.
 
 Renaming one of these is a breaking change for the aws target; add new keys instead.
 No output carries a password: secrets are exported as ARNs only.

@@ -11,8 +11,8 @@ import os
 import secrets
 from pathlib import Path
 
-from pipelines.targets.local.ports import free_port, port_free, taken_reason
-from pipelines.targets.local.postgres import Cluster, data_home
+from pipelines.host.ports import free_port, port_free, taken_reason
+from pipelines.postgres.cluster import Cluster, data_home
 
 DATABASE = "drydock"
 

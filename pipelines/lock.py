@@ -16,8 +16,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipelines.host.procs import pid_alive, process_start
 from pipelines.ledger import actor
-from pipelines.targets.local.procs import pid_alive, process_start
 
 
 class LockHeld(RuntimeError):

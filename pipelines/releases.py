@@ -34,7 +34,10 @@ def git(*args: str, root: Path = ROOT) -> str:
 
 
 def resolve(ref: str, root: Path = ROOT) -> str:
-    return git("rev-parse", "--verify", f"{ref}^{{commit}}", root=root)
+    try:
+        return git("rev-parse", "--verify", f"{ref}^{{commit}}", root=root)
+    except TargetError as exc:
+        raise TargetError(f"{ref!r} is not a commit in {root}: {exc}") from None
 
 
 def workspace_is_dirty(root: Path = ROOT) -> bool:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
-from pipelines.targets.local.ports import free_port
-from pipelines.targets.local.postgres import Cluster, data_home
+from pipelines.host.ports import free_port
+from pipelines.postgres.cluster import Cluster, data_home
 
 if TYPE_CHECKING:
     from pipelines.targets.local.environment import LocalEnvironment

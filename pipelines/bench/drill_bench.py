@@ -26,9 +26,9 @@ from typing import Any
 
 import asyncpg
 
-from pipelines import pgtools
-from pipelines.targets.local.ports import free_port
-from pipelines.targets.local.postgres import Cluster, data_home
+from pipelines.host.ports import free_port
+from pipelines.postgres import tools as pgtools
+from pipelines.postgres.cluster import Cluster, data_home
 
 # Rows per gigabyte of table data (with their indexes the database is about 1.4x that).
 ROWS_PER_GB = {"users": 800_000, "items": 400_000, "orders": 2_000_000, "order_lines": 5_000_000}
@@ -142,8 +142,8 @@ def _bare(cluster: Cluster, conn: pgtools.ConnInfo, workdir: Path) -> dict[str, 
 
 
 def run(gigabytes: float = 1.0) -> dict[str, Any]:
-    from pipelines import drills
-    from pipelines.ledger import FileLedger
+    from pipelines.targets.local.backups import drill as drills
+    from pipelines.targets.local.ledger import FileLedger
     from service.migrate import upgrade
 
     scratch = Path(tempfile.mkdtemp(prefix="drydock-bench-drill-"))

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.bench.wrk import run_wrk
-from pipelines.loadgen import Load, get
 from pipelines.targets.local.scratch import scratch_environments
+from pipelines.traffic.loadgen import Load, get
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,13 +31,13 @@ def timed(label: str, results: dict[str, Any], action: Any) -> Any:
 
 
 def run(bake_s: int = 30, report: Path = ROOT / "reports") -> int:
-    from pipelines.deploy import build_steps, execute
-    from pipelines.ledger import FileLedger
+    from pipelines.deploy.runner import build_steps, execute
+    from pipelines.deploy.steps import StepContext
     from pipelines.releases import build
-    from pipelines.steps import StepContext
-    from pipelines.targets.local import LocalTarget
     from pipelines.targets.local.environment import LocalEnvironment
     from pipelines.targets.local.layout import state_root
+    from pipelines.targets.local.ledger import FileLedger
+    from pipelines.targets.local.target import LocalTarget
 
     results: dict[str, Any] = {"machine": {"cores": os.cpu_count()}}
     print("bench.local: scratch state dir, free ports", flush=True)

@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 
 from pipelines.bench.wrk import LoadResult, pinned, run_wrk
-from pipelines.targets.local.ports import free_port
-from pipelines.targets.local.postgres import Cluster, data_home
+from pipelines.host.ports import free_port
+from pipelines.postgres.cluster import Cluster, data_home
 
 SERVER_CORE, LOAD_CORE = 0, 1
 ITEMS = 1000

@@ -14,11 +14,13 @@ TARGETS = ("local", "aws")
 
 def get_target(name: str = "local") -> Target:
     if name == "local":
-        from pipelines.targets.local import LocalTarget
+        from pipelines.targets.local.target import LocalTarget
 
         return LocalTarget()
     if name == "aws":
-        from pipelines.targets.aws import AwsTarget
+        from pipelines.targets.aws.target import AwsTarget
 
         return AwsTarget()
-    raise TargetError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
+    raise TargetError(
+        f"unknown target {name!r}: --target must be {' or '.join(TARGETS)}, not {name!r}"
+    )

@@ -1,20 +1,28 @@
 """The Target protocol: what a pipeline may ask of an environment, wherever it runs.
 
 A pipeline asks a `Target` for an `Environment` by name (`staging`, `production`) and uses
-only the capabilities below. The local target implements them with embedded processes;
-the aws target with boto3 against the resources the Pulumi program created. Results are
-plain typed records so reports, ledgers and tests can serialise them as they are.
+only what the protocols below expose: the environment itself (rollouts, observation, the
+deploy's snapshot), and its capabilities `database`, `secrets`, `backups` and
+`operations`. The local target implements them with embedded processes; the aws target with
+boto3 against the resources the Pulumi program created. Results are plain typed records so
+reports, ledgers and tests can serialise them as they are.
+
+Nothing above `pipelines/targets/` imports a target by name: `get_target` is the way in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from infra.spec import EnvironmentSpec
+    from pipelines.ledger import Ledger
 
 ENVIRONMENTS = ("staging", "production")
 
@@ -135,6 +143,73 @@ class MigrationStatus:
         return not self.pending and self.current == self.head
 
 
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """One snapshot as `backup.list` shows it, on any target; `record` is the target's own
+    full record (a manifest locally, the RDS snapshot's facts on AWS) for `--json`."""
+
+    id: str
+    kind: str
+    created_epoch: float
+    location: str  # a directory locally, an ARN on AWS
+    status: str = "available"
+    size_bytes: int | None = None
+    rows: int | None = None
+    physical: bool = False
+    expires_at: str | None = None
+    schema_head: str | None = None
+    deploy_id: str = ""
+    record: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PruneItem:
+    id: str
+    keep: bool
+    reason: str
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class PruneOutcome:
+    """What retention kept and deleted (or would, on a dry run)."""
+
+    environment: str
+    target: str
+    dry_run: bool
+    items: Sequence[PruneItem]
+    leftovers: Sequence[str] = ()  # names of half-written snapshots a crash left behind
+
+    @property
+    def kept(self) -> list[PruneItem]:
+        return [item for item in self.items if item.keep]
+
+    @property
+    def deleted(self) -> list[PruneItem]:
+        return [item for item in self.items if not item.keep]
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    snapshot_id: str
+    environment: str
+    database: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AlarmTransition:
+    at: float  # unix time
+    alarm: str
+    old: str
+    new: str
+    reason: str
+
+
+class ConfirmationNeeded(TargetError):
+    """A change that needs an explicit yes (replacing production's data) was not confirmed."""
+
+
 @runtime_checkable
 class Secrets(Protocol):
     def get(self, name: str, stage: str = "current") -> str: ...
@@ -156,6 +231,77 @@ class Database(Protocol):
 
 
 @runtime_checkable
+class Backups(Protocol):
+    """Snapshots, retention, restores and the restore drill of one environment's data."""
+
+    def take(
+        self, kind: str, reason: str = "", deploy_id: str = "", physical: bool = True
+    ) -> SnapshotInfo: ...
+
+    def list(self, kind: str | None = None) -> Sequence[SnapshotInfo]:
+        """Newest first."""
+        ...
+
+    def prune(self, dry_run: bool) -> PruneOutcome: ...
+
+    def restore(
+        self,
+        snapshot_id: str,
+        into: str,
+        *,
+        confirm: bool,
+        source: Environment | None = None,
+        log: Callable[[str], None] = print,
+    ) -> RestoreOutcome:
+        """`into`: `scratch` (a new database beside the live one) or `replace`; `source`:
+        whose snapshot, when not this environment's. Unconfirmed production replaces raise
+        ConfirmationNeeded."""
+        ...
+
+    def drill(self, into: Environment, snapshot_id: str | None, reports_dir: Path) -> bool:
+        """Restore this environment's data beside `into` (or wherever the target restores a
+        drill), verify and serve it, report, clean up; True when the drill passed."""
+        ...
+
+
+@runtime_checkable
+class Operations(Protocol):
+    """What the on-call engineer does to a running environment (runbook sections 8-12)."""
+
+    def flags(self) -> dict[str, bool]:
+        """The flags in force, every registered flag with its value."""
+        ...
+
+    flag_change: str  # how a flag change is applied, for messages ("a rolling restart")
+
+    def set_flags(self, flags: Mapping[str, bool]) -> RolloutResult:
+        """Apply these flag values (the others stay) by a health-gated rolling change."""
+        ...
+
+    def migration_status(self) -> MigrationStatus:
+        """Where the schema is against the running release's migrations."""
+        ...
+
+    def migrate(self) -> MigrationStatus:
+        """Apply the running release's migrations."""
+        ...
+
+    def reset_database(self) -> MigrationStatus:
+        """Drop the database, recreate it and migrate it (never production)."""
+        ...
+
+    def schema_behind(self, release_id: str) -> str | None:
+        """Why `release_id`'s code and the current schema differ, or None when they agree."""
+        ...
+
+    def alarm_transitions(self, since: float) -> Sequence[AlarmTransition]: ...
+
+    def rotate_secret(self, name: str) -> str: ...
+
+    def log_files(self) -> Sequence[Path]: ...
+
+
+@runtime_checkable
 class Environment(Protocol):
     name: str
 
@@ -164,6 +310,17 @@ class Environment(Protocol):
 
     @property
     def secrets(self) -> Secrets: ...
+
+    @property
+    def backups(self) -> Backups: ...
+
+    @property
+    def operations(self) -> Operations: ...
+
+    @property
+    def location(self) -> str:
+        """Where the environment lives, for messages: a state directory, a stack."""
+        ...
 
     def up(self, release: Release | None = None, bootstrap: bool = True) -> EnvironmentStatus: ...
 
@@ -205,6 +362,18 @@ class Target(Protocol):
     name: str
 
     def environment(self, name: str) -> Environment: ...
+
+    def ledger(self) -> Ledger:
+        """The history of both environments: deploys, rollbacks, flags, snapshots."""
+        ...
+
+    def lock(self, name: str, purpose: str) -> AbstractContextManager[object]:
+        """One change at a time per environment: deploys, rollbacks and flag changes."""
+        ...
+
+    def release(self, ref: str | None, sha: str) -> Release:
+        """The artifact of a commit (a git ref locally, an image digest on AWS)."""
+        ...
 
 
 def check_environment_name(name: str) -> str:

@@ -13,15 +13,15 @@ import httpx
 import pytest
 
 from pipelines import releases
-from pipelines.deploy import execute
-from pipelines.ledger import FileLedger
-from pipelines.loadgen import Load, get
-from pipelines.rollout_steps import ProductionStep, StagingStep
-from pipelines.steps import Step, StepContext, exit_code_for
+from pipelines.deploy.rollout import ProductionStep, StagingStep
+from pipelines.deploy.runner import execute
+from pipelines.deploy.steps import Step, StepContext, exit_code_for
+from pipelines.deploy.verify import VerifyStep
 from pipelines.targets.base import Release
-from pipelines.targets.local import LocalTarget
 from pipelines.targets.local.layout import state_root
-from pipelines.verify import VerifyStep
+from pipelines.targets.local.ledger import FileLedger
+from pipelines.targets.local.target import LocalTarget
+from pipelines.traffic.loadgen import Load, get
 from tests.conftest import LocalStack
 
 pytestmark = pytest.mark.e2e

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.deploy import execute
-from pipelines.ledger import FileLedger
+from pipelines.deploy.runner import execute
+from pipelines.deploy.steps import EXIT_LOCKED, StepContext, StepPlan, StepResult
 from pipelines.lock import LockHeld, environment_lock
-from pipelines.steps import EXIT_LOCKED, StepContext, StepPlan, StepResult
 from pipelines.targets.base import Release
+from pipelines.targets.local.ledger import FileLedger
+from pipelines.targets.local.target import LocalTarget
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +89,7 @@ def test_a_second_deploy_is_refused_while_one_runs(
     release = Release("1+abc", "1", "abc", str(tmp_path), "now")
     step = _Touches()
     ctx = StepContext(
-        target=object(),
+        target=LocalTarget(),  # its lock files live under DRYDOCK_STATE_DIR
         sha="abc",
         root=tmp_path,  # type: ignore[arg-type]
         reports=tmp_path / "reports",

@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
-from pipelines.targets.local.ports import free_port
+from pipelines.host.ports import free_port
 from service.security.tokens import TokenService
 from service.settings import Settings
 from tests.conftest import PgServer

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from pipelines.targets.local.ports import free_port
+from pipelines.host.ports import free_port
 from tests.service.conftest import TEST_SECRET
 
 pytestmark = pytest.mark.integration

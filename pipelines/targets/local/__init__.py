@@ -1,17 +1,4 @@
-"""The embedded local target: staging and production on one machine, with real parts."""
+"""The embedded local target: staging and production on one machine, with real parts.
 
-from __future__ import annotations
-
-from pathlib import Path
-
-from pipelines.targets.local.environment import LocalEnvironment
-
-
-class LocalTarget:
-    name = "local"
-
-    def __init__(self, state_dir: Path | None = None) -> None:
-        self.state_dir = state_dir
-
-    def environment(self, name: str) -> LocalEnvironment:
-        return LocalEnvironment(name, state_dir=self.state_dir)
+Reached through `pipelines.targets.get_target("local")`; `target.py` is its entry.
+"""

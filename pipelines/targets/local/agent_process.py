@@ -1,16 +1,12 @@
 """The agent as a process: found by its pid file and command line, started detached so it
 outlives the shell that started it, stopped with SIGTERM (its replicas keep running).
 
-`python -m pipelines.targets.local.agent_process --env E --state-dir D` is the agent's
-main loop: the scheduler tick (agent.py) and the alarm monitor (monitor.py), every 0.25 s.
+The process runs `python -m pipelines.targets.local.agent_main` (see there).
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import fcntl
-import logging
 import os
 import signal
 import subprocess
@@ -20,9 +16,6 @@ from pathlib import Path
 
 from pipelines.targets.base import TargetError
 from pipelines.targets.local.layout import EnvLayout, read_json
-
-log = logging.getLogger("drydock.agent")
-TICK_S = 0.25
 
 AGENT_START_TIMEOUT_S = 20.0
 
@@ -56,7 +49,7 @@ def ensure(layout: EnvLayout, name: str) -> int:
             [
                 sys.executable,
                 "-m",
-                "pipelines.targets.local.agent_process",
+                "pipelines.targets.local.agent_main",
                 "--env",
                 name,
                 "--state-dir",
@@ -104,46 +97,3 @@ def hold_lock(layout: EnvLayout) -> int:
         raise SystemExit(f"another agent already runs for {layout.root}") from None
     layout.agent_pid.write_text(str(os.getpid()))
     return fd
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.targets.local.agent_process")
-    parser.add_argument("--env", required=True)
-    parser.add_argument("--state-dir", type=Path, required=True)
-    args = parser.parse_args(argv)
-
-    from pipelines.targets.local.environment import LocalEnvironment
-    from service.logs import configure_logging
-
-    configure_logging("INFO")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # probes would flood the log
-    environment = LocalEnvironment(args.env, state_dir=args.state_dir)
-    lock = hold_lock(environment.layout)
-    agent = environment.make_agent()
-    stopping = False
-
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.info("agent started", extra={"env": args.env, "pid": os.getpid()})
-    monitor = environment.make_monitor()
-    while not stopping:
-        started = time.monotonic()
-        try:
-            agent.tick()
-            monitor.tick()
-        except Exception:  # one bad tick must not take the scheduler down
-            log.exception("agent tick failed")
-        time.sleep(max(0.0, TICK_S - (time.monotonic() - started)))
-    log.info("agent stopping; replicas keep running")
-    with contextlib.suppress(OSError):
-        environment.layout.agent_pid.unlink()
-    os.close(lock)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,8 +11,8 @@ from typing import Any
 
 import asyncpg
 
+from pipelines.postgres.cluster import Cluster
 from pipelines.targets.base import MigrationStatus, TargetError
-from pipelines.targets.local.postgres import Cluster
 from pipelines.targets.local.runtime import (
     APP_ROLE,
     DATABASE,

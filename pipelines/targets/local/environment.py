@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from infra.spec import EnvironmentSpec, load_stack_file
+from pipelines.host.procs import process_start
+from pipelines.postgres.cluster import Cluster, PostgresError
 from pipelines.targets.base import (
     EnvironmentStatus,
     MigrationStatus,
@@ -23,10 +25,9 @@ from pipelines.targets.base import (
 )
 from pipelines.targets.local import agent_process
 from pipelines.targets.local import database as db
+from pipelines.targets.local.capabilities import LocalBackups, LocalOperations
 from pipelines.targets.local.layout import EnvLayout, state_root
 from pipelines.targets.local.loadbalancer import LoadBalancer, LoadBalancerError
-from pipelines.targets.local.postgres import Cluster, PostgresError
-from pipelines.targets.local.procs import process_start
 from pipelines.targets.local.rollouts import Rollouts
 from pipelines.targets.local.runtime import (
     NAMES,
@@ -76,6 +77,18 @@ class LocalEnvironment(Rollouts):
     @property
     def database(self) -> db.LocalDatabase:
         return db.LocalDatabase(self.cluster(), self.secrets)
+
+    @property
+    def backups(self) -> LocalBackups:
+        return LocalBackups(self)
+
+    @property
+    def operations(self) -> LocalOperations:
+        return LocalOperations(self)
+
+    @property
+    def location(self) -> str:
+        return str(self.layout.root)
 
     def load_balancer(self) -> LoadBalancer:
         spec = self.spec
@@ -249,7 +262,7 @@ class LocalEnvironment(Rollouts):
         return self.database.migrate(release.artifact)
 
     def snapshot(self, kind: str, reason: str = "", deploy_id: str = "") -> dict[str, Any]:
-        from pipelines import backups
+        from pipelines.targets.local.backups import snapshot as backups
 
         try:
             manifest = backups.take_snapshot(self, kind, reason=reason, deploy_id=deploy_id)
@@ -258,7 +271,7 @@ class LocalEnvironment(Rollouts):
         return backups.manifest_dict(manifest)
 
     def verify_snapshot(self, snapshot_id: str) -> dict[str, Any]:
-        from pipelines import backups
+        from pipelines.targets.local.backups import snapshot as backups
 
         for manifest in backups.list_snapshots(self):
             if manifest.id == snapshot_id:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.targets.local.postgres import data_home
+from pipelines.postgres.cluster import data_home
 
 STATE_ENV = "DRYDOCK_STATE_DIR"
 

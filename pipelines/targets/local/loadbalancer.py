@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.targets.local.ports import port_free, taken_reason
-from pipelines.targets.local.procs import pid_alive
+from pipelines.host.ports import port_free, taken_reason
+from pipelines.host.procs import pid_alive
 
 if TYPE_CHECKING:
     import httpx

@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
+from pipelines.host.procs import process_start
 from pipelines.targets.local.layout import EnvLayout, read_json, write_json
-from pipelines.targets.local.procs import process_start
 
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_KEEP = 3

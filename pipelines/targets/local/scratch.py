@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.targets.local.ports import free_port_block
+from pipelines.host.ports import free_port_block
 
 if TYPE_CHECKING:
     from pipelines.targets.local.environment import LocalEnvironment

@@ -5,18 +5,18 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from pipelines.host.ports import port_free, taken_reason
+from pipelines.host.procs import process_start
+from pipelines.postgres.cluster import Cluster
 from pipelines.targets.base import EnvironmentStatus, Health, ProcessStatus, ReplicaStatus
 from pipelines.targets.local import database as db
 from pipelines.targets.local.layout import read_json
-from pipelines.targets.local.ports import port_free, taken_reason
-from pipelines.targets.local.postgres import Cluster
-from pipelines.targets.local.procs import process_start
 
 if TYPE_CHECKING:
-    from pipelines.targets.local.environment import LocalEnvironment
+    from pipelines.targets.local.contract import LocalEnv
 
 
-def environment_status(env: LocalEnvironment) -> EnvironmentStatus:
+def environment_status(env: LocalEnv) -> EnvironmentStatus:
     observed = env.observed()
     desired = env.desired() or {}
     agent = env.agent_pid()
@@ -66,12 +66,12 @@ def environment_status(env: LocalEnvironment) -> EnvironmentStatus:
     )
 
 
-def _alarm_states(env: LocalEnvironment) -> dict[str, str]:
+def _alarm_states(env: LocalEnv) -> dict[str, str]:
     data = read_json(env.layout.alarms / "state.json") or {}
     return dict(data.get("states", {}))
 
 
-def _database_facts(env: LocalEnvironment, cluster: Cluster) -> dict[str, Any]:
+def _database_facts(env: LocalEnv, cluster: Cluster) -> dict[str, Any]:
     facts: dict[str, Any] = {"port": cluster.port, "running": cluster.is_running()}
     if facts["running"]:
         try:
@@ -81,7 +81,7 @@ def _database_facts(env: LocalEnvironment, cluster: Cluster) -> dict[str, Any]:
     return facts
 
 
-def port_conflicts(env: LocalEnvironment) -> list[str]:
+def port_conflicts(env: LocalEnv) -> list[str]:
     """Ports this environment needs that something else already holds."""
     spec = env.spec
     wanted = {"PostgreSQL": spec.local_postgres_port, "load balancer": spec.local_lb_port}

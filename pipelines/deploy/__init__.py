@@ -1,0 +1,1 @@
+"""The runbook's seven-step deploy: the steps, their runner, the report (see runner.py)."""

@@ -1,0 +1,1 @@
+"""Deploy step 3: the migrations checked offline and against each environment."""

@@ -1,0 +1,1 @@
+"""Deploy step 4: release notes since the release in production."""

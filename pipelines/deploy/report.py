@@ -1,0 +1,70 @@
+"""The deploy report: JSON for machines, Markdown for people, in a known place
+(`reports/deploys/<deploy id>/`, with `reports/deploys/latest.json` pointing at the newest)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pipelines.deploy.steps import StepContext, StepPlan, StepResult
+
+
+def write_report(
+    ctx: StepContext,
+    plans: Mapping[int, StepPlan],
+    results: Mapping[int, StepResult],
+    ok: bool | None,
+    started: float,
+) -> Path:
+    ctx.reports.mkdir(parents=True, exist_ok=True)
+    release = ctx.release
+    data: dict[str, Any] = {
+        "deploy_id": ctx.deploy_id,
+        "sha": ctx.sha,
+        "release": asdict(release) if release else None,
+        "dry_run": ctx.dry_run,
+        "ok": ok,
+        "started_at": started,
+        "finished_at": time.time(),
+        "plan": {n: asdict(p) for n, p in plans.items()},
+        "steps": {n: asdict(r) for n, r in results.items()},
+    }
+    json_path = ctx.reports / "report.json"
+    json_path.write_text(json.dumps(data, indent=2, default=str))
+    (ctx.reports.parent / "latest.json").write_text(
+        json.dumps({"deploy_id": ctx.deploy_id, "report": str(json_path), "ok": ok}, indent=2)
+    )
+    md_path = ctx.reports / "report.md"
+    md_path.write_text(markdown(data))
+    return md_path
+
+
+def markdown(data: Mapping[str, Any]) -> str:
+    verdict = {True: "succeeded", False: "FAILED", None: "planned (dry run)"}[data["ok"]]
+    release = data["release"] or {}
+    took = data["finished_at"] - data["started_at"]
+    lines = [
+        f"# Deploy {data['deploy_id']} {verdict}",
+        "",
+        f"- release: `{release.get('id')}` (commit `{data['sha'][:12]}`)",
+        f"- duration: {took:.0f} s",
+        "",
+        "| step | result | time | summary |",
+        "|---|---|---|---|",
+    ]
+    for number, plan in data["plan"].items():
+        result = data["steps"].get(number)
+        if result is None:
+            lines.append(f"| {number} | not run | | {plan['summary']} |")
+            continue
+        status = "ok" if result["ok"] else "**FAILED**"
+        summary = str(result["summary"]).replace("|", "\\|")
+        lines.append(f"| {number} | {status} | {result['duration_s']:.1f} s | {summary} |")
+    warnings = [w for r in data["steps"].values() for w in r.get("warnings", ())]
+    if warnings:
+        lines += ["", "## Warnings", *[f"- {w}" for w in warnings]]
+    return "\n".join(lines) + "\n"

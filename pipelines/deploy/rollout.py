@@ -1,0 +1,143 @@
+"""Deploy steps 5 and 6: staging (snapshot, migrate, roll out, smoke) and production
+(verified pre-deploy snapshot, migrate, health-gated rollout of the same artifact)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
+from pipelines.targets.base import Environment, TargetError
+from pipelines.traffic.smoke import run_smoke
+
+
+def _environment(ctx: StepContext, name: str) -> Environment:
+    return ctx.target.environment(name)
+
+
+def _describe_plan(
+    ctx: StepContext, env_name: str, before: tuple[str, ...], after: tuple[str, ...] = ()
+) -> StepPlan:
+    env = _environment(ctx, env_name)
+    release = ctx.release
+    current = None
+    with contextlib.suppress(TargetError):  # a target that is not up has no release yet
+        current = env.current_release()
+    target = release.id if release else "(release not built)"
+    actions = (
+        f"bring {env_name} up if it is not running",
+        *before,
+        f"migrate {env_name} to the release's head",
+        f"roll out {target} over {current or 'nothing'}, gated by readiness",
+        *after,
+    )
+    return StepPlan(f"{env_name}: {current or 'empty'} -> {target}", actions)
+
+
+def _prepare(ctx: StepContext, env: Environment, verify: bool) -> dict[str, Any]:
+    """Up, snapshot, migrate: the common head of steps 5 and 6."""
+    assert ctx.release is not None
+    evidence: dict[str, Any] = {}
+    env.up(bootstrap=False)
+    snapshot = env.snapshot(
+        "pre-deploy", reason=f"before {ctx.release.id}", deploy_id=ctx.deploy_id
+    )
+    evidence["snapshot"] = snapshot
+    if verify:
+        evidence["snapshot_verified"] = env.verify_snapshot(str(snapshot["id"]))
+    migrated = env.migrate(ctx.release)
+    evidence["migrations"] = {"current": migrated.current, "head": migrated.head}
+    return evidence
+
+
+class StagingStep:
+    number = 5
+    exit_code = exit_code_for(5)
+    name = "deploy.staging"
+    title = "Deploy to staging and run the smoke suite"
+    env_name = "staging"
+
+    def plan(self, ctx: StepContext) -> StepPlan:
+        return _describe_plan(
+            ctx,
+            self.env_name,
+            ("take a pre-deploy snapshot",),
+            ("run the smoke suite (auth, inventory, orders)",),
+        )
+
+    def run(self, ctx: StepContext) -> StepResult:
+        started = time.monotonic()
+        env = _environment(ctx, self.env_name)
+        assert ctx.release is not None
+        try:
+            evidence = _prepare(ctx, env, verify=False)
+            rollout = env.rollout(ctx.release, ctx.options.get("rollout_deadline_s"))
+        except TargetError as exc:
+            return StepResult(False, f"staging: {exc}").timed(started)
+        evidence["rollout"] = {
+            "state": rollout.state.value,
+            "reason": rollout.reason,
+            "duration_s": round(rollout.duration_s, 2),
+            "events": list(rollout.events),
+        }
+        if not rollout.ok:
+            return StepResult(
+                False, f"staging rollout {rollout.state.value}: {rollout.reason}", evidence
+            ).timed(started)
+        email, password = env.smoke_credentials(ctx.release)
+        smoke = run_smoke(env.url, email, password)
+        evidence["smoke"] = smoke.as_dict()
+        ctx.facts["staging_snapshot"] = evidence["snapshot"]["id"]
+        return StepResult(
+            smoke.ok, f"staging runs {ctx.release.id}; {smoke.summary()}", evidence
+        ).timed(started)
+
+
+class ProductionStep:
+    number = 6
+    exit_code = exit_code_for(6)
+    name = "deploy.production"
+    title = "Promote the same artifact to production"
+    env_name = "production"
+
+    def plan(self, ctx: StepContext) -> StepPlan:
+        return _describe_plan(
+            ctx,
+            self.env_name,
+            (
+                "take a pre-deploy snapshot and verify it (exists, non-empty, checksum, "
+                "pg_restore --list)",
+            ),
+        )
+
+    def run(self, ctx: StepContext) -> StepResult:
+        started = time.monotonic()
+        env = _environment(ctx, self.env_name)
+        assert ctx.release is not None
+        try:
+            evidence = _prepare(ctx, env, verify=True)
+        except TargetError as exc:
+            return StepResult(False, f"production: {exc}; nothing was rolled out").timed(started)
+        ctx.facts["production_snapshot"] = evidence["snapshot"]["id"]
+        ctx.facts["restore_command"] = env.restore_command(str(evidence["snapshot"]["id"]))
+        previous = env.current_release()
+        ctx.facts["production_previous_release"] = previous
+        rollout = env.rollout(ctx.release, ctx.options.get("rollout_deadline_s"))
+        evidence["rollout"] = {
+            "state": rollout.state.value,
+            "reason": rollout.reason,
+            "previous": previous,
+            "duration_s": round(rollout.duration_s, 2),
+            "events": list(rollout.events),
+        }
+        if not rollout.ok:
+            keeps = f"; {previous} keeps serving" if previous else ""
+            return StepResult(
+                False,
+                f"production rollout {rollout.state.value}: {rollout.reason}{keeps}",
+                evidence,
+            ).timed(started)
+        return StepResult(
+            True, f"production runs {ctx.release.id} (rollout {rollout.duration_s:.1f} s)", evidence
+        ).timed(started)

@@ -1,0 +1,1 @@
+"""Facts about this machine: free ports below the ephemeral range, process liveness."""

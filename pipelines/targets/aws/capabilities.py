@@ -1,0 +1,190 @@
+"""The aws target's `backups` and `operations` capabilities (see targets/base.py).
+
+Backups are tagged manual RDS snapshots and a temporary-instance drill; flags are
+`FLAG_<NAME>` entries of the app container, so a change is a new task definition revision
+rolled out and watched like a release; alarm transitions come from CloudWatch's history.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from infra import outputs as out
+from pipelines.targets.aws import ecs as ecs_ops
+from pipelines.targets.aws.backups import AwsBackups, epoch
+from pipelines.targets.aws.common import aws_errors
+from pipelines.targets.base import (
+    AlarmTransition,
+    PruneItem,
+    PruneOutcome,
+    SnapshotInfo,
+    TargetError,
+)
+
+if TYPE_CHECKING:
+    from pipelines.targets.aws.contract import AwsEnv
+    from pipelines.targets.base import Environment, MigrationStatus, RestoreOutcome, RolloutResult
+
+Log = Callable[[str], None]
+
+
+def snapshot_info(record: Mapping[str, Any]) -> SnapshotInfo:
+    return SnapshotInfo(
+        id=str(record["id"]),
+        kind=str(record.get("kind") or ""),
+        created_epoch=epoch(record.get("created_at")),
+        location=str(record.get("arn", "")),
+        status=str(record.get("status", "")),
+        deploy_id=str(record.get("deploy_id") or ""),
+        record=dict(record),
+    )
+
+
+class AwsBackupCapability:
+    def __init__(self, env: AwsEnv, log: Log = print) -> None:
+        self.env = env
+        self.store = AwsBackups(
+            env.name,
+            env.outputs,
+            env.clients,
+            env.spec,
+            env.database.current_image,
+            log=log,
+        )
+
+    @property
+    def name(self) -> str:  # how aws_errors names it
+        return self.env.name
+
+    @aws_errors("taking a snapshot")
+    def take(
+        self, kind: str, reason: str = "", deploy_id: str = "", physical: bool = True
+    ) -> SnapshotInfo:
+        return snapshot_info(self.store.create_snapshot(kind, reason=reason, deploy_id=deploy_id))
+
+    @aws_errors("listing snapshots")
+    def list(self, kind: str | None = None) -> list[SnapshotInfo]:
+        return [snapshot_info(record) for record in self.store.list_snapshots(kind)]
+
+    @aws_errors("pruning snapshots")
+    def prune(self, dry_run: bool) -> PruneOutcome:
+        plan = self.store.prune(dry_run=dry_run)
+        return PruneOutcome(
+            environment=self.env.name,
+            target="aws",
+            dry_run=dry_run,
+            items=[PruneItem(i, True, r) for i, r in plan.keep]
+            + [PruneItem(i, False, r) for i, r in plan.delete],
+        )
+
+    def restore(self, snapshot_id: str, into: str, **options: Any) -> RestoreOutcome:
+        """A managed database is not swapped by a task: restoring beside the live instance
+        and switching over is a person's call (runbook section 8)."""
+        raise TargetError(
+            f"backup.restore does not run on the aws target; restore beside the live instance "
+            f"with `{self.env.restore_command(snapshot_id)}` and switch over as runbook "
+            "section 8 says; nothing was changed"
+        )
+
+    def drill(self, into: Environment, snapshot_id: str | None, reports_dir: Path) -> bool:
+        """A temporary instance beside this environment's own (`into` plays no part on AWS)."""
+        from pipelines.targets.aws import drill
+
+        report = drill.run(self.store, snapshot_id, reports_dir)
+        return bool(report["ok"])
+
+
+class AwsOperations:
+    def __init__(self, env: AwsEnv) -> None:
+        self.env = env
+
+    @property
+    def name(self) -> str:  # how aws_errors names it
+        return self.env.name
+
+    @aws_errors("reading the flags")
+    def flags(self) -> dict[str, bool]:
+        """The registry's defaults overridden by the service's current task definition."""
+        from service.flags import FlagError, resolve_flags
+
+        ecs, outputs = self.env.clients("ecs"), self.env.outputs
+        service = ecs_ops.describe_service(
+            ecs, outputs[out.CLUSTER_NAME], outputs[out.SERVICE_NAME]
+        )
+        container = outputs[out.CONTAINER_NAME]
+        _, definition = ecs_ops.describe_revision(ecs, service["taskDefinition"], container)
+        try:
+            return resolve_flags(ecs_ops.container_environment(definition, container))
+        except FlagError as exc:
+            raise TargetError(f"{self.env.name}: {service['taskDefinition']}: {exc}") from None
+
+    flag_change = "a new task definition revision, rolled out"
+
+    def set_flags(self, flags: Mapping[str, bool]) -> RolloutResult:
+        variables = {f"FLAG_{name}": "true" if on else "false" for name, on in flags.items()}
+        return self.env.reconfigure(variables)
+
+    def migration_status(self) -> MigrationStatus:
+        """Against the migrations of the image the service runs, from a one-off ECS task."""
+        return self.env.database.migration_status()
+
+    def migrate(self) -> MigrationStatus:
+        return self.env.database.migrate()
+
+    def reset_database(self) -> MigrationStatus:
+        """Never on AWS: dropping a managed database is not a task's job."""
+        env = self.env.name
+        raise TargetError(
+            f"db.reset does not run on the aws target: a managed RDS database is not dropped "
+            f"by a task. Reset {env} by restoring a snapshot (`invoke backup.list --env {env} "
+            f"--target aws`, then the `aws rds restore-db-instance-from-db-snapshot` command of "
+            f"runbook section 8; `invoke backup.restore` is local only) or by re-creating the "
+            f"stack (`invoke infra.up --stack {env} --image <ecr-uri>@sha256:<digest> --yes`); "
+            f"nothing was changed"
+        )
+
+    def schema_behind(self, release_id: str) -> str | None:
+        return None  # an image's migrations are read by a one-off task; not done for a note
+
+    @aws_errors("reading the alarm history")
+    def alarm_transitions(self, since: float) -> list[AlarmTransition]:
+        """The state transitions of the stack's alarms since `since`."""
+        cloudwatch = self.env.clients("cloudwatch")
+        start = datetime.fromtimestamp(since, UTC)
+        found: list[AlarmTransition] = []
+        for name in sorted(set(self.env.outputs.alarm_names.values())):
+            pages = cloudwatch.get_paginator("describe_alarm_history").paginate(
+                AlarmName=name, HistoryItemType="StateUpdate", StartDate=start
+            )
+            for page in pages:
+                found += [_transition(item) for item in page.get("AlarmHistoryItems", [])]
+        return [event for event in found if event.at >= since]
+
+    def rotate_secret(self, name: str) -> str:
+        raise TargetError(
+            f"secrets.rotate runs on the local target; on AWS rotate {name} in Secrets Manager "
+            "and roll the service with `invoke flags.set` or a deploy (runbook section 12)"
+        )
+
+    def log_files(self) -> Sequence[Path]:
+        raise TargetError(
+            f"{self.env.name}: the service's logs are in CloudWatch Logs "
+            f"({self.env.outputs.get(out.LOG_GROUP_NAME, 'the stack log group')}), not in files"
+        )
+
+
+def _transition(item: Mapping[str, Any]) -> AlarmTransition:
+    """One history item; its HistoryData is JSON with the old and new states."""
+    try:
+        data = json.loads(item.get("HistoryData") or "{}")
+        old, new = data["oldState"]["stateValue"], data["newState"]["stateValue"]
+        reason = str(data["newState"].get("stateReason", ""))
+    except (ValueError, KeyError, TypeError):
+        old, new, reason = "?", "?", str(item.get("HistorySummary", ""))
+    at = item["Timestamp"]
+    stamp = at.timestamp() if isinstance(at, datetime) else float(at)
+    return AlarmTransition(stamp, str(item.get("AlarmName", "")), old, new, reason)

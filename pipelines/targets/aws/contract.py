@@ -1,0 +1,38 @@
+"""What the aws target's helpers (status, capabilities) use of an environment.
+
+They are typed against this protocol, not against `AwsEnvironment`, so none of them imports
+environment.py: the environment imports them, and the import graph stays one-way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from infra.spec import EnvironmentSpec
+    from pipelines.targets.aws.common import Clients, StackOutputs
+    from pipelines.targets.aws.database import AwsDatabase
+    from pipelines.targets.base import RolloutResult
+
+
+class AwsEnv(Protocol):
+    name: str
+    target: str
+    spec: EnvironmentSpec
+    clients: Clients
+
+    @property
+    def outputs(self) -> StackOutputs: ...
+
+    @property
+    def database(self) -> AwsDatabase: ...
+
+    @property
+    def url(self) -> str: ...
+
+    def current_release(self) -> str | None: ...
+
+    def reconfigure(self, variables: Mapping[str, str]) -> RolloutResult: ...
+
+    def restore_command(self, snapshot_id: str) -> str: ...

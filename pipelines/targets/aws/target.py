@@ -1,0 +1,73 @@
+"""The aws target's entry: one AwsEnvironment per stack, the S3 ledger and the S3 lock."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from infra import outputs as out
+from pipelines.targets.aws.common import OutputsProvider, outputs_provider
+from pipelines.targets.aws.environment import LEDGER_BUCKET_ENV, AwsEnvironment
+from pipelines.targets.aws.s3 import S3Ledger
+from pipelines.targets.base import Release, TargetError
+
+
+class AwsTarget:
+    name = "aws"
+
+    def __init__(
+        self,
+        stack_outputs_provider: OutputsProvider | Mapping[str, Mapping[str, Any]] | None = None,
+        **options: Any,
+    ) -> None:
+        """`stack_outputs_provider`: stack -> outputs, or a mapping of them; by default the
+        file named by DRYDOCK_AWS_OUTPUTS_FILE, else Pulumi. `options` go to every
+        AwsEnvironment (spec, clients, poll_s, rollout_timeout_s, sleep, clock)."""
+        self.provider = outputs_provider(stack_outputs_provider)
+        self.options = options
+        self._environments: dict[str, AwsEnvironment] = {}
+
+    def environment(self, name: str) -> AwsEnvironment:
+        # One object per environment, so what it learnt (dimensions, the smoke admin) sticks.
+        if name not in self._environments:
+            self._environments[name] = AwsEnvironment(name, self.provider, **self.options)
+        return self._environments[name]
+
+    def ledger(self) -> S3Ledger:
+        """One ledger for both environments: in DRYDOCK_LEDGER_BUCKET, else in production's
+        backups bucket, where the release history that matters lives."""
+        bucket = os.environ.get(LEDGER_BUCKET_ENV)
+        production = self.environment("production")
+        if not bucket:
+            try:
+                bucket = production.outputs[out.BACKUPS_BUCKET]
+            except TargetError as exc:
+                raise TargetError(
+                    f"the ledger lives in production's backups bucket, and {exc}; or set "
+                    f"{LEDGER_BUCKET_ENV}"
+                ) from None
+        return S3Ledger(bucket, client=production.clients("s3"))
+
+    @contextmanager
+    def lock(self, name: str, purpose: str) -> Iterator[dict[str, Any]]:
+        with self.environment(name).lock().held(purpose) as record:
+            yield record
+
+    def release(self, ref: str | None, sha: str) -> Release:
+        """On AWS a release is an image already pushed, named by its digest."""
+        if not ref or "@sha256:" not in ref:
+            raise TargetError(
+                "--release must be an image pinned by digest "
+                "(<account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:<digest>) "
+                "for the aws target; build and push it first"
+            )
+        return Release(
+            id=ref,
+            version="",
+            git_sha=sha,
+            artifact=ref,
+            created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )

@@ -1,0 +1,1 @@
+"""The local target's snapshots: taking, verifying, listing, pruning, restoring, drilling."""
