@@ -1,10 +1,21 @@
-"""Alembic, configured in code: upgrade, current revision, expected head, offline SQL."""
+"""Alembic, configured in code: upgrade, current revision, expected head, offline SQL, and the
+schema compatibility that lets an older release serve on a newer schema.
+
+Every revision declares its phase: `expand` (additive: a new table, a nullable column or one
+with a default, an index built concurrently) or `contract` (drops, renames, narrows or
+tightens). Each applied revision is recorded in `drydock_schema_phases` with the oldest head
+that can still serve on it (`serves_from`): an expand revision keeps its parent's, a contract
+revision (or the first one) starts anew at itself. Code is compatible with a database whose
+revision's `serves_from` is one of its own revisions, so a release that does not ship the
+newer migration files decides from the database alone.
+"""
 
 from __future__ import annotations
 
 import io
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -39,6 +50,56 @@ def expected_head() -> str:
     if len(heads) != 1:
         raise RuntimeError(f"migrations have {len(heads)} heads {heads}; merge them")
     return str(heads[0])
+
+
+@lru_cache(maxsize=1)
+def known_revisions() -> frozenset[str]:
+    """Every revision this code ships (linear history: all of them are its head's ancestors)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return frozenset(str(rev.revision) for rev in script.walk_revisions())
+
+
+PHASES = ("expand", "contract")
+COMPAT_TABLE = "drydock_schema_phases"
+COMPAT_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {COMPAT_TABLE} ("
+    "revision text PRIMARY KEY, phase text NOT NULL, serves_from text NOT NULL, "
+    "applied_at timestamptz NOT NULL DEFAULT now())"
+)
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, other: Any) -> bool:
+    """Autogenerate leaves the compatibility record alone, as it does alembic_version."""
+    return not (type_ == "table" and name == COMPAT_TABLE)
+
+
+def serves_from(
+    phase: str | None, revision: str, down_revision: str | None, parent_serves_from: str | None
+) -> str:
+    """The oldest head that can serve on `revision`. A revision without a declared phase
+    counts as a contract: nothing older is assumed to serve on it."""
+    if phase == "expand" and down_revision is not None:
+        # A parent applied before phases were recorded: only code at the parent or later.
+        return parent_serves_from or down_revision
+    return revision
+
+
+def compatibility(current: str | None, head: str, serves: str | None) -> tuple[bool, str]:
+    """Whether code at `head` serves on a database at `current` (`serves`: its
+    `serves_from`, None when not recorded), and why not."""
+    if current == head:
+        return True, ""
+    if current is None:
+        return False, "migrations never ran"
+    if current in known_revisions():
+        return False, f"schema at {current}, code expects {head}: migrate first"
+    if serves is not None and serves in known_revisions():
+        return True, ""
+    oldest = f"code at {serves} or later" if serves else "newer code"
+    return False, (
+        f"schema at {current} is past this code's head {head} by a contract (or unrecorded) "
+        f"revision; it needs {oldest}"
+    )
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:

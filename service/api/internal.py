@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from service import __version__, flags
 from service.deps import State, bearer_token
 from service.errors import ApiError
-from service.migrate import expected_head
+from service.migrate import COMPAT_TABLE, compatibility, expected_head
 from service.state import AppState
 
 router = APIRouter(prefix="/api/_internal", tags=["internal"])
@@ -61,14 +61,30 @@ async def readiness(state: AppState) -> tuple[bool, dict[str, dict[str, Any]]]:
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         checks["database"]["reason"] = f"database unreachable: {type(exc).__name__}"
         current = None
-    if checks["database"]["ok"]:
+    if checks["database"]["ok"] and current is not None:
         checks["schema"]["current"] = current
-        if current == head:
-            checks["schema"]["ok"] = True
-        elif current is not None:
-            checks["schema"]["reason"] = f"schema at {current}, code expects {head}"
+        serves = None if current == head else await _serves_from(state, current)
+        ok, reason = compatibility(current, head, serves)
+        checks["schema"]["ok"] = ok
+        if serves is not None:
+            checks["schema"]["serves_from"] = serves
+        if reason:
+            checks["schema"]["reason"] = reason
     ready = all(check["ok"] for check in checks.values())
     return ready, checks
+
+
+async def _serves_from(state: AppState, current: str) -> str | None:
+    """The oldest head that serves on `current`, as its migration recorded it."""
+    try:
+        async with asyncio.timeout(state.settings.db_ready_timeout_s), state.db.connection() as c:
+            value = await c.fetchval(
+                f"SELECT serves_from FROM {COMPAT_TABLE} WHERE revision = $1",  # noqa: S608
+                current,
+            )
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return None  # not recorded, or not answering: only equality counts
+    return str(value) if value is not None else None
 
 
 @router.get(

@@ -14,8 +14,10 @@ revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
 branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
-# Set to True only for a reviewed expand/contract step that is allowed to be destructive.
-approved_contract_step = False
+# "expand" (additive: old code still serves on it) or "contract" (drops, renames, narrows or
+# tightens; deployable once production runs code past the expand it completes). Step 3 checks
+# it against the SQL. See docs/RUNBOOK.md, "Changing the schema".
+phase = "expand"
 
 
 def upgrade() -> None:

@@ -1,11 +1,17 @@
-"""Deploy step 3, migrations: no model change without a migration, what is pending where, and
-no destructive operation unless its revision is an approved contract step.
+"""Deploy step 3, migrations: no model change without a migration, what is pending where, each
+revision's declared phase true to its SQL, and no contract before production is ready for it.
 
 - The autogenerate diff compares `service.schema.metadata` with a throwaway PostgreSQL 18
   migrated to head; it must be empty.
-- Destructive operations are found in the offline SQL of every revision (Alembic's
-  `--sql` mode): squawk's rules first, then this module's own checks for what squawk lets
-  through. A revision whose module sets `approved_contract_step = True` may be destructive.
+- Every revision declares `phase = "expand"` or `"contract"` (see service/migrate.py). Its
+  offline SQL (Alembic's `--sql` mode) is classified: squawk's rules first, then this
+  module's own checks for what squawk lets through. Dropping, renaming, narrowing or
+  tightening is a contract; anything else is an expand. A declared phase that does not match
+  is refused, naming the operation and the file. An index built without CONCURRENTLY on an
+  existing table is refused in either phase: it blocks writes while it builds.
+- A contract revision pending for production is refused until production already runs code
+  that has the revision before it (the expand it completes): otherwise running code could
+  still use what it drops. The refusal names the release to deploy first.
 """
 
 from __future__ import annotations
@@ -32,6 +38,29 @@ if TYPE_CHECKING:
 __all__ = ["DestructiveOp", "MigrationsStep", "autogenerate_diff", "offline_sql", "review"]
 
 
+PHASES = ("expand", "contract")
+# What running code of the release before could trip over: these make a revision a contract.
+CONTRACT_KINDS = frozenset(
+    {
+        "drop-column",
+        "drop-table",
+        "drop-database-or-schema",
+        "type-change",
+        "set-not-null",
+        "not-null-without-default",
+        "rename",
+        "truncate",
+        "add-constraint",
+    }
+)
+# Refused in either phase: safe for running code, unsafe for the table's writers.
+HAZARD_KINDS = frozenset({"non-concurrent-index"})
+
+
+def _ops_text(ops: list[DestructiveOp]) -> str:
+    return "; ".join(f"{op.kind} ({op.statement[:100]})" for op in ops)
+
+
 class MigrationCheckError(RuntimeError):
     """The migrations cannot be checked (several heads, a broken revision...)."""
 
@@ -42,7 +71,7 @@ class RevisionInfo:
     down_revision: str | None
     description: str
     path: str
-    approved: bool  # approved_contract_step = True in the revision module
+    phase: str | None  # `phase = "expand" | "contract"` in the revision module
 
 
 def default_migrations() -> Path:
@@ -79,10 +108,15 @@ def revisions(migrations: Path) -> list[RevisionInfo]:
                 down_revision=str(down) if isinstance(down, str) else None,
                 description=str(rev.doc).strip(),
                 path=str(rev.path),
-                approved=getattr(rev.module, "approved_contract_step", False) is True,
+                phase=_declared_phase(rev.module),
             )
         )
     return found
+
+
+def _declared_phase(module: Any) -> str | None:
+    phase = getattr(module, "phase", None)
+    return phase if isinstance(phase, str) else None
 
 
 def _describe(diff: Any) -> str:
@@ -113,7 +147,7 @@ def autogenerate_diff(
     from sqlalchemy import pool
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from service.migrate import alembic_config, sqlalchemy_url
+    from service.migrate import alembic_config, include_object, sqlalchemy_url
     from service.schema import metadata
 
     config = alembic_config(database_url)
@@ -122,7 +156,11 @@ def autogenerate_diff(
     wanted = target_metadata if target_metadata is not None else metadata
     # The same comparison options as service/migrations/env.py, so the diff is what
     # `alembic revision --autogenerate` would write.
-    options = {"compare_type": True, "compare_server_default": True}
+    options = {
+        "compare_type": True,
+        "compare_server_default": True,
+        "include_object": include_object,
+    }
 
     async def compare() -> list[Any]:
         engine = create_async_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
@@ -200,25 +238,54 @@ class MigrationReview:
     diff: list[str] | None  # None: not computed
     warnings: list[str]
 
+    def classified(self, revision: RevisionInfo) -> str:
+        """What the revision's SQL does: `contract` when it drops, renames, narrows or
+        tightens, `expand` otherwise."""
+        ops = self.destructive.get(revision.revision, [])
+        return "contract" if any(op.kind in CONTRACT_KINDS for op in ops) else "expand"
+
+    def phase_problems(self) -> dict[str, str]:
+        """Revision -> why its declared phase is refused."""
+        problems: dict[str, str] = {}
+        for r in self.revisions:
+            ops = self.destructive.get(r.revision, [])
+            contract = [op for op in ops if op.kind in CONTRACT_KINDS]
+            hazards = [op for op in ops if op.kind in HAZARD_KINDS]
+            if r.phase not in PHASES:
+                problems[r.revision] = (
+                    f"revision {r.revision} declares no phase: set phase = "
+                    f'"{self.classified(r)}" in {r.path} (its SQL is an {self.classified(r)})'
+                )
+            elif hazards:
+                problems[r.revision] = (
+                    f"revision {r.revision} in {r.path}: {_ops_text(hazards)}: build the index "
+                    "with postgresql_concurrently=True inside "
+                    "op.get_context().autocommit_block()"
+                )
+            elif r.phase == "expand" and contract:
+                problems[r.revision] = (
+                    f"revision {r.revision} in {r.path} declares expand but "
+                    f"{_ops_text(contract)} is a contract: older releases could not serve on "
+                    'it. Declare phase = "contract" and deploy it in a release after the one '
+                    "that stops using what it removes, or split it into expand and contract"
+                )
+            elif r.phase == "contract" and not contract:
+                problems[r.revision] = (
+                    f"revision {r.revision} in {r.path} declares contract but only adds: "
+                    'declare phase = "expand" so the release before it keeps serving on it'
+                )
+        return problems
+
     @property
     def blocked_revisions(self) -> list[str]:
-        approved = {r.revision for r in self.revisions if r.approved}
-        return [rev for rev, ops in self.destructive.items() if ops and rev not in approved]
+        return list(self.phase_problems())
 
     @property
     def ok(self) -> bool:
         return not self.blocked_revisions and not self.diff
 
     def blockers(self) -> list[str]:
-        paths = {r.revision: r.path for r in self.revisions}
-        lines = []
-        for rev in self.blocked_revisions:
-            ops = "; ".join(f"{op.kind} ({op.statement[:100]})" for op in self.destructive[rev])
-            lines.append(
-                f"revision {rev} is destructive and not an approved contract step: {ops}. "
-                "Split it into expand/contract steps, or after review set "
-                f"approved_contract_step = True in {paths.get(rev, rev)}"
-            )
+        lines = list(self.phase_problems().values())
         if self.diff:
             lines.append(
                 f"the models differ from the migrations ({'; '.join(self.diff[:5])}): "
@@ -231,6 +298,7 @@ class MigrationReview:
             "revisions": [
                 {
                     **asdict(r),
+                    "classified": self.classified(r),
                     "destructive": [asdict(op) for op in self.destructive.get(r.revision, [])],
                 }
                 for r in self.revisions
@@ -260,6 +328,75 @@ def review(
             with throwaway_database() as url:
                 diff = autogenerate_diff(url, migrations, target_metadata)
     return MigrationReview(found, destructive, advisories, diff, warnings)
+
+
+def contract_gate(
+    found: list[RevisionInfo], db_revision: str | None, running_head: str | None
+) -> list[str]:
+    """Why a contract revision pending for production cannot go out yet: production's
+    database is at `db_revision` and its running code at `running_head` (None: no code runs
+    there yet, so nothing can trip over a contract)."""
+    if running_head is None:
+        return []
+    order = {r.revision: i for i, r in enumerate(found)}
+    if running_head not in order:
+        return [
+            f"production runs code at schema head {running_head}, which this release's "
+            "migrations do not contain; deploy from a history that includes it"
+        ]
+    start = order[db_revision] + 1 if db_revision in order else 0
+    problems = []
+    for r in found[start:]:
+        if r.phase != "contract" or r.down_revision is None:
+            continue
+        if order[running_head] < order[r.down_revision]:
+            first = _release_ending_at(r)
+            problems.append(
+                f"revision {r.revision} is a contract, and production runs code at "
+                f"{running_head}, before the expand it completes ({r.down_revision}): running "
+                f"code could still use what it removes. Deploy a release whose migrations end "
+                f"at {r.down_revision} first{first}, then this one. Nothing was changed"
+            )
+    return problems
+
+
+def _release_ending_at(contract: RevisionInfo) -> str:
+    """` (<sha>, the commit before <file> was added)` when git knows the file."""
+    import subprocess
+
+    path = Path(contract.path)
+    try:
+        added = subprocess.run(
+            ["git", "log", "-n1", "--format=%H", "--diff-filter=A", "--", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f" (e.g. {added[:12]}^, the commit before {path.name} was added)" if added else ""
+
+
+def production_running(target: Target) -> tuple[str | None, str | None, str]:
+    """(production's schema revision, its running code's head, why unknown): read through
+    the environment's operations, so on AWS from a one-off task of the serving image."""
+    try:
+        env = target.environment("production")
+        cluster = getattr(env, "cluster", None)
+        if callable(cluster) and not cluster().is_running():
+            return None, None, "production is not running"
+        if env.current_release() is None:
+            return None, None, "nothing is deployed to production yet"
+        status = env.operations.migration_status()
+    except Exception as exc:  # a probe: whatever fails is reported, not raised
+        return None, None, f"production unreadable: {str(exc).splitlines()[0][:200]}"
+    return status.current, status.head, ""
+
+
+def _pending_anywhere(pending: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    return {rev for info in pending.values() for rev in info.get("pending", ())}
 
 
 def _pending_lines(pending: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -303,10 +440,18 @@ class MigrationsStep:
         else:  # each probe is a one-off task there: once, when the step runs
             pending = ["read the pending revisions of each environment"]
         head = found.revisions[-1].revision if found.revisions else "none"
+        gate: list[str] = []
+        if ctx.target.name == "local":
+            db_revision, running, _ = production_running(ctx.target)
+            gate = contract_gate(found.revisions, db_revision, running)
         return StepPlan(
             f"{len(found.revisions)} revision(s), head {head}",
-            ("diff the models against a throwaway PostgreSQL 18 migrated to head", *pending),
-            tuple(found.blockers()),
+            (
+                "diff the models against a throwaway PostgreSQL 18 migrated to head",
+                "check each revision's declared phase against its SQL",
+                *pending,
+            ),
+            (*found.blockers(), *gate),
         )
 
     def _pending(self, ctx: StepContext) -> dict[str, Any]:
@@ -321,23 +466,29 @@ class MigrationsStep:
         except MigrationCheckError as exc:
             return StepResult(False, str(exc)).timed(started)
         pending = self._pending(ctx)
-        evidence: dict[str, Any] = {**found.as_dict(), "pending": pending}
+        db_revision, running, unknown = production_running(ctx.target)
+        gate = contract_gate(found.revisions, db_revision, running)
+        evidence: dict[str, Any] = {
+            **found.as_dict(),
+            "pending": pending,
+            "production": {"schema": db_revision, "running_head": running, "note": unknown},
+            "contract_gate": gate,
+        }
         ctx.facts["migrations"] = evidence
         ctx.reports.mkdir(parents=True, exist_ok=True)
         (ctx.reports / "migrations.json").write_text(json.dumps(evidence, indent=2) + "\n")
-        evidence = {**evidence, "details": [*found.blockers(), *_pending_lines(pending)]}
-        approved = [
-            f"revision {r.revision} is an approved contract step: "
+        blockers = [*found.blockers(), *gate]
+        evidence = {**evidence, "details": [*blockers, *_pending_lines(pending)]}
+        contracts = [
+            f"revision {r.revision} is a contract: "
             + ", ".join(op.kind for op in found.destructive.get(r.revision, []))
             for r in found.revisions
-            if r.approved and found.destructive.get(r.revision)
+            if r.phase == "contract" and r.revision in {p for p in _pending_anywhere(pending)}
         ]
-        warnings = tuple(found.warnings + approved)
+        warnings = tuple(found.warnings + contracts + ([unknown] if unknown else []))
         head = found.revisions[-1].revision if found.revisions else "none"
         where = "; ".join(_pending_lines(pending))
-        if found.ok:
-            summary = (
-                f"head {head}, autogenerate diff empty, nothing destructive unapproved; {where}"
-            )
+        if not blockers:
+            summary = f"head {head}, autogenerate diff empty, phases match their SQL; {where}"
             return StepResult(True, summary, evidence, warnings).timed(started)
-        return StepResult(False, "; ".join(found.blockers()), evidence, warnings).timed(started)
+        return StepResult(False, "; ".join(blockers), evidence, warnings).timed(started)

@@ -24,6 +24,7 @@ from pathlib import Path
 SQUAWK_TIMEOUT_S = 60
 _MARKER = re.compile(r"^-- Running upgrade (\S*) -> (\S+)\s*$", re.MULTILINE)
 _IDENT = r'("[^"]+"|[\w.]+)'
+_TIGHTENING = "CHECK|UNIQUE|FOREIGN KEY|PRIMARY KEY|EXCLUDE"
 
 # squawk rule -> the kind of destructive operation it means; other rules are advice.
 SQUAWK_KINDS = {
@@ -184,6 +185,14 @@ def own_checks(revision: str, sql: str) -> list[DestructiveOp]:
             alter and table not in created and re.match(r"ALTER (COLUMN )?\S+ SET NOT NULL", action)
         ):
             add("set-not-null", text, f"makes a column of {table} NOT NULL, scanning it locked")
+        elif (
+            alter
+            and table not in created
+            and re.match(
+                r"ADD CONSTRAINT \S+ (CHECK|UNIQUE|FOREIGN KEY|PRIMARY KEY|EXCLUDE)", action
+            )
+        ):
+            add("add-constraint", text, f"adds a constraint to {table} that running code may break")
         elif alter and table not in created and action.startswith("ADD ") and "NOT NULL" in action:
             if "DEFAULT" not in action and "GENERATED" not in action:
                 add(

@@ -125,7 +125,7 @@ def _revision_meta(source: str) -> dict[str, Any]:
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
             name = node.targets[0].id
-            if name in ("revision", "down_revision", "approved_contract_step"):
+            if name in ("revision", "down_revision", "phase"):
                 try:
                     meta[name] = ast.literal_eval(node.value)
                 except ValueError:
@@ -163,7 +163,7 @@ def migrations_between(root: Path, base: str | None, head: str) -> list[dict[str
                 "down_revision": meta.get("down_revision"),
                 "description": meta["description"],
                 "file": path,
-                "approved_contract_step": meta.get("approved_contract_step") is True,
+                "phase": meta.get("phase") if isinstance(meta.get("phase"), str) else None,
                 "destructive": None if destructive is None else destructive.get(revision, []),
             }
         )
@@ -247,8 +247,8 @@ def markdown(notes: Mapping[str, Any]) -> str:
     for m in notes["migrations"]:
         kinds = m["destructive"]
         flag = "unknown" if kinds is None else ", ".join(kinds) or "none"
-        approved = " (approved contract step)" if m["approved_contract_step"] else ""
-        lines.append(f"- `{m['revision']}` {m['description']}; destructive: {flag}{approved}")
+        phase = m.get("phase") or "undeclared"
+        lines.append(f"- `{m['revision']}` {m['description']}; {phase}; destructive: {flag}")
     lines += (["- none"] if not notes["migrations"] else []) + ["", "## Feature flags", ""]
     flags = notes["flags"]
     lines += [f"- added `{f['name']}` (default {f['default']})" for f in flags["added"]]

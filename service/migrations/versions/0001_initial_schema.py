@@ -14,8 +14,10 @@ revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-# Set to True only for a reviewed expand/contract step that is allowed to be destructive.
-approved_contract_step = False
+# "expand" (additive: old code still serves on it) or "contract" (drops, renames, narrows or
+# tightens; deployable once production runs code past the expand it completes). Step 3 checks
+# it against the SQL. See docs/RUNBOOK.md, "Changing the schema".
+phase = "expand"
 
 
 def upgrade() -> None:

@@ -1,5 +1,6 @@
-"""Deploy step 3: destructive revisions are blocked unless approved, a model change without a
-migration is blocked, and pending revisions are listed per environment.
+"""Deploy step 3: each revision's declared phase must match its SQL, a contract waits for
+production to run code past its expand, a model change without a migration is blocked, and
+pending revisions are listed per environment.
 
 Revisions are written into a temporary copy of `service/migrations`, never into the real one.
 """
@@ -7,7 +8,6 @@ Revisions are written into a temporary copy of `service/migrations`, never into 
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,55 +18,14 @@ from pipelines.deploy.migrations.check import MigrationCheckError, MigrationsSte
 from pipelines.deploy.migrations.sql import own_checks
 from pipelines.deploy.steps import StepContext, exit_code_for
 from pipelines.targets.local.target import LocalTarget
-from service.migrate import MIGRATIONS
 from service.schema import metadata
 from tests.conftest import PgServer
-
-REVISION = '''"""{message}
-
-Revision ID: {rev}
-Revises: {down}
-Create Date: 2026-11-28 08:00:00
-"""
-
-from __future__ import annotations
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "{rev}"
-down_revision = "{down}"
-branch_labels = None
-depends_on = None
-approved_contract_step = {approved}
-
-
-def upgrade() -> None:
-{body}
-
-
-def downgrade() -> None:
-    pass
-'''
+from tests.schema_helpers import ADD_NOTE, DROP_NOTE, add_revision, copy_migrations
 
 
 @pytest.fixture
 def migrations(tmp_path: Path) -> Path:
-    copy = tmp_path / "migrations"
-    shutil.copytree(MIGRATIONS, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    return copy
-
-
-def add_revision(
-    migrations: Path, body: str, approved: bool = False, rev: str = "0002", down: str = "0001"
-) -> Path:
-    path = migrations / "versions" / f"{rev}_test.py"
-    indented = "\n".join(f"    {line}" for line in body.strip().splitlines())
-    text = REVISION.format(
-        message=f"test revision {rev}", rev=rev, down=down, approved=approved, body=indented
-    )
-    path.write_text(text)
-    return path
+    return copy_migrations(tmp_path / "migrations")
 
 
 def ctx_for(tmp_path: Path) -> StepContext:
@@ -110,23 +69,80 @@ def test_own_checks_flag_what_breaks_running_code_or_locks_tables() -> None:
 
 
 @pytest.mark.integration
-def test_a_destructive_revision_is_blocked(migrations: Path) -> None:
-    path = add_revision(migrations, 'op.drop_column("items", "name")')
+def test_a_drop_declared_as_expand_is_refused_naming_the_operation_and_the_file(
+    migrations: Path,
+) -> None:
+    path = add_revision(migrations, 'op.drop_column("items", "name")', phase="expand")
     found = migrations_check.review(migrations, with_diff=False)
     assert found.blocked_revisions == ["0002"] and not found.ok
     [op] = found.destructive["0002"]
     assert (op.kind, op.detector) == ("drop-column", "squawk:ban-drop-column")
     [blocker] = found.blockers()
-    assert "drop-column" in blocker and str(path) in blocker and "approved_contract_step" in blocker
+    assert "declares expand" in blocker and "drop-column" in blocker and str(path) in blocker
+    assert 'phase = "contract"' in blocker
     assert found.destructive["0001"] == []
 
 
 @pytest.mark.integration
-def test_the_approved_contract_step_flag_allows_it(migrations: Path) -> None:
-    add_revision(migrations, 'op.drop_column("items", "name")', approved=True)
+def test_a_drop_declared_as_contract_passes(migrations: Path) -> None:
+    add_revision(migrations, 'op.drop_column("items", "name")', phase="contract")
     found = migrations_check.review(migrations, with_diff=False)
     assert found.ok and found.blocked_revisions == []
     assert [op.kind for op in found.destructive["0002"]] == ["drop-column"]
+    assert found.classified(found.revisions[-1]) == "contract"
+
+
+@pytest.mark.integration
+def test_an_additive_revision_declared_as_contract_is_refused(migrations: Path) -> None:
+    add_revision(migrations, ADD_NOTE, phase="contract")
+    found = migrations_check.review(migrations, with_diff=False)
+    [blocker] = found.blockers()
+    assert "declares contract but only adds" in blocker and 'phase = "expand"' in blocker
+
+
+@pytest.mark.integration
+def test_a_revision_without_a_phase_is_refused_with_the_phase_its_sql_has(
+    migrations: Path,
+) -> None:
+    add_revision(migrations, ADD_NOTE, phase=None)
+    [blocker] = migrations_check.review(migrations, with_diff=False).blockers()
+    assert "declares no phase" in blocker and 'phase = "expand"' in blocker
+
+
+@pytest.mark.integration
+def test_a_blocking_index_is_refused_in_either_phase(migrations: Path) -> None:
+    for phase in ("expand", "contract"):
+        add_revision(migrations, 'op.create_index("ix_items_stock", "items", ["stock"])', phase)
+        [blocker] = migrations_check.review(migrations, with_diff=False).blockers()
+        assert "non-concurrent-index" in blocker and "postgresql_concurrently" in blocker
+
+
+@pytest.mark.unit
+def test_tightening_an_existing_table_is_a_contract() -> None:
+    sql = """
+        ALTER TABLE items ADD CONSTRAINT ck_items_stock CHECK (stock >= 0);
+        CREATE TABLE widgets (id BIGINT NOT NULL);
+        ALTER TABLE widgets ADD CONSTRAINT uq_widgets_id UNIQUE (id);
+    """
+    assert [op.kind for op in own_checks("0002", sql)] == ["add-constraint"]
+
+
+@pytest.mark.unit
+def test_the_contract_gate_waits_for_production_to_run_the_expand(migrations: Path) -> None:
+    add_revision(migrations, ADD_NOTE, "expand", rev="0002", down="0001")
+    add_revision(migrations, DROP_NOTE, "contract", rev="0003", down="0002")
+    found = migrations_check.revisions(migrations)
+    # production's database and code at 0001: the expand and its contract in one release
+    [refusal] = migrations_check.contract_gate(found, "0001", "0001")
+    assert "revision 0003 is a contract" in refusal and "end at 0002 first" in refusal
+    assert refusal.endswith("Nothing was changed")
+    # production already runs code with 0002: the contract may go out
+    assert migrations_check.contract_gate(found, "0002", "0002") == []
+    # nothing runs in production yet: nothing can trip over it
+    assert migrations_check.contract_gate(found, None, None) == []
+    # code from another history
+    [unknown] = migrations_check.contract_gate(found, "0001", "9999")
+    assert "do not contain" in unknown
 
 
 @pytest.mark.integration
@@ -139,7 +155,7 @@ op.execute("TRUNCATE login_failures")
 op.create_table("widgets", sa.Column("id", sa.BigInteger(), primary_key=True))
 op.create_index("ix_widgets_id", "widgets", ["id"])
 """
-    add_revision(migrations, body)
+    add_revision(migrations, body, phase="contract")
     found = migrations_check.review(migrations, with_diff=False)
     detected = {op.kind: op.detector for op in found.destructive["0002"]}
     assert detected == {

@@ -64,7 +64,7 @@ revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
-approved_contract_step = False
+phase = "contract"
 
 
 def upgrade() -> None:
@@ -172,7 +172,7 @@ def test_migrations_and_waivers(history: History) -> None:
             "down_revision": "0001",
             "description": "drop the item name",
             "file": "service/migrations/versions/0002_drop_item_name.py",
-            "approved_contract_step": False,
+            "phase": "contract",
             "destructive": ["drop-column"],
         }
     ]
@@ -182,7 +182,7 @@ def test_migrations_and_waivers(history: History) -> None:
         "## Breaking changes",
         "## Features",
         "## Other changes",
-        "`0002` drop the item name; destructive: drop-column",
+        "`0002` drop the item name; contract; destructive: drop-column",
         "default of `DARK_MODE` changed from False to True",
         "removal candidate `LEGACY_SEARCH`",
         "`B108:infra/x.py` until 2999-01-01, owner ops",
