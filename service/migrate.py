@@ -84,16 +84,19 @@ def serves_from(
     return revision
 
 
-def compatibility(current: str | None, head: str, serves: str | None) -> tuple[bool, str]:
-    """Whether code at `head` serves on a database at `current` (`serves`: its
-    `serves_from`, None when not recorded), and why not."""
+def compatibility(
+    current: str | None, head: str, serves: str | None, known: frozenset[str] | None = None
+) -> tuple[bool, str]:
+    """Whether code at `head`, shipping the revisions `known` (default: this code's), serves
+    on a database at `current` (`serves`: its `serves_from`, None when not recorded)."""
+    known = known_revisions() if known is None else known
     if current == head:
         return True, ""
     if current is None:
         return False, "migrations never ran"
-    if current in known_revisions():
+    if current in known:
         return False, f"schema at {current}, code expects {head}: migrate first"
-    if serves is not None and serves in known_revisions():
+    if serves is not None and serves in known:
         return True, ""
     oldest = f"code at {serves} or later" if serves else "newer code"
     return False, (
@@ -102,8 +105,28 @@ def compatibility(current: str | None, head: str, serves: str | None) -> tuple[b
     )
 
 
+class SchemaAheadError(RuntimeError):
+    """The database is past this code by a contract: migrating with it cannot go back."""
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
+    """Alembic's upgrade; a database already ahead of this code by expand revisions it serves
+    on is left as it is (a release rolled back across an expand, then deployed again)."""
+    if revision == "head":
+        status = schema_status(_libpq(database_url))
+        if status["current"] is not None and status["current"] not in known_revisions():
+            if status["serves"]:
+                return
+            raise SchemaAheadError(
+                f"the database is at {status['current']}, past this code's head "
+                f"{status['head']}: {status['reason']}. Deploy a release at or past it"
+            )
     command.upgrade(alembic_config(database_url), revision)
+
+
+def _libpq(database_url: str) -> str:
+    """The URL as asyncpg reads it (SQLAlchemy's spelling of TLS is `ssl=`)."""
+    return database_url.replace("?ssl=", "?sslmode=").replace("&ssl=", "&sslmode=")
 
 
 def offline_sql(from_revision: str | None, to_revision: str = "head") -> str:
@@ -114,3 +137,52 @@ def offline_sql(from_revision: str | None, to_revision: str = "head") -> str:
     span = f"{from_revision}:{to_revision}" if from_revision else to_revision
     command.upgrade(config, span, sql=True)
     return buffer.getvalue()
+
+
+def schema_status(database_url: str, script_location: Path | None = None) -> dict[str, Any]:
+    """Where the database stands against the migrations in `script_location` (default: this
+    code's): current revision, head, pending revisions, and whether that code serves on it.
+    What `db.status` prints, the local target reads, and the AWS migrate task reports."""
+    import asyncio
+
+    config = alembic_config()
+    if script_location is not None:
+        config.set_main_option("script_location", str(script_location))
+    script = ScriptDirectory.from_config(config)
+    head = str(script.get_current_head())
+    known = frozenset(str(rev.revision) for rev in script.walk_revisions())
+    current, recorded = asyncio.run(_read_revision(database_url))
+    pending = (
+        [str(rev.revision) for rev in script.iterate_revisions(head, current)]
+        if current is None or current in known
+        else []  # the database is ahead of this code
+    )
+    serves, reason = compatibility(current, head, recorded, known)
+    return {
+        "current": current,
+        "head": head,
+        "pending": list(reversed(pending)),
+        "serves_from": recorded,
+        "serves": serves,
+        "reason": reason,
+    }
+
+
+async def _read_revision(database_url: str) -> tuple[str | None, str | None]:
+    """The database's revision and its recorded `serves_from`, either None when absent."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url, timeout=30)
+    try:
+        if await conn.fetchval("SELECT to_regclass('public.alembic_version')") is None:
+            return None, None
+        current = await conn.fetchval("SELECT version_num FROM alembic_version LIMIT 1")
+        if current is None or await conn.fetchval(f"SELECT to_regclass('{COMPAT_TABLE}')") is None:
+            return current, None
+        recorded = await conn.fetchval(
+            f"SELECT serves_from FROM {COMPAT_TABLE} WHERE revision = $1",  # noqa: S608
+            current,
+        )
+        return str(current), (str(recorded) if recorded is not None else None)
+    finally:
+        await conn.close()

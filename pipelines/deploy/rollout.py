@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
+from pipelines.ledger import Ledger
 from pipelines.targets.base import Environment, TargetError
 from pipelines.traffic.smoke import run_smoke
 
@@ -94,12 +95,22 @@ class StagingStep:
         ).timed(started)
 
 
+ROLLOUT_ENTRY = "rollout"  # the ledger's record of what step 6 changed, for step 7 alone
+
+
 class ProductionStep:
+    """Step 6. What it changed (the release before, the snapshot, the restore command) is
+    written to the ledger as soon as the rollout ends, so step 7 in another process, as CI
+    runs it, rolls back to the right release."""
+
     number = 6
     exit_code = exit_code_for(6)
     name = "deploy.production"
     title = "Promote the same artifact to production"
     env_name = "production"
+
+    def __init__(self, ledger: Ledger | None = None) -> None:
+        self.ledger = ledger
 
     def plan(self, ctx: StepContext) -> StepPlan:
         return _describe_plan(
@@ -124,6 +135,18 @@ class ProductionStep:
         previous = env.current_release()
         ctx.facts["production_previous_release"] = previous
         rollout = env.rollout(ctx.release, ctx.options.get("rollout_deadline_s"))
+        (self.ledger or ctx.target.ledger()).append(
+            ROLLOUT_ENTRY,
+            self.env_name,
+            deploy_id=ctx.deploy_id,
+            release=ctx.release.id,
+            previous_release=previous,
+            snapshot=ctx.facts["production_snapshot"],
+            restore_command=ctx.facts["restore_command"],
+            schema=evidence["migrations"],
+            ok=rollout.ok,
+            state=rollout.state.value,
+        )
         evidence["rollout"] = {
             "state": rollout.state.value,
             "reason": rollout.reason,

@@ -63,7 +63,7 @@ def build_steps(ledger: Ledger) -> list[Step]:
         MigrationsStep(),
         ReleaseNotesStep(ledger),
         StagingStep(),
-        ProductionStep(),
+        ProductionStep(ledger),
         VerifyStep(ledger),
     ]
 
@@ -156,7 +156,7 @@ def execute(
         with locks(ctx.target, touched, f"deploy {ctx.deploy_id}"):
             for step in steps:
                 print(f"[{step.number}/7] {step.title} ...", flush=True)
-                result = step.run(ctx)
+                result = run_step(step, ctx)
                 results[step.number] = result
                 mark = "ok  " if result.ok else "FAIL"
                 print(f"      {mark} {result.duration_s:6.1f} s  {result.summary}", flush=True)
@@ -222,6 +222,16 @@ def _record(
         ledger.append("deploy", "production", **fields)
     if 5 in results:
         ledger.append("deploy", "staging", **{**fields, "ok": results[5].ok})
+
+
+def run_step(step: Step, ctx: StepContext) -> StepResult:
+    """A step's run; a TargetError it lets through ends it as failed, like any failure, so
+    the report and the ledger entry are written and the deploy stops there."""
+    started = time.monotonic()
+    try:
+        return step.run(ctx)
+    except TargetError as exc:
+        return StepResult(False, f"{step.title}: {exc}").timed(started)
 
 
 def print_json(data: Any) -> None:

@@ -2,7 +2,10 @@
 the alarms, the error log and the ledger's p95 baseline (runbook sections 7 and 10).
 
 A failed bake rolls the code back to the release that served before, keeps the pre-deploy
-snapshot, and prints the exact restore command. Data is never restored automatically.
+snapshot, and prints the exact restore command. Data is never restored automatically. Run
+alone (`invoke deploy.verify`, a CI job of its own), the step reads what step 6 changed
+from the ledger; a release the schema has moved past is refused by the target, which says
+how to restore instead.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.deploy.rollout import ROLLOUT_ENTRY
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.ledger import Ledger
 from pipelines.targets.base import Observation, TargetError
@@ -134,9 +138,19 @@ class VerifyStep:
         env = ctx.target.environment(self.env_name)
         seconds = self.bake_seconds(ctx)
         assert ctx.release is not None
-        email, password = env.smoke_credentials(ctx.release)
-        load, cleanup = run_bake(env.url, email, password, seconds)
-        observation = env.observe(seconds + 1)
+        try:
+            email, password = env.smoke_credentials(ctx.release)
+            load, cleanup = run_bake(env.url, email, password, seconds)
+            observation = env.observe(seconds + 1)
+        except TargetError as exc:
+            # Production could not be judged: the safe verdict is the release before.
+            rollback = self._roll_back(ctx, env)
+            return StepResult(
+                False,
+                f"bake could not be judged: {exc}. Code rolled back: {rollback}. "
+                f"{self._restore_hint(ctx)}",
+                {"rollback": rollback},
+            ).timed(started)
         verdict = judge(
             observation,
             env.spec.slo_latency_p95_seconds,
@@ -168,24 +182,44 @@ class VerifyStep:
                 warning,
             ).timed(started)
         evidence["rollback"] = self._roll_back(ctx, env)
-        restore = ctx.facts.get("restore_command", "invoke backup.list --env production")
         return StepResult(
             False,
             "bake failed: "
             + "; ".join(verdict.failures())
-            + f". Code rolled back: {evidence['rollback']}. Data was not touched; "
-            f"if the schema must go back too: {restore}",
+            + f". Code rolled back: {evidence['rollback']}. {self._restore_hint(ctx)}",
             evidence,
         ).timed(started)
 
+    def _step6(self, ctx: StepContext, current: str | None) -> dict[str, Any]:
+        """What step 6 changed: from this process, else the ledger's newest rollout record
+        of the release production runs now."""
+        if "production_previous_release" in ctx.facts:
+            return {
+                "previous_release": ctx.facts["production_previous_release"],
+                "restore_command": ctx.facts.get("restore_command"),
+            }
+        for entry in reversed(self.ledger.entries(self.env_name, ROLLOUT_ENTRY)):
+            if entry.get("release") == current and entry.get("ok"):
+                return dict(entry)
+        return {}
+
+    def _restore_hint(self, ctx: StepContext) -> str:
+        restore = ctx.facts.get("restore_command") or "invoke backup.list --env production"
+        return f"Data was not touched; if the schema must go back too: {restore}"
+
     def _roll_back(self, ctx: StepContext, env: Any) -> str:
-        previous = ctx.facts.get("production_previous_release")
-        if not previous:
-            return "nothing to roll back to (first release)"
         try:
-            result = env.rollback(previous)
+            current = env.current_release()
+            recorded = self._step6(ctx, current)
+            if recorded.get("restore_command"):
+                ctx.facts.setdefault("restore_command", recorded["restore_command"])
+            if "previous_release" in recorded and recorded["previous_release"] is None:
+                return f"nothing to roll back to: {current} is the first release production ran"
+            # Without a record, the target's own history knows the release before.
+            result = env.rollback(recorded.get("previous_release"))
         except TargetError as exc:
             return f"rollback FAILED: {exc}"
+        previous = result.release
         return (
             f"back on {previous} ({result.state.value} in {result.duration_s:.1f} s)"
             if result.ok

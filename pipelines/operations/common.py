@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from pipelines.lock import LockHeld
 from pipelines.targets import get_target
 from pipelines.targets.base import Target, TargetError
 
@@ -23,3 +25,17 @@ def answer(call: Callable[..., str], *args: Any) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+@contextmanager
+def held(target: Target, env: str, purpose: str) -> Iterator[None]:
+    """The environment's lock, the one deploys take: a rollback or a flag change never
+    replaces a rollout in progress, nor one another."""
+    try:
+        with target.lock(env, purpose):
+            yield
+    except LockHeld as exc:
+        raise TargetError(
+            f"{env} is busy: {exc}. Wait for it to finish (a lock whose process is gone is "
+            "broken by the next run); nothing was changed"
+        ) from None

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipelines.ledger import Ledger
-from pipelines.operations.common import resolve_target
+from pipelines.operations.common import held, resolve_target
 from pipelines.targets.base import Target, TargetError
 
 FLAG_VALUES = {"true": True, "false": False}
@@ -64,10 +64,11 @@ def set_flags(
     environment = chosen.environment(env)
     book = ledger or chosen.ledger()  # found before anything changes: the change is recorded
     operations = environment.operations
-    in_force = operations.flags()
-    if all(in_force.get(name) == value for name, value in changes.items()):
-        return f"{env}: {flag_text(changes)} already in force; nothing was deployed"
-    result = operations.set_flags(changes)
+    with held(chosen, env, f"flags.set {env} {flag_text(changes)}"):
+        in_force = operations.flags()
+        if all(in_force.get(name) == value for name, value in changes.items()):
+            return f"{env}: {flag_text(changes)} already in force; nothing was deployed"
+        result = operations.set_flags(changes)
     book.append(
         "flag", env, changes=changes, ok=result.ok, release=result.release, reason=result.reason
     )

@@ -4,7 +4,7 @@ does by itself. Recorded in the target's ledger, failed or not."""
 from __future__ import annotations
 
 from pipelines.ledger import Ledger
-from pipelines.operations.common import resolve_target
+from pipelines.operations.common import held, resolve_target
 from pipelines.targets.base import Environment, Target, TargetError
 
 
@@ -13,9 +13,11 @@ def rollback(
 ) -> str:
     chosen = resolve_target(target)
     environment = chosen.environment(env)
-    before = environment.current_release()
-    result = environment.rollback(to_release)
-    (ledger or chosen.ledger()).append(
+    book = ledger or chosen.ledger()
+    with held(chosen, env, f"rollback {env} to {to_release or 'the release before'}"):
+        before = environment.current_release()
+        result = environment.rollback(to_release)
+    book.append(
         "rollback", env, release=result.release, previous=before, ok=result.ok, reason=result.reason
     )
     if not result.ok:
@@ -32,7 +34,7 @@ def rollback(
 
 
 def schema_warning(environment: Environment, release_id: str) -> list[str]:
-    """The code went back; if the schema had moved since that release, say how to restore."""
+    """The code went back across an expand; say so, and how the data would go back too."""
     behind = environment.operations.schema_behind(release_id)
     if behind is None:
         return []
@@ -42,4 +44,4 @@ def schema_warning(environment: Environment, release_id: str) -> list[str]:
         if snapshots
         else f"invoke backup.list --env {environment.name}"
     )
-    return [f"{behind}: the data was not touched. If the data must go back too: {command}"]
+    return [f"{behind}; the data was not touched. If the data must go back too: {command}"]

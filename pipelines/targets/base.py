@@ -134,9 +134,32 @@ class Observation:
 
 @dataclass(frozen=True)
 class MigrationStatus:
+    """Where a database stands against one release's migrations. `serves`: whether that
+    release's code can serve on it (its own head, or ahead by expand revisions only); None
+    when the release predates the record that tells."""
+
     current: str | None
     head: str
     pending: Sequence[str]
+    serves: bool | None = None
+    reason: str = ""
+    serves_from: str | None = None
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> MigrationStatus:
+        return cls(
+            doc.get("current"),
+            str(doc["head"]),
+            tuple(doc.get("pending", ())),
+            doc.get("serves"),
+            str(doc.get("reason", "")),
+            doc.get("serves_from"),
+        )
+
+    @property
+    def compatible(self) -> bool:
+        """Serves, or (for a release that cannot tell) sits exactly at its head."""
+        return self.serves if self.serves is not None else self.current == self.head
 
     @property
     def up_to_date(self) -> bool:

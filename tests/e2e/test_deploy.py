@@ -30,12 +30,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def build_release(tmp: Path, message: str, edits: dict[str, Callable[[str], str]]) -> Release:
-    """A release built from a real commit: a clone of this repository with `edits` applied."""
+    """A release built from a real commit: a clone of this repository with `edits` applied
+    (an edit of a file that does not exist yet gets "" and creates it)."""
     clone = tmp / "repo"
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    if not clone.exists():
+        subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
     for relative, edit in edits.items():
         path = clone / relative
-        path.write_text(edit(path.read_text()))
+        path.write_text(edit(path.read_text() if path.exists() else ""))
+    subprocess.run(["git", "-C", str(clone), "add", "--all"], check=True)
     subprocess.run(
         [
             "git",

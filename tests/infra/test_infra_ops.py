@@ -160,3 +160,25 @@ def test_tasks_are_registered_and_listing_them_imports_no_pulumi() -> None:
         "assert not [m for m in sys.modules if m.startswith('pulumi')]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
+
+
+def test_up_after_a_deploy_keeps_the_running_release(
+    fake_stack: FakeStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config change applied with `infra.up` must not undo a deploy: the image the service
+    runs is written into the stack config first, so the task definition Pulumi builds runs
+    the same code (tests/infra/test_container_service.py: its image is that config)."""
+    deployed = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/drydock-staging@sha256:" + "d" * 64
+    monkeypatch.setattr(infra_ops, "deployed_image", lambda stack: deployed)
+    lines: list[str] = []
+    assert infra_ops.main("up", "staging", out=lines.append, yes=True) == infra_ops.OK
+    assert fake_stack.config == {"drydock:image": deployed}
+    assert lines[0].startswith(f"keeping the deployed release {deployed}")
+
+
+def test_up_before_any_deploy_keeps_the_stack_config(
+    fake_stack: FakeStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(infra_ops, "deployed_image", lambda stack: None)
+    assert infra_ops.main("up", "staging", out=lambda _: None, yes=True) == infra_ops.OK
+    assert fake_stack.config == {}

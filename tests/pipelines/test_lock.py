@@ -105,3 +105,24 @@ def test_a_second_deploy_is_refused_while_one_runs(
     time.sleep(0.1)
     assert execute(ctx, FileLedger(tmp_path / "ledger.jsonl"), [step]) == 0
     assert step.ran
+
+
+def test_a_rollback_or_a_flag_change_during_a_deploy_is_refused_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines import operations
+    from pipelines.targets.base import TargetError
+
+    monkeypatch.setenv("DRYDOCK_STATE_DIR", str(tmp_path))
+    ledger = FileLedger(tmp_path / "ledger.jsonl")
+    proc = hold(tmp_path / "locks" / "staging.lock")  # a deploy in progress
+    try:
+        with pytest.raises(TargetError, match=r"staging is busy: .*deploy 20261128-holder"):
+            operations.set_flags("staging", ["ORDERS_ENABLED=false"], ledger)
+        with pytest.raises(TargetError, match="staging is busy") as refused:
+            operations.rollback("staging", None, ledger=ledger)
+        assert "nothing was changed" in str(refused.value)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert ledger.entries() == []

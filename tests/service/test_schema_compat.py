@@ -116,3 +116,20 @@ async def test_an_unknown_unrecorded_revision_is_not_ready(
         await conn.close()
     status, schema = await schema_check(await app_factory())
     assert status == 503 and "unrecorded" in schema["reason"]
+
+
+@pytest.mark.integration
+async def test_migrating_with_an_older_release_leaves_an_expand_alone_and_refuses_a_contract(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    from service.migrate import SchemaAheadError
+    from service.migrate import upgrade as upgrade_with_this_code
+
+    migrations = newer_release(tmp_path)
+    await upgrade(fresh_database, migrations, "0002")
+    await asyncio.to_thread(upgrade_with_this_code, fresh_database)  # nothing to apply
+    assert [r for r, _, _ in await recorded(fresh_database)] == ["0001", "0002"]
+
+    await upgrade(fresh_database, migrations, "0003")
+    with pytest.raises(SchemaAheadError, match="at 0003, past this code's head 0001"):
+        await asyncio.to_thread(upgrade_with_this_code, fresh_database)

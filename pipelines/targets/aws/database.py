@@ -81,7 +81,7 @@ class AwsDatabase:
                 continue
             try:
                 doc = json.loads(line.split(STATUS_MARKER, 1)[1])
-                return MigrationStatus(doc.get("current"), doc["head"], tuple(doc["pending"]))
+                return MigrationStatus.from_dict(doc)
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut by the log driver: an earlier one may be whole
         raise TargetError(

@@ -231,6 +231,22 @@ class AwsEnvironment:
             target = ecs_ops.rollback_target(revisions, current, to_release)
         except TargetError as exc:
             raise TargetError(f"{self.name}: {exc}") from None
+        # The old image judges the schema itself, in a one-off task: a release that cannot
+        # serve on it would only cycle tasks that never pass the health check.
+        status = self.database.migration_status(target.image)
+        if not status.compatible:
+            return RolloutResult(
+                RolloutState.FAILED,
+                target.release,
+                current.release,
+                f"refused before any change: {target.release} cannot serve on this schema "
+                f"({status.reason or 'schema at ' + str(status.current)}). To go back that "
+                "far, restore a pre-deploy snapshot beside the live instance (invoke "
+                f"backup.list --env {self.name} --target aws, then the command invoke "
+                "backup.restore --target aws prints) and switch over",
+                self.clock() - started,
+                ("refused",),
+            )
         return self._deploy(service, current, target.arn, target.release, None, started)
 
     def _deploy(

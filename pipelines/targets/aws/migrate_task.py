@@ -25,29 +25,11 @@ def alembic_url(url: str) -> str:
     return url.replace("sslmode=", "ssl=")
 
 
-async def current_revision(url: str) -> str | None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        if await conn.fetchval("SELECT to_regclass('public.alembic_version')") is None:
-            return None
-        value = await conn.fetchval("SELECT version_num FROM alembic_version LIMIT 1")
-        return str(value) if value is not None else None
-    finally:
-        await conn.close()
-
-
 def status(url: str) -> dict[str, object]:
-    from alembic.script import ScriptDirectory
+    """This image's view of the database: current, head, pending, and whether it serves."""
+    from service.migrate import schema_status
 
-    from service.migrate import alembic_config
-
-    script = ScriptDirectory.from_config(alembic_config())
-    head = str(script.get_current_head())
-    current = asyncio.run(current_revision(url))
-    pending = [rev.revision for rev in script.iterate_revisions(head, current)]
-    return {"current": current, "head": head, "pending": list(reversed(pending))}
+    return schema_status(url)
 
 
 async def ensure_admin(url: str, email: str, password_hash: str) -> str:

@@ -197,7 +197,10 @@ class LocalOperations:
         status = self.env.database.migration_status(artifact)
         if status.current == status.head:
             return None
-        return f"the schema is at {status.current} but {release_id} expects {status.head}"
+        return (
+            f"the schema stays at {status.current}, ahead of {release_id}'s {status.head} by "
+            "expand revisions it serves on"
+        )
 
     def alarm_transitions(self, since: float) -> list[AlarmTransition]:
         path = self.env.layout.alarms / "history.jsonl"

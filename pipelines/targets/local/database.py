@@ -7,6 +7,7 @@ and the app role the replicas use, which may read and write rows but not change 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -56,30 +57,12 @@ class LocalDatabase:
             await conn.close()
 
     def migration_status(self, artifact: str | None = None) -> MigrationStatus:
-        """Where the database is against the migrations of `artifact` (default: this code)."""
-        from alembic.script import ScriptDirectory
+        """Where the database is against the migrations of `artifact` (default: this code),
+        and whether that release's code serves on it."""
+        from service.migrate import schema_status
 
-        from service.migrate import alembic_config
-
-        config = alembic_config()
-        if artifact:
-            config.set_main_option("script_location", f"{artifact}/service/migrations")
-        current = asyncio.run(self._current_revision())
-        script = ScriptDirectory.from_config(config)
-        head = str(script.get_current_head())
-        pending = [rev.revision for rev in script.iterate_revisions(head, current)]
-        return MigrationStatus(current=current, head=head, pending=list(reversed(pending)))
-
-    async def _current_revision(self) -> str | None:
-        conn = await asyncpg.connect(self.url("owner"))
-        try:
-            exists = await conn.fetchval("SELECT to_regclass('public.alembic_version')")
-            if exists is None:
-                return None
-            value = await conn.fetchval("SELECT version_num FROM alembic_version LIMIT 1")
-            return str(value) if value is not None else None
-        finally:
-            await conn.close()
+        location = Path(artifact) / "service" / "migrations" if artifact else None
+        return MigrationStatus.from_dict(schema_status(self.url("owner"), location))
 
     def migrate(self, artifact: str | None = None) -> MigrationStatus:
         """Upgrade to the head of `artifact`'s migrations (a release), as a one-off process

@@ -20,6 +20,8 @@ from pipelines.targets.base import (
     MigrationStatus,
     Observation,
     Release,
+    RolloutResult,
+    RolloutState,
     TargetError,
     check_environment_name,
 )
@@ -41,6 +43,28 @@ from pipelines.targets.local.secrets import SecretStore, SecretStoreError
 
 SMOKE_ADMIN = "smoke-admin@drydock.example.com"
 STACK_DIR_ENV = "DRYDOCK_STACK_DIR"
+
+
+def refused_rollback(
+    env: LocalEnvironment, release_id: str, status: MigrationStatus
+) -> RolloutResult:
+    """A rollback that never started: what the schema needs, and the restore that gets there."""
+    snapshots = env.backups.list("pre-deploy")
+    restore = (
+        env.restore_command(snapshots[0].id)
+        if snapshots
+        else f"invoke backup.list --env {env.name}"
+    )
+    return RolloutResult(
+        RolloutState.FAILED,
+        release_id,
+        env.current_release(),
+        f"refused before any change: {release_id} cannot serve on this schema "
+        f"({status.reason or 'schema at ' + str(status.current)}). To go back that far, "
+        f"restore the pre-deploy snapshot instead: {restore}",
+        0.0,
+        ("refused",),
+    )
 
 
 def stack_root() -> Path:
@@ -283,6 +307,15 @@ class LocalEnvironment(Rollouts):
                     ) from None
                 return backups.manifest_dict(manifest)
         raise TargetError(f"{self.name}: no snapshot {snapshot_id}; see `invoke backup.list`")
+
+    def rollback(self, to_release: str | None = None) -> RolloutResult:
+        """Health-gated, and refused before anything changes when the release cannot serve
+        on the current schema (a contract ran since): then only a restore brings it back."""
+        candidate = self.rollback_candidate(to_release)
+        status = self.database.migration_status(candidate["artifact"])
+        if not status.compatible:
+            return refused_rollback(self, candidate["id"], status)
+        return self._apply(candidate, 30.0)
 
     def restore_command(self, snapshot_id: str) -> str:
         return (

@@ -117,8 +117,8 @@ class Rollouts:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    def rollback(self, to_release: str | None = None) -> RolloutResult:
-        """Roll the code back (never the data) to `to_release` or the one before the current."""
+    def rollback_candidate(self, to_release: str | None = None) -> dict[str, Any]:
+        """`to_release`, or the newest completed release before the current one."""
         current = self.current_release()
         candidates = [r for r in reversed(self.history()) if r["id"] != current]
         if to_release is not None:
@@ -129,7 +129,12 @@ class Rollouts:
                 f"{self.name}: cannot roll back to {wanted}: not in this "
                 f"environment's history ({self.layout.agent / 'releases.jsonl'})"
             )
-        return self._apply(candidates[0], 30.0)
+        chosen: dict[str, Any] = candidates[0]
+        return chosen
+
+    def rollback(self, to_release: str | None = None) -> RolloutResult:
+        """Roll the code back (never the data) to `to_release` or the one before the current."""
+        return self._apply(self.rollback_candidate(to_release), 30.0)
 
     def _apply(
         self,

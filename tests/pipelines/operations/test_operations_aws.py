@@ -11,6 +11,7 @@ import copy
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -189,7 +190,7 @@ def set_orders_off(s3: Any, setup: Any, fake_time: FakeTime) -> str | TargetErro
         setup(stub)
         try:
             message: str | TargetError = operations.set_flags(
-                "staging", ["orders_enabled=False"], ledger, target(fake_time, ecs=ecs)
+                "staging", ["orders_enabled=False"], ledger, target(fake_time, ecs=ecs, s3=s3)
             )
         except TargetError as exc:
             message = exc
@@ -298,14 +299,23 @@ def test_rollback_on_aws_is_recorded_in_the_s3_ledger(
     state = RolloutState.COMPLETED if ok else RolloutState.ROLLED_BACK
     result = RolloutResult(state, "r1", "r2", "the reason", 42.0)
     real = aws.environment  # production's, for the ledger's clients
+    taken: list[str] = []
+
+    @contextmanager
+    def lock(name: str, purpose: str) -> Iterator[None]:
+        taken.append(f"{name}: {purpose}")
+        yield
+
     monkeypatch.setattr(
         aws, "environment", lambda name: Rolling(result) if name == "staging" else real(name)
     )
+    monkeypatch.setattr(aws, "lock", lock)
     if ok:
         assert "rolled back from r2 to r1 in 42.0 s" in operations.rollback("staging", None, aws)
     else:
         with pytest.raises(TargetError, match="the reason; r2 keeps serving"):
             operations.rollback("staging", None, aws)
+    assert taken == ["staging: rollback staging to the release before"]
     [record] = S3Ledger(BUCKET, client=s3).entries("staging")
     assert record["kind"] == "rollback" and record["ok"] is ok
     assert (record["release"], record["previous"]) == ("r1", "r2")

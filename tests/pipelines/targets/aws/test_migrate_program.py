@@ -57,7 +57,15 @@ def test_upgrade_makes_the_app_role_migrates_and_reports(
 
     assert main(["upgrade"], environ) == 0
     after = status_line(capsys.readouterr().out)
-    assert after == {"current": expected_head(), "head": expected_head(), "pending": []}
+    head = expected_head()
+    assert after == {
+        "current": head,
+        "head": head,
+        "pending": [],
+        "serves_from": head,  # the first revision: nothing older serves on it
+        "serves": True,
+        "reason": "",
+    }
     assert asyncio.run(as_app(app_url)) == 0  # the app role logs in and reads the tables
 
     hashed = hash_password("smoke-password")

@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from pipelines.targets.aws import ecs as aws_ecs
 from pipelines.targets.aws.database import ENTRY_POINT
-from pipelines.targets.base import RolloutState, TargetError
+from pipelines.targets.base import MigrationStatus, RolloutState, TargetError
 from tests.pipelines.targets.aws.conftest import (
     CLUSTER,
     FAMILY,
@@ -107,33 +107,54 @@ def test_the_migrate_family_gets_one_revision_per_image_with_the_entry_point(ecs
     assert database.task_definition(NEW_IMAGE) == arn  # reused, not registered again
 
 
-def test_rollback_updates_the_service_to_that_revision_and_watches_it(
+class SchemaAfter:
+    """The database as the old image's one-off status task reports it (that task's ECS
+    sequence and its reading of a real database are tested in test_migrate_task.py and
+    test_migrate_program.py): at 0002, with `serves` the image's verdict."""
+
+    def __init__(self, serves: bool, reason: str = "") -> None:
+        self.serves, self.reason = serves, reason
+        self.asked: list[str | None] = []
+
+    def migration_status(self, artifact: str | None = None) -> MigrationStatus:
+        self.asked.append(artifact)
+        return MigrationStatus("0002", "0001", (), self.serves, self.reason, "0001")
+
+
+def stub_rollback_target(stub: Stubber, where: dict[str, Any]) -> None:
+    """The service on revision 2 (the new image), revision 1 (the old one) before it."""
+    stub.add_response(
+        "describe_services",
+        service(2, [deployment("ecs-svc/2", 2, "PRIMARY", "COMPLETED")]),
+        where,
+    )
+    stub.add_response(
+        "describe_task_definition",
+        {"taskDefinition": task_definition(FAMILY, 2, NEW_IMAGE)},
+        {"taskDefinition": td_arn(FAMILY, 2), "include": ["TAGS"]},
+    )
+    stub.add_response(
+        "list_task_definitions",
+        {"taskDefinitionArns": [td_arn(FAMILY, 1), td_arn(FAMILY, 2)]},
+        {"familyPrefix": FAMILY, "status": "ACTIVE", "sort": "DESC"},
+    )
+    for revision, image in ((2, NEW_IMAGE), (1, OLD_IMAGE)):
+        stub.add_response(
+            "describe_task_definition",
+            {"taskDefinition": task_definition(FAMILY, revision, image)},
+            {"taskDefinition": td_arn(FAMILY, revision), "include": ["TAGS"]},
+        )
+
+
+def test_a_rollback_across_an_expand_migration_settles_on_the_old_revision(
     fake_time: FakeTime,
 ) -> None:
     ecs = client("ecs")
     where = {"cluster": CLUSTER, "services": [SERVICE]}
+    env = environment({"ecs": ecs}, fake_time)
+    schema = env.__dict__["database"] = SchemaAfter(serves=True)  # the cached property's slot
     with Stubber(ecs) as stub:
-        stub.add_response(
-            "describe_services",
-            service(2, [deployment("ecs-svc/2", 2, "PRIMARY", "COMPLETED")]),
-            where,
-        )
-        stub.add_response(
-            "describe_task_definition",
-            {"taskDefinition": task_definition(FAMILY, 2, NEW_IMAGE)},
-            {"taskDefinition": td_arn(FAMILY, 2), "include": ["TAGS"]},
-        )
-        stub.add_response(
-            "list_task_definitions",
-            {"taskDefinitionArns": [td_arn(FAMILY, 1), td_arn(FAMILY, 2)]},
-            {"familyPrefix": FAMILY, "status": "ACTIVE", "sort": "DESC"},
-        )
-        for revision, image in ((2, NEW_IMAGE), (1, OLD_IMAGE)):
-            stub.add_response(
-                "describe_task_definition",
-                {"taskDefinition": task_definition(FAMILY, revision, image)},
-                {"taskDefinition": td_arn(FAMILY, revision), "include": ["TAGS"]},
-            )
+        stub_rollback_target(stub, where)
         stub.add_response(
             "update_service",
             {
@@ -154,7 +175,25 @@ def test_rollback_updates_the_service_to_that_revision_and_watches_it(
             where,
         )
         stub.add_response("tag_resource", {}, {"resourceArn": td_arn(FAMILY, 1), "tags": ANY})
-        result = environment({"ecs": ecs}, fake_time).rollback()
+        result = env.rollback()
         stub.assert_no_pending_responses()
+    assert schema.asked == [OLD_IMAGE]  # the old image judged the schema before anything moved
     assert result.state is RolloutState.COMPLETED
     assert (result.release, result.previous_release) == (OLD_IMAGE, NEW_IMAGE)
+
+
+def test_a_rollback_across_a_contract_is_refused_before_the_service_changes(
+    fake_time: FakeTime,
+) -> None:
+    ecs = client("ecs")
+    where = {"cluster": CLUSTER, "services": [SERVICE]}
+    env = environment({"ecs": ecs}, fake_time)
+    env.__dict__["database"] = SchemaAfter(False, "it needs code at 0002 or later")
+    with Stubber(ecs) as stub:
+        stub_rollback_target(stub, where)  # and no update_service: Stubber would refuse it
+        result = env.rollback()
+        stub.assert_no_pending_responses()
+    assert result.state is RolloutState.FAILED and result.events == ("refused",)
+    assert "refused before any change" in result.reason
+    assert "needs code at 0002 or later" in result.reason
+    assert "backup.list --env staging --target aws" in result.reason

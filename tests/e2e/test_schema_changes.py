@@ -1,0 +1,183 @@
+"""Releases that change the schema, end to end on the local target, under constant load
+through the load balancer: an expand release is promoted and rolled back across its
+migration, a faulty release is caught by step 7 run in a process of its own (as the CI
+workflow runs it) and rolled back to the release before, and a contract whose expand is not
+yet live in production is refused with nothing changed.
+
+The load asks for readiness (`/api/_internal/ready`), so a replica that cannot serve on the
+schema it finds would show as a failed request, not only as a slow rollout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipelines import operations
+from pipelines.deploy.migrations.check import MigrationsStep
+from pipelines.deploy.rollout import ProductionStep
+from pipelines.deploy.runner import execute
+from pipelines.deploy.steps import exit_code_for
+from pipelines.targets.base import Release
+from pipelines.targets.local.environment import STACK_DIR_ENV, LocalEnvironment
+from pipelines.targets.local.layout import STATE_ENV
+from pipelines.targets.local.scratch import Scratch, scratch_environments
+from pipelines.targets.local.target import LocalTarget
+from pipelines.traffic.loadgen import Load, get
+from tests.e2e.test_deploy import ROOT, build_release, bump_version, context
+from tests.schema_helpers import ADD_NOTE, DROP_NOTE, revision_text
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+NOTE_COLUMN = '    Column("note", Text, nullable=True),\n'
+EXPAND_FILE = "service/migrations/versions/0002_items_note.py"
+CONTRACT_FILE = "service/migrations/versions/0003_drop_items_note.py"
+
+
+def with_note(schema: str) -> str:
+    """service/schema.py with the nullable `items.note` the expand adds."""
+    anchor = '    Column("price_cents", Integer, nullable=False),\n'
+    assert anchor in schema
+    return schema.replace(anchor, anchor + NOTE_COLUMN, 1)
+
+
+def expand_edits() -> dict[str, Callable[[str], str]]:
+    return {
+        "service/__init__.py": bump_version,
+        "service/schema.py": with_note,
+        EXPAND_FILE: lambda _: revision_text(ADD_NOTE, "expand", "0002", "0001"),
+    }
+
+
+def fault_on(flags: str) -> str:
+    return flags.replace(
+        'Flag(\n        "ORDERS_FAULT_INJECTION",\n        False,',
+        'Flag(\n        "ORDERS_FAULT_INJECTION",\n        True,',
+    )
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Scratch]:
+    """Production of its own: these releases move its schema, which no other test expects."""
+    with scratch_environments(
+        "drydock-schema-",
+        **{
+            "drydock:localDrainSeconds": 2,
+            "drydock:localAlarmPeriodSeconds": 5,
+            "drydock:localBakeWindowSeconds": 10,
+        },
+    ) as scratch:
+        scratch.environment("production")
+        yield scratch
+
+
+@pytest.fixture
+def production(site: Scratch) -> LocalEnvironment:
+    return site.environment("production")
+
+
+def readiness_load(env: LocalEnvironment) -> Load:
+    return Load(env.url, get("/api/_internal/ready"), workers=3, max_seconds=300, pause_s=0.01)
+
+
+def schema_of(env: LocalEnvironment) -> dict[str, object]:
+    checks = httpx.get(f"{env.url}/api/_internal/ready", timeout=5).json()["checks"]
+    return dict(checks["schema"])
+
+
+def promote(release: Release, tmp: Path) -> int:
+    ledger = LocalTarget().ledger()
+    return execute(context(release, tmp), ledger, [ProductionStep(ledger)])
+
+
+def test_an_expand_release_is_promoted_then_rolled_back_across_its_migration(
+    production: LocalEnvironment, tmp_path: Path
+) -> None:
+    before = production.current_release()
+    release = build_release(tmp_path, "feat(items): a note on items", expand_edits())
+
+    with readiness_load(production) as promoting:
+        assert promote(release, tmp_path) == 0, (tmp_path / "reports" / "report.md").read_text()
+    assert promoting.report.failures == 0, promoting.report.summary()
+    assert production.current_release() == release.id
+    assert schema_of(production)["current"] == "0002"
+
+    with readiness_load(production) as rolling_back:
+        message = operations.rollback("production", None)
+    assert rolling_back.report.failures == 0, rolling_back.report.summary()
+    assert rolling_back.report.requests > 50
+    assert production.current_release() == before
+    assert "schema stays at 0002" in message and "the data was not touched" in message
+    # The release before serves on the newer schema, as its readiness says.
+    assert schema_of(production) == {
+        "ok": True,
+        "expected": "0001",
+        "current": "0002",
+        "serves_from": "0001",
+    }
+    print(f"\npromote: {promoting.report.summary()}\nrollback: {rolling_back.report.summary()}")
+
+
+def test_a_faulty_release_is_caught_by_step_7_in_its_own_process_and_rolled_back(
+    production: LocalEnvironment, site: Scratch, tmp_path: Path
+) -> None:
+    before = production.current_release()
+    edits = {**expand_edits(), "service/flags.py": fault_on}
+    release = build_release(tmp_path, "feat(orders): a note, and a fault", edits)
+    with readiness_load(production) as load:
+        assert promote(release, tmp_path) == 0  # it turns ready: only the bake can tell
+        assert production.current_release() == release.id
+        # deploy.verify as .github/workflows/deploy.yml runs it: a job of its own.
+        verify = subprocess.run(
+            [sys.executable, "-m", "invoke", "deploy.verify", "--yes", "--bake", "10"],
+            cwd=ROOT,
+            env={**os.environ, STATE_ENV: str(site.state_dir), STACK_DIR_ENV: str(site.stack_dir)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    output = verify.stdout + verify.stderr
+    assert verify.returncode == exit_code_for(7), output
+    assert f"Code rolled back: back on {before}" in output
+    assert "first release" not in output
+    assert "backup.restore --snapshot production-pre-deploy-" in output
+    assert load.report.failures == 0, load.report.summary()
+    assert production.current_release() == before
+
+
+def test_a_contract_before_its_expand_is_live_is_refused_and_nothing_changes(
+    production: LocalEnvironment, tmp_path: Path
+) -> None:
+    before, schema = production.current_release(), schema_of(production)["current"]
+    snapshots = [s.id for s in production.backups.list()]
+    release = build_release(
+        tmp_path,
+        "refactor(items): the note, added and dropped in one release",
+        {
+            **expand_edits(),
+            "service/schema.py": lambda text: text,  # dropped again: the models are as before
+            CONTRACT_FILE: lambda _: revision_text(DROP_NOTE, "contract", "0003", "0002"),
+        },
+    )
+    migrations = Path(release.artifact) / "service" / "migrations"
+    ledger = LocalTarget().ledger()
+    with readiness_load(production) as load:
+        code = execute(
+            context(release, tmp_path),
+            ledger,
+            [MigrationsStep(migrations=migrations), ProductionStep(ledger)],
+        )
+    assert code == exit_code_for(3)
+    report = (tmp_path / "reports" / "report.md").read_text()
+    assert "revision 0003 is a contract" in report
+    assert "Deploy a release whose migrations end at 0002 first" in report
+    assert load.report.failures == 0, load.report.summary()
+    assert production.current_release() == before
+    assert schema_of(production)["current"] == schema
+    assert [s.id for s in production.backups.list()] == snapshots
