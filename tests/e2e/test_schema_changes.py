@@ -4,8 +4,8 @@ migration, a faulty release is caught by step 7 run in a process of its own (as 
 workflow runs it) and rolled back to the release before, and a contract whose expand is not
 yet live in production is refused with nothing changed.
 
-The load asks for readiness (`/api/_internal/ready`), so a replica that cannot serve on the
-schema it finds would show as a failed request, not only as a slow rollout."""
+The load reads the table the schema change touches, signed in, through the load balancer: a
+release that could not serve on the schema it finds would show as failed requests."""
 
 from __future__ import annotations
 
@@ -81,8 +81,15 @@ def production(site: Scratch) -> LocalEnvironment:
     return site.environment("production")
 
 
-def readiness_load(env: LocalEnvironment) -> Load:
-    return Load(env.url, get("/api/_internal/ready"), workers=3, max_seconds=300, pause_s=0.01)
+def items_load(env: LocalEnvironment) -> Load:
+    """Signed-in reads of the items table through the load balancer: the table the schema
+    change touches, read by whichever release serves."""
+    email, password = env.ensure_smoke_admin()
+    token = httpx.post(
+        f"{env.url}/api/auth/login", json={"email": email, "password": password}, timeout=10
+    ).json()["access_token"]
+    read = get("/api/inventory?limit=5", headers={"Authorization": f"Bearer {token}"})
+    return Load(env.url, read, workers=3, max_seconds=300, pause_s=0.01)
 
 
 def schema_of(env: LocalEnvironment) -> dict[str, object]:
@@ -101,13 +108,13 @@ def test_an_expand_release_is_promoted_then_rolled_back_across_its_migration(
     before = production.current_release()
     release = build_release(tmp_path, "feat(items): a note on items", expand_edits())
 
-    with readiness_load(production) as promoting:
+    with items_load(production) as promoting:
         assert promote(release, tmp_path) == 0, (tmp_path / "reports" / "report.md").read_text()
     assert promoting.report.failures == 0, promoting.report.summary()
     assert production.current_release() == release.id
     assert schema_of(production)["current"] == "0002"
 
-    with readiness_load(production) as rolling_back:
+    with items_load(production) as rolling_back:
         message = operations.rollback("production", None)
     assert rolling_back.report.failures == 0, rolling_back.report.summary()
     assert rolling_back.report.requests > 50
@@ -129,7 +136,7 @@ def test_a_faulty_release_is_caught_by_step_7_in_its_own_process_and_rolled_back
     before = production.current_release()
     edits = {**expand_edits(), "service/flags.py": fault_on}
     release = build_release(tmp_path, "feat(orders): a note, and a fault", edits)
-    with readiness_load(production) as load:
+    with items_load(production) as load:
         assert promote(release, tmp_path) == 0  # it turns ready: only the bake can tell
         assert production.current_release() == release.id
         # deploy.verify as .github/workflows/deploy.yml runs it: a job of its own.
@@ -167,7 +174,7 @@ def test_a_contract_before_its_expand_is_live_is_refused_and_nothing_changes(
     )
     migrations = Path(release.artifact) / "service" / "migrations"
     ledger = LocalTarget().ledger()
-    with readiness_load(production) as load:
+    with items_load(production) as load:
         code = execute(
             context(release, tmp_path),
             ledger,
