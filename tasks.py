@@ -343,7 +343,15 @@ def bench_local(c: Context, bake: int = 30) -> None:
     raise SystemExit(local_bench.run(bake_s=bake))
 
 
-bench = Collection("bench", bench_local, bench_service)
+@task(name="schema", help={"out": "JSON results file"})
+def bench_schema(c: Context, out: str = "reports/bench-schema.json") -> None:
+    """Promote an expand migration and roll back across it, under load (rollout s, p95)."""
+    from pipelines.bench import schema_bench
+
+    raise SystemExit(schema_bench.main(out=out))
+
+
+bench = Collection("bench", bench_local, bench_service, bench_schema)
 
 # --------------------------------------------------------------------------- backups and drills
 # Logic in pipelines/backups/commands.py, backups.py and drills.py (runbook sections 6 and 8).
@@ -533,10 +541,10 @@ def infra_preview(c: Context, stack: str = "staging", policy: bool = True) -> No
 def infra_up(
     c: Context, stack: str = "staging", yes: bool = False, image: str = "", policy: bool = True
 ) -> None:
-    """Provision or update a stack through the Pulumi Automation API."""
-    from pipelines import infra_ops
+    """Provision or update a stack (Pulumi Automation API), keeping the deployed release."""
+    from pipelines import provision
 
-    raise SystemExit(infra_ops.main("up", stack, yes=yes, image=image, policy=policy))
+    raise SystemExit(provision.up(stack, yes=yes, image=image, policy=policy))
 
 
 @task(name="drift", help={"stack": _STACK_HELP})

@@ -104,26 +104,6 @@ def drift(stack: Stack, out: Printer) -> int:
 ACTIONS: dict[str, Callable[..., int]] = {"preview": preview, "up": up, "drift": drift}
 
 
-def deployed_image(stack: str) -> str | None:
-    """The release the stack's service runs now (an image by digest), or None before the
-    first deploy or when the service cannot be read."""
-    from pipelines.targets import get_target
-
-    try:
-        return get_target("aws").environment(stack).current_release()
-    except Exception:  # no stack yet, no credentials: the stack config decides
-        return None
-
-
-def keep_deployed_image(stack: str, out: Printer) -> str:
-    """Pulumi never rolls the code back: after a deploy, `infra.up` provisions with the image
-    the service runs, written into the stack config, not the one the config last named."""
-    image = deployed_image(stack)
-    if image:
-        out(f"keeping the deployed release {image} as drydock:image (deploys change it)")
-    return image or ""
-
-
 def main(action: str, stack: str, out: Printer = print, **options: Any) -> int:
     """Run one action; returns the exit code and prints any failure as one clear message."""
     try:
@@ -134,8 +114,6 @@ def main(action: str, stack: str, out: Printer = print, **options: Any) -> int:
         return USAGE
     from pulumi.automation.errors import CommandError
 
-    if action == "up" and not options.get("image"):
-        options["image"] = keep_deployed_image(stack, out)
     try:
         return ACTIONS[action](select_stack(stack, cli), out, **options)
     except CommandError as exc:

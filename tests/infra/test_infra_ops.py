@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pipelines import infra_ops
+from pipelines import infra_ops, provision
 from tests.infra.harness import CERTIFICATE, ROOT
 
 pytestmark = pytest.mark.unit
@@ -169,9 +169,9 @@ def test_up_after_a_deploy_keeps_the_running_release(
     runs is written into the stack config first, so the task definition Pulumi builds runs
     the same code (tests/infra/test_container_service.py: its image is that config)."""
     deployed = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/drydock-staging@sha256:" + "d" * 64
-    monkeypatch.setattr(infra_ops, "deployed_image", lambda stack: deployed)
+    monkeypatch.setattr(provision, "deployed_image", lambda stack: deployed)
     lines: list[str] = []
-    assert infra_ops.main("up", "staging", out=lines.append, yes=True) == infra_ops.OK
+    assert provision.up("staging", out=lines.append, yes=True) == infra_ops.OK
     assert fake_stack.config == {"drydock:image": deployed}
     assert lines[0].startswith(f"keeping the deployed release {deployed}")
 
@@ -179,6 +179,6 @@ def test_up_after_a_deploy_keeps_the_running_release(
 def test_up_before_any_deploy_keeps_the_stack_config(
     fake_stack: FakeStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(infra_ops, "deployed_image", lambda stack: None)
-    assert infra_ops.main("up", "staging", out=lambda _: None, yes=True) == infra_ops.OK
+    monkeypatch.setattr(provision, "deployed_image", lambda stack: None)
+    assert provision.up("staging", out=lambda _: None, yes=True) == infra_ops.OK
     assert fake_stack.config == {}
