@@ -379,6 +379,9 @@ def _release_ending_at(contract: RevisionInfo) -> str:
     return f" (e.g. {added[:12]}^, the commit before {path.name} was added)" if added else ""
 
 
+UNREADABLE = "production unreadable"
+
+
 def production_running(target: Target) -> tuple[str | None, str | None, str]:
     """(production's schema revision, its running code's head, why unknown): read through
     the environment's operations, so on AWS from a one-off task of the serving image."""
@@ -391,7 +394,7 @@ def production_running(target: Target) -> tuple[str | None, str | None, str]:
             return None, None, "nothing is deployed to production yet"
         status = env.operations.migration_status()
     except Exception as exc:  # a probe: whatever fails is reported, not raised
-        return None, None, f"production unreadable: {str(exc).splitlines()[0][:200]}"
+        return None, None, f"{UNREADABLE}: {str(exc).splitlines()[0][:200]}"
     return status.current, status.head, ""
 
 
@@ -468,6 +471,14 @@ class MigrationsStep:
         pending = self._pending(ctx)
         db_revision, running, unknown = production_running(ctx.target)
         gate = contract_gate(found.revisions, db_revision, running)
+        contracts = [r.revision for r in found.revisions if r.phase == "contract"]
+        if unknown.startswith(UNREADABLE) and contracts:
+            # Fail closed: a contract cannot be judged safe against code nobody could read.
+            gate.append(
+                f"cannot tell which code production runs ({unknown}); the contract "
+                f"revision(s) {', '.join(contracts)} wait until it can be read. Nothing was "
+                "changed"
+            )
         evidence: dict[str, Any] = {
             **found.as_dict(),
             "pending": pending,
@@ -479,13 +490,13 @@ class MigrationsStep:
         (ctx.reports / "migrations.json").write_text(json.dumps(evidence, indent=2) + "\n")
         blockers = [*found.blockers(), *gate]
         evidence = {**evidence, "details": [*blockers, *_pending_lines(pending)]}
-        contracts = [
+        contract_notes = [
             f"revision {r.revision} is a contract: "
             + ", ".join(op.kind for op in found.destructive.get(r.revision, []))
             for r in found.revisions
             if r.phase == "contract" and r.revision in {p for p in _pending_anywhere(pending)}
         ]
-        warnings = tuple(found.warnings + contracts + ([unknown] if unknown else []))
+        warnings = tuple(found.warnings + contract_notes + ([unknown] if unknown else []))
         head = found.revisions[-1].revision if found.revisions else "none"
         where = "; ".join(_pending_lines(pending))
         if not blockers:

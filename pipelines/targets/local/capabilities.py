@@ -176,8 +176,11 @@ class LocalOperations:
         return self.env.restart(flags={**desired.get("flags", {}), **flags})
 
     def _running_artifact(self) -> str | None:
-        artifact: str | None = (self.env.desired() or {}).get("release", {}).get("artifact")
-        return artifact
+        """The release that serves: the stable one, not a desired one a rollout reversed."""
+        stable = self.env.observed().get("stable") or {}
+        desired = self.env.desired() or {}
+        artifact = (stable or desired).get("release", {}).get("artifact")
+        return str(artifact) if artifact else None
 
     def migration_status(self) -> MigrationStatus:
         return self.env.database.migration_status(self._running_artifact())
