@@ -2,7 +2,8 @@
 through the load balancer: an expand release is promoted and rolled back across its
 migration, a faulty release is caught by step 7 run in a process of its own (as the CI
 workflow runs it) and rolled back to the release before, and a contract whose expand is not
-yet live in production is refused with nothing changed.
+yet live in production is refused with nothing changed, and once a contract has run, the
+release before it is refused a rollback before anything changes.
 
 The load reads the table the schema change touches, signed in, through the load balancer: a
 release that could not serve on the schema it finds would show as failed requests."""
@@ -23,7 +24,7 @@ from pipelines.deploy.migrations.check import MigrationsStep
 from pipelines.deploy.rollout import ProductionStep
 from pipelines.deploy.runner import execute
 from pipelines.deploy.steps import exit_code_for
-from pipelines.targets.base import Release
+from pipelines.targets.base import Release, TargetError
 from pipelines.targets.local.environment import STACK_DIR_ENV, LocalEnvironment
 from pipelines.targets.local.layout import STATE_ENV
 from pipelines.targets.local.scratch import Scratch, scratch_environments
@@ -194,3 +195,36 @@ def test_a_contract_before_its_expand_is_live_is_refused_and_nothing_changes(
     assert production.current_release() == before
     assert schema_of(production)["current"] == schema
     assert [s.id for s in production.backups.list()] == snapshots
+
+
+def test_after_a_contract_the_release_before_it_is_refused_before_anything_changes(
+    production: LocalEnvironment, tmp_path: Path
+) -> None:
+    """Expand, then contract: production then runs code past 0003, and the expand release
+    (head 0002) cannot serve on a schema without its column. The rollback is refused up
+    front with the restore to use instead; it never starts a rollout that cannot turn
+    ready."""
+    expand = build_release(tmp_path, "feat(items): a note on items", expand_edits())
+    assert promote(expand, tmp_path) == 0
+    contract = build_release(
+        tmp_path,  # the same clone: the contract is a commit after the expand
+        "refactor(items): drop the note",
+        {
+            "service/__init__.py": lambda text: text.replace('"9.9.', '"9.8.9.'),
+            "service/schema.py": lambda text: text.replace(NOTE_COLUMN, ""),
+            CONTRACT_FILE: lambda _: revision_text(DROP_NOTE, "contract", "0003", "0002"),
+        },
+    )
+    assert promote(contract, tmp_path) == 0
+    assert schema_of(production)["current"] == "0003"
+
+    with items_load(production) as load, pytest.raises(TargetError) as refused:
+        operations.rollback("production", expand.id)
+    message = str(refused.value)
+    assert "refused before any change" in message and "needs code at 0003" in message
+    assert "backup.restore --snapshot production-pre-deploy-" in message
+    assert f"{contract.id} keeps serving" in message
+    assert load.report.failures == 0, load.report.summary()
+    assert production.current_release() == contract.id
+    [entry] = [e for e in LocalTarget().ledger().entries("production", "rollback")][-1:]
+    assert entry["ok"] is False and entry["release"] == expand.id
