@@ -28,6 +28,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from pipelines.deploy.migrations.phases import (
+    UNREADABLE,
+    classify,
+    contract_gate,
+    phase_problems,
+    production_running,
+)
+from pipelines.deploy.migrations.revisions import (
+    MigrationCheckError,
+    RevisionInfo,
+    default_migrations,
+    revisions,
+)
 from pipelines.deploy.migrations.sql import DestructiveOp, destructive_ops, offline_sql
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.targets.base import ENVIRONMENTS, MigrationStatus, Target
@@ -35,88 +48,16 @@ from pipelines.targets.base import ENVIRONMENTS, MigrationStatus, Target
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
 
-__all__ = ["DestructiveOp", "MigrationsStep", "autogenerate_diff", "offline_sql", "review"]
-
-
-PHASES = ("expand", "contract")
-# What running code of the release before could trip over: these make a revision a contract.
-CONTRACT_KINDS = frozenset(
-    {
-        "drop-column",
-        "drop-table",
-        "drop-database-or-schema",
-        "type-change",
-        "set-not-null",
-        "not-null-without-default",
-        "rename",
-        "truncate",
-        "add-constraint",
-    }
-)
-# Refused in either phase: safe for running code, unsafe for the table's writers.
-HAZARD_KINDS = frozenset({"non-concurrent-index"})
-
-
-def _ops_text(ops: list[DestructiveOp]) -> str:
-    return "; ".join(f"{op.kind} ({op.statement[:100]})" for op in ops)
-
-
-class MigrationCheckError(RuntimeError):
-    """The migrations cannot be checked (several heads, a broken revision...)."""
-
-
-@dataclass(frozen=True)
-class RevisionInfo:
-    revision: str
-    down_revision: str | None
-    description: str
-    path: str
-    phase: str | None  # `phase = "expand" | "contract"` in the revision module
-
-
-def default_migrations() -> Path:
-    from service.migrate import MIGRATIONS
-
-    return MIGRATIONS
-
-
-def _script_directory(migrations: Path) -> Any:
-    from alembic.script import ScriptDirectory
-
-    from service.migrate import alembic_config
-
-    config = alembic_config()
-    config.set_main_option("script_location", str(migrations))
-    return ScriptDirectory.from_config(config)
-
-
-def revisions(migrations: Path) -> list[RevisionInfo]:
-    """Every revision, oldest first. More than one head is an error: merge them first."""
-    script = _script_directory(migrations)
-    heads = script.get_heads()
-    if len(heads) > 1:
-        raise MigrationCheckError(
-            f"{migrations} has {len(heads)} heads ({', '.join(heads)}); "
-            "merge them with `alembic merge` before deploying"
-        )
-    found = []
-    for rev in reversed(list(script.walk_revisions())):
-        down = rev.down_revision
-        found.append(
-            RevisionInfo(
-                revision=str(rev.revision),
-                down_revision=str(down) if isinstance(down, str) else None,
-                description=str(rev.doc).strip(),
-                path=str(rev.path),
-                phase=_declared_phase(rev.module),
-            )
-        )
-    return found
-
-
-def _declared_phase(module: Any) -> str | None:
-    phase = getattr(module, "phase", None)
-    return phase if isinstance(phase, str) else None
+__all__ = [
+    "DestructiveOp",
+    "MigrationCheckError",
+    "MigrationsStep",
+    "autogenerate_diff",
+    "contract_gate",
+    "offline_sql",
+    "review",
+    "revisions",
+]
 
 
 def _describe(diff: Any) -> str:
@@ -239,42 +180,12 @@ class MigrationReview:
     warnings: list[str]
 
     def classified(self, revision: RevisionInfo) -> str:
-        """What the revision's SQL does: `contract` when it drops, renames, narrows or
-        tightens, `expand` otherwise."""
-        ops = self.destructive.get(revision.revision, [])
-        return "contract" if any(op.kind in CONTRACT_KINDS for op in ops) else "expand"
+        """What the revision's SQL does: `contract` or `expand`."""
+        return classify(self.destructive.get(revision.revision, []))
 
     def phase_problems(self) -> dict[str, str]:
         """Revision -> why its declared phase is refused."""
-        problems: dict[str, str] = {}
-        for r in self.revisions:
-            ops = self.destructive.get(r.revision, [])
-            contract = [op for op in ops if op.kind in CONTRACT_KINDS]
-            hazards = [op for op in ops if op.kind in HAZARD_KINDS]
-            if r.phase not in PHASES:
-                problems[r.revision] = (
-                    f"revision {r.revision} declares no phase: set phase = "
-                    f'"{self.classified(r)}" in {r.path} (its SQL is an {self.classified(r)})'
-                )
-            elif hazards:
-                problems[r.revision] = (
-                    f"revision {r.revision} in {r.path}: {_ops_text(hazards)}: build the index "
-                    "with postgresql_concurrently=True inside "
-                    "op.get_context().autocommit_block()"
-                )
-            elif r.phase == "expand" and contract:
-                problems[r.revision] = (
-                    f"revision {r.revision} in {r.path} declares expand but "
-                    f"{_ops_text(contract)} is a contract: older releases could not serve on "
-                    'it. Declare phase = "contract" and deploy it in a release after the one '
-                    "that stops using what it removes, or split it into expand and contract"
-                )
-            elif r.phase == "contract" and not contract:
-                problems[r.revision] = (
-                    f"revision {r.revision} in {r.path} declares contract but only adds: "
-                    'declare phase = "expand" so the release before it keeps serving on it'
-                )
-        return problems
+        return phase_problems(self.revisions, self.destructive)
 
     @property
     def blocked_revisions(self) -> list[str]:
@@ -328,74 +239,6 @@ def review(
             with throwaway_database() as url:
                 diff = autogenerate_diff(url, migrations, target_metadata)
     return MigrationReview(found, destructive, advisories, diff, warnings)
-
-
-def contract_gate(
-    found: list[RevisionInfo], db_revision: str | None, running_head: str | None
-) -> list[str]:
-    """Why a contract revision pending for production cannot go out yet: production's
-    database is at `db_revision` and its running code at `running_head` (None: no code runs
-    there yet, so nothing can trip over a contract)."""
-    if running_head is None:
-        return []
-    order = {r.revision: i for i, r in enumerate(found)}
-    if running_head not in order:
-        return [
-            f"production runs code at schema head {running_head}, which this release's "
-            "migrations do not contain; deploy from a history that includes it"
-        ]
-    start = order[db_revision] + 1 if db_revision in order else 0
-    problems = []
-    for r in found[start:]:
-        if r.phase != "contract" or r.down_revision is None:
-            continue
-        if order[running_head] < order[r.down_revision]:
-            first = _release_ending_at(r)
-            problems.append(
-                f"revision {r.revision} is a contract, and production runs code at "
-                f"{running_head}, before the expand it completes ({r.down_revision}): running "
-                f"code could still use what it removes. Deploy a release whose migrations end "
-                f"at {r.down_revision} first{first}, then this one. Nothing was changed"
-            )
-    return problems
-
-
-def _release_ending_at(contract: RevisionInfo) -> str:
-    """` (<sha>, the commit before <file> was added)` when git knows the file."""
-    import subprocess
-
-    path = Path(contract.path)
-    try:
-        added = subprocess.run(
-            ["git", "log", "-n1", "--format=%H", "--diff-filter=A", "--", path.name],
-            cwd=path.parent,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return f" (e.g. {added[:12]}^, the commit before {path.name} was added)" if added else ""
-
-
-UNREADABLE = "production unreadable"
-
-
-def production_running(target: Target) -> tuple[str | None, str | None, str]:
-    """(production's schema revision, its running code's head, why unknown): read through
-    the environment's operations, so on AWS from a one-off task of the serving image."""
-    try:
-        env = target.environment("production")
-        cluster = getattr(env, "cluster", None)
-        if callable(cluster) and not cluster().is_running():
-            return None, None, "production is not running"
-        if env.current_release() is None:
-            return None, None, "nothing is deployed to production yet"
-        status = env.operations.migration_status()
-    except Exception as exc:  # a probe: whatever fails is reported, not raised
-        return None, None, f"{UNREADABLE}: {str(exc).splitlines()[0][:200]}"
-    return status.current, status.head, ""
 
 
 def _pending_anywhere(pending: Mapping[str, Mapping[str, Any]]) -> set[str]:
