@@ -31,7 +31,7 @@ from pipelines.deploy.steps import (
 from pipelines.ledger import Ledger
 from pipelines.lock import LockHeld
 from pipelines.targets import get_target
-from pipelines.targets.base import ENVIRONMENTS, Release, Target, TargetError
+from pipelines.targets.base import ENVIRONMENTS, Target, TargetError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,14 +68,6 @@ def build_steps(ledger: Ledger) -> list[Step]:
     ]
 
 
-def ledger_for(target: Target) -> Ledger:
-    return target.ledger()
-
-
-def build_release(target: Target, options: DeployOptions, sha: str) -> Release:
-    return target.release(options.release, sha)
-
-
 @contextlib.contextmanager
 def locks(target: Target, names: Sequence[str], purpose: str) -> Iterator[None]:
     """Every environment the run touches, always taken in the same order."""
@@ -107,8 +99,8 @@ def context(options: DeployOptions) -> tuple[StepContext, Ledger]:
             else options.run_gates,
         },
     )
-    ctx.release = build_release(target, options, sha)
-    return ctx, ledger_for(target)
+    ctx.release = target.release(options.release, sha)
+    return ctx, target.ledger()
 
 
 def run(options: DeployOptions, only: str | None = None) -> int:

@@ -47,11 +47,14 @@ async def readiness(state: AppState) -> tuple[bool, dict[str, dict[str, Any]]]:
     if state.draining:
         checks["draining"]["reason"] = "shutting down; finishing requests in flight"
     timeout = state.settings.db_ready_timeout_s
+    serves: str | None = None
     try:
         async with asyncio.timeout(timeout), state.db.connection() as conn:
             await conn.fetchval("SELECT 1")
             checks["database"] = {"ok": True}
             current = await conn.fetchval("SELECT version_num FROM alembic_version LIMIT 1")
+            # Only a database at another revision needs its record: same connection.
+            serves = None if current in (None, head) else await _serves_from(conn, current)
     except TimeoutError:
         checks["database"]["reason"] = f"SELECT 1 did not answer within {timeout:g} s"
         current = None
@@ -63,7 +66,6 @@ async def readiness(state: AppState) -> tuple[bool, dict[str, dict[str, Any]]]:
         current = None
     if checks["database"]["ok"] and current is not None:
         checks["schema"]["current"] = current
-        serves = None if current == head else await _serves_from(state, current)
         ok, reason = compatibility(current, head, serves)
         checks["schema"]["ok"] = ok
         if serves is not None:
@@ -74,16 +76,15 @@ async def readiness(state: AppState) -> tuple[bool, dict[str, dict[str, Any]]]:
     return ready, checks
 
 
-async def _serves_from(state: AppState, current: str) -> str | None:
+async def _serves_from(conn: asyncpg.Connection, current: str) -> str | None:
     """The oldest head that serves on `current`, as its migration recorded it."""
     try:
-        async with asyncio.timeout(state.settings.db_ready_timeout_s), state.db.connection() as c:
-            value = await c.fetchval(
-                f"SELECT serves_from FROM {COMPAT_TABLE} WHERE revision = $1",  # noqa: S608
-                current,
-            )
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        return None  # not recorded, or not answering: only equality counts
+        value = await conn.fetchval(
+            f"SELECT serves_from FROM {COMPAT_TABLE} WHERE revision = $1",  # noqa: S608
+            current,
+        )
+    except asyncpg.UndefinedTableError:
+        return None  # migrated before the record existed: only equality counts
     return str(value) if value is not None else None
 
 
