@@ -106,6 +106,7 @@ class LoadBalancer:
             raise ValueError(f"slot ports must be distinct and differ from {listen_port}")
         self.home = Path(home).absolute()
         self.listen_port = listen_port
+        self._admin_clients: dict[float, httpx.Client] = {}
         self.slot_ports = list(slot_ports)
         self.ready_path = ready_path
         self.health = {
@@ -293,14 +294,20 @@ class LoadBalancer:
 
     @contextlib.contextmanager
     def _admin(self, timeout: float = 5.0) -> Iterator[httpx.Client]:
+        """A client on Caddy's admin socket. One per LoadBalancer and timeout, kept: the agent
+        asks for upstream health four times a second, and building a client loads the CA
+        bundle each time. Connections are not kept alive, so a restarted Caddy is no problem."""
         import httpx
 
-        transport = httpx.HTTPTransport(uds=str(self.admin_socket))
+        client = self._admin_clients.get(timeout)
+        if client is None:
+            transport = httpx.HTTPTransport(
+                uds=str(self.admin_socket), limits=httpx.Limits(max_keepalive_connections=0)
+            )
+            client = httpx.Client(transport=transport, base_url="http://localhost", timeout=timeout)
+            self._admin_clients[timeout] = client
         try:
-            with httpx.Client(
-                transport=transport, base_url="http://localhost", timeout=timeout
-            ) as client:
-                yield client
+            yield client
         except httpx.HTTPError as exc:
             raise LoadBalancerError(
                 f"caddy admin API on {self.admin_socket} failed: {exc}; see {self.home}/caddy.out"

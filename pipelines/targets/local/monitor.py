@@ -62,6 +62,7 @@ class Monitor:
             rules_for(spec), self.store, layout.alarms / "history.jsonl", notifiers
         )
         self.scraper = SloScraper()
+        self.client = httpx.Client(timeout=1.0)
         self._last = 0.0
 
     def tick(self) -> None:
@@ -77,7 +78,7 @@ class Monitor:
         for replica in replicas:
             try:
                 snapshots[f"{replica['slot']}:{replica['pid']}"] = scrape(
-                    f"http://127.0.0.1:{replica['port']}", token, timeout=1.0
+                    f"http://127.0.0.1:{replica['port']}", token, timeout=1.0, client=self.client
                 )
             except httpx.HTTPError:
                 continue
