@@ -2,23 +2,26 @@
 
 A port can be taken without anything listening on it: an outgoing connection holds its local
 port while open and for a minute in TIME_WAIT. Those ports come from the kernel's ephemeral
-range, so a server port inside that range can be taken by chance on a busy machine.
+range, so scratch ports are drawn below it, where a port found free stays free until a server
+of ours takes it. DRYDOCK_PORT_RANGE narrows the draw further: each parallel test worker gets a
+slice of its own, so two workers never hand out the same port.
 """
 
 from __future__ import annotations
 
+import os
+import random
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _LINUX_DEFAULT_RANGE = (32768, 60999)
-
-
-def free_port() -> int:
-    """A port the kernel picks (from the ephemeral range): for a server started at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+PORT_RANGE_ENV = "DRYDOCK_PORT_RANGE"  # "low-high", both inclusive
+SCRATCH_LOW = 20_000
+# Handed out by this process and maybe not yet listened on: never handed out twice.
+_handed: set[int] = set()
 
 
 def ephemeral_range() -> tuple[int, int]:
@@ -29,18 +32,74 @@ def ephemeral_range() -> tuple[int, int]:
     return low, high
 
 
-def free_port_block(size: int) -> int:
-    """The first of `size` consecutive free ports on 127.0.0.1 (for scratch environments),
-    drawn below the ephemeral range so that a block found free stays free."""
-    import random
-
+def default_range() -> tuple[int, int]:
+    """From 20000 up to the ephemeral range (at most 32767)."""
     low = ephemeral_range()[0]
-    top = min(low, 32_768) if low - size > 20_000 else 32_768  # a range from 1024: no choice
+    # A kernel whose ephemeral range starts low leaves no safe band: use ours anyway.
+    return SCRATCH_LOW, (min(low, 32_768) if low - SCRATCH_LOW > 1_000 else 32_768) - 1
+
+
+def scratch_range() -> tuple[int, int]:
+    """Where scratch ports come from: DRYDOCK_PORT_RANGE, or the default range."""
+    value = os.environ.get(PORT_RANGE_ENV, "").strip()
+    if value:
+        try:
+            low, high = (int(part) for part in value.split("-"))
+        except ValueError:
+            raise ValueError(
+                f"{PORT_RANGE_ENV}={value!r} is not a range like 20000-26000"
+            ) from None
+        if not 1024 <= low <= high <= 65535:
+            raise ValueError(f"{PORT_RANGE_ENV}={value!r}: need 1024 <= low <= high <= 65535")
+        return low, high
+    return default_range()
+
+
+def pipeline_and_tests_ranges() -> tuple[tuple[int, int], tuple[int, int]]:
+    """The default range cut in two for a deploy whose step 1 runs the test suite beside
+    steps 2-4: the pipeline's own servers draw from the first sixth, the tests from the rest."""
+    low, high = default_range()
+    cut = low + (high - low + 1) // 6
+    return (low, cut - 1), (cut, high)
+
+
+@contextmanager
+def drawing_from(span: tuple[int, int]) -> Iterator[None]:
+    """This process (and what it starts) draws scratch ports from `span` meanwhile, unless
+    DRYDOCK_PORT_RANGE was set by the user."""
+    if os.environ.get(PORT_RANGE_ENV):
+        yield
+        return
+    os.environ[PORT_RANGE_ENV] = f"{span[0]}-{span[1]}"
+    try:
+        yield
+    finally:
+        os.environ.pop(PORT_RANGE_ENV, None)
+
+
+def split_range(low: int, high: int, parts: int, index: int) -> tuple[int, int]:
+    """The `index`-th of `parts` equal slices of [low, high]."""
+    width = (high - low + 1) // parts
+    return low + index * width, low + (index + 1) * width - 1
+
+
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive free ports on 127.0.0.1, from the scratch range."""
+    low, high = scratch_range()
+    if high - low + 1 < size:
+        raise RuntimeError(f"the port range {low}-{high} is smaller than a block of {size}")
     for _ in range(200):
-        base = random.randrange(20_000, top - size)  # noqa: S311 - a port, not a secret
-        if all(port_free(base + i) for i in range(size)):
+        base = random.randint(low, high - size + 1)  # noqa: S311 - a port, not a secret
+        ports = range(base, base + size)
+        if _handed.isdisjoint(ports) and all(port_free(port) for port in ports):
+            _handed.update(ports)
             return base
-    raise RuntimeError(f"no block of {size} free ports found on 127.0.0.1")
+    raise RuntimeError(f"no block of {size} free ports found on 127.0.0.1 in {low}-{high}")
+
+
+def free_port() -> int:
+    """One free port from the scratch range, for a server started at once."""
+    return free_port_block(1)
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
