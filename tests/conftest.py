@@ -7,6 +7,7 @@ uses, so it also runs as root (CI) by dropping to an unprivileged account.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import shutil
 import tempfile
@@ -18,14 +19,26 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
-from pipelines.host.ports import free_port
+from pipelines.host.ports import PORT_RANGE_ENV, free_port, scratch_range, split_range
 from pipelines.postgres.cluster import Cluster, data_home
 
 if TYPE_CHECKING:
     from pipelines.targets.local.environment import LocalEnvironment
     from pipelines.targets.local.scratch import Scratch
 
+pytest_plugins = ["tests.hang_watchdog"]
+
 SUPERUSER_PASSWORD = "test-superuser-" + secrets.token_hex(8)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker draws its ports from a slice of the scratch range of
+    its own (inherited by every server it starts), so two workers never pick the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw"):
+        count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        low, high = split_range(*scratch_range(), count, int(worker[2:]))
+        os.environ[PORT_RANGE_ENV] = f"{low}-{high}"
 
 
 @dataclass

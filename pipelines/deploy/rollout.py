@@ -55,6 +55,7 @@ def _prepare(ctx: StepContext, env: Environment, verify: bool) -> dict[str, Any]
 class StagingStep:
     number = 5
     exit_code = exit_code_for(5)
+    reads_commit_only = False
     name = "deploy.staging"
     title = "Deploy to staging and run the smoke suite"
     env_name = "staging"
@@ -105,6 +106,7 @@ class ProductionStep:
 
     number = 6
     exit_code = exit_code_for(6)
+    reads_commit_only = False
     name = "deploy.production"
     title = "Promote the same artifact to production"
     env_name = "production"

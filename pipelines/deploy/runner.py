@@ -1,10 +1,13 @@
-"""`invoke deploy`: the runbook's seven steps, planned, then run in order under the
-environments' locks, with every outcome recorded in a report and the ledger.
+"""`invoke deploy`: the runbook's seven steps, planned, then run under the environments'
+locks, with every outcome recorded in a report and the ledger.
 
     1 CI green            2 security review      3 migrations        4 release notes
     5 staging + smoke     6 production           7 verify (bake)
 
-A failed step stops the deploy; the exit code is 10 + the step's number (see steps.py).
+Steps 1-4 only read the commit, so they run together; step 5 starts once all four passed.
+The other steps run one after the other. A failed step stops the deploy; when several of
+1-4 fail, the first in step order names the failure. The exit code is 10 + that step's
+number (see steps.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from pipelines.deploy.steps import (
     StepResult,
     exit_code_for,
 )
+from pipelines.host.ports import drawing_from, pipeline_and_tests_ranges
 from pipelines.ledger import Ledger
 from pipelines.lock import LockHeld
 from pipelines.targets import get_target
@@ -146,16 +151,11 @@ def execute(
     failed: Step | None = None
     try:
         with locks(ctx.target, touched, f"deploy {ctx.deploy_id}"):
-            for step in steps:
-                print(f"[{step.number}/7] {step.title} ...", flush=True)
-                result = run_step(step, ctx)
-                results[step.number] = result
-                mark = "ok  " if result.ok else "FAIL"
-                print(f"      {mark} {result.duration_s:6.1f} s  {result.summary}", flush=True)
-                for warning in result.warnings:
-                    print(f"      warn {warning}")
-                if not result.ok:
-                    failed = step
+            for group in step_groups(steps):
+                group_results = run_group(group, ctx)
+                results.update(group_results)
+                failed = next((s for s in group if not group_results[s.number].ok), None)
+                if failed is not None:
                     break
     except LockHeld as exc:
         print(
@@ -176,9 +176,12 @@ def execute(
         )
         return 0
     assert failed is not None
+    also = [str(n) for n, r in sorted(results.items()) if not r.ok and n != failed.number]
     print(
         f"\nDEPLOY FAILED at step {failed.number} ({failed.title}) after {took:.0f} s: "
-        f"{results[failed.number].summary}\nReport: {path}",
+        f"{results[failed.number].summary}"
+        + (f"\nAlso failed: step {', '.join(also)} (see the report)" if also else "")
+        + f"\nReport: {path}",
         file=sys.stderr,
     )
     return exit_code_for(failed.number)
@@ -214,6 +217,45 @@ def _record(
         ledger.append("deploy", "production", **fields)
     if 5 in results:
         ledger.append("deploy", "staging", **{**fields, "ok": results[5].ok})
+
+
+def step_groups(steps: Sequence[Step]) -> list[list[Step]]:
+    """The leading steps that only read the commit form one group, run together; every
+    later step is a group of its own, run after the one before it passed."""
+    lead: list[Step] = []
+    for step in steps:
+        if not getattr(step, "reads_commit_only", False):
+            break
+        lead.append(step)
+    rest = [[step] for step in steps[len(lead) :]]
+    return [lead, *rest] if lead else rest
+
+
+def run_group(group: Sequence[Step], ctx: StepContext) -> dict[int, StepResult]:
+    """Run the group's steps, together when there are several, and print their results in
+    step order once all have ended."""
+    numbers = ", ".join(str(step.number) for step in group)
+    if len(group) == 1:
+        print(f"[{group[0].number}/7] {group[0].title} ...", flush=True)
+        results = {group[0].number: run_step(group[0], ctx)}
+    else:
+        titles = "; ".join(f"{step.number}. {step.title}" for step in group)
+        print(f"[{numbers}/7] together: {titles} ...", flush=True)
+        # The tests step 1 may run draw ports from their own part of the range.
+        with (
+            drawing_from(pipeline_and_tests_ranges()[0]),
+            ThreadPoolExecutor(max_workers=len(group), thread_name_prefix="step") as pool,
+        ):
+            futures = {step.number: pool.submit(run_step, step, ctx) for step in group}
+            results = {number: future.result() for number, future in futures.items()}
+    for step in group:
+        result = results[step.number]
+        mark = "ok  " if result.ok else "FAIL"
+        prefix = f"      {step.number}. " if len(group) > 1 else "      "
+        print(f"{prefix}{mark} {result.duration_s:6.1f} s  {result.summary}", flush=True)
+        for warning in result.warnings:
+            print(f"{' ' * len(prefix)}warn {warning}")
+    return results
 
 
 def run_step(step: Step, ctx: StepContext) -> StepResult:

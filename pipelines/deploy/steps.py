@@ -72,6 +72,9 @@ class Step(Protocol):
     name: str  # also the invoke task that runs it alone, e.g. "gates.ci"
     title: str
     exit_code: int
+    # Reads the commit and changes nothing outside reports/: the runner starts the leading
+    # steps that do (1-4) together, and waits for all of them before the next one.
+    reads_commit_only: bool
 
     def plan(self, ctx: StepContext) -> StepPlan: ...
 

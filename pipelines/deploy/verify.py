@@ -105,6 +105,7 @@ def judge(
 class VerifyStep:
     number = 7
     exit_code = exit_code_for(7)
+    reads_commit_only = False
     name = "deploy.verify"
     title = "Bake production under synthetic traffic and verify"
     env_name = "production"

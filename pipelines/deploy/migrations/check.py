@@ -263,6 +263,7 @@ class MigrationsStep:
     name = "db.migrations"
     title = "migrations"
     exit_code = exit_code_for(3)
+    reads_commit_only = True
 
     def __init__(
         self,

@@ -289,6 +289,7 @@ class ReleaseNotesStep:
     name = "release.notes"
     title = "release notes"
     exit_code = exit_code_for(4)
+    reads_commit_only = True
 
     def __init__(self, ledger: Ledger | None = None) -> None:
         self.ledger = ledger

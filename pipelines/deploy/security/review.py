@@ -324,6 +324,7 @@ class SecurityReviewStep:
     name = "security.review"
     title = "security review"
     exit_code = exit_code_for(2)
+    reads_commit_only = True
 
     def __init__(self, policy_env: str | None = None, scan_if_missing: bool = True) -> None:
         self.policy_env = policy_env

@@ -1,7 +1,8 @@
 """Deploy step 1: the gate runner, the record it writes and what step 1 accepts.
 
-The gates run here are trivial commands injected in place of ruff, mypy and pytest, so the
-runner, the record and the dirty-tree rule are tested without running the suite inside itself.
+The gates run here are small Python commands injected in place of ruff, mypy and pytest, so
+the runner, the record and the dirty-tree rule are tested without running the suite inside
+itself. Concurrency is proven by gates that can only pass together, never by a clock.
 """
 
 from __future__ import annotations
@@ -14,13 +15,26 @@ import pytest
 
 from pipelines.deploy import gates
 from pipelines.deploy.gates import CiGreenStep, DirtyTreeError, Gate
+from pipelines.deploy.gates.commands import LOGS, STACKS, STACKS_ENV
+from pipelines.deploy.gates.run import summary
 from pipelines.deploy.steps import StepContext
 from pipelines.targets.local.target import LocalTarget
 from tests.pipelines.deploy.git_helpers import GitRepo
 
 
-def _gate(name: str, code: str) -> Gate:
-    return Gate(name, (sys.executable, "-c", code))
+def _gate(name: str, code: str, **fields: object) -> Gate:
+    return Gate(name, (sys.executable, "-c", code), **fields)  # type: ignore[arg-type]
+
+
+def _wait_for(path: str, then: str = "") -> str:
+    """A gate that passes once `path` exists, and fails if it never appears within 30 s."""
+    return (
+        "import pathlib, time\n"
+        f"deadline = time.time() + 30\n"
+        f"while not pathlib.Path({path!r}).exists():\n"
+        "    if time.time() > deadline: raise SystemExit(9)\n"
+        "    time.sleep(0.05)\n" + then
+    )
 
 
 OK = [_gate("lint", "pass"), _gate("tests", "print('2 passed')")]
@@ -29,7 +43,10 @@ OK = [_gate("lint", "pass"), _gate("tests", "print('2 passed')")]
 @pytest.fixture
 def repo(tmp_path: Path) -> GitRepo:
     repo = GitRepo(tmp_path / "repo")
-    repo.commit("feat: first", {"app.py": "print('hello')\n"})
+    repo.commit(
+        "feat: first",
+        {"app.py": "print('hello')\n", "README.md": "# app\n", ".gitignore": "reports/\n"},
+    )
     return repo
 
 
@@ -43,30 +60,162 @@ def _ctx(repo: GitRepo, sha: str | None = None) -> StepContext:
 
 
 @pytest.mark.unit
-def test_the_test_task_and_check_share_the_gate_commands() -> None:
-    whole = {g.name: g.argv for g in gates.quality_gates(85, python="py")}
-    assert list(whole) == ["ruff-check", "ruff-format", "mypy", "pytest"]
-    assert whole["ruff-check"] == ("py", "-m", "ruff", "check", ".")
-    assert whole["mypy"] == ("py", "-m", "mypy")
-    assert "--cov-fail-under=85" in whole["pytest"]
-    assert "--cov-report=xml:reports/coverage.xml" in whole["pytest"]
-    selected = {g.name: g.argv for g in gates.quality_gates(85, k="flags", python="py")}
-    assert "--cov-fail-under=85" not in selected["pytest"]
-    assert selected["pytest"][-2:] == ("-k", "flags")
+def test_the_gates_lint_beside_two_test_passes_then_check_coverage() -> None:
+    whole = {g.name: g for g in gates.quality_gates(85, python="py", workers_n="3")}
+    assert list(whole) == [
+        "ruff-check",
+        "ruff-format",
+        "mypy",
+        "pytest",
+        "pytest-serial",
+        "coverage",
+    ]
+    assert whole["ruff-check"].argv == ("py", "-m", "ruff", "check", ".")
+    assert whole["mypy"].argv == ("py", "-m", "mypy")
+    assert [g.name for g in whole.values() if g.after is None] == [
+        "ruff-check",
+        "ruff-format",
+        "mypy",
+        "pytest",
+    ]
+    parallel, serial = whole["pytest"], whole["pytest-serial"]
+    assert parallel.argv[parallel.argv.index("-n") + 1] == "3"
+    assert "not serial" in parallel.argv
+    assert "--cov-append" not in parallel.argv  # the first pass starts the data afresh
+    assert serial.after == "pytest" and "-n" not in serial.argv
+    assert "serial" in serial.argv and "not serial" not in serial.argv
+    assert "--cov-append" in serial.argv
+    assert 5 in parallel.ok_statuses and 5 in serial.ok_statuses  # a pass may select nothing
+    assert whole["coverage"].after == "pytest-serial"
+    assert whole["coverage"].argv[-2:] == ("--fail-under", "85")
+    selected = {g.name: g for g in gates.quality_gates(85, k="flags", markers="unit")}
+    assert "--fail-under" not in selected["coverage"].argv
+    assert selected["pytest"].argv[-2:] == ("-k", "flags")
+    assert "(unit) and not serial" in selected["pytest"].argv
+    assert "(unit) and serial" in selected["pytest-serial"].argv
+
+
+@pytest.mark.unit
+def test_the_worker_count_comes_from_the_environment() -> None:
+    assert gates.commands.workers({}) == "auto"
+    assert gates.commands.workers({gates.commands.WORKERS_ENV: "4"}) == "4"
+    with pytest.raises(ValueError, match="DRYDOCK_TEST_WORKERS"):
+        gates.commands.workers({gates.commands.WORKERS_ENV: "many"})
+
+
+@pytest.mark.integration
+def test_gates_without_after_run_at_the_same_time(tmp_path: Path) -> None:
+    # Each waits for the file the other writes: run one after the other, both would fail.
+    a, b = tmp_path / "a", tmp_path / "b"
+    pair = [
+        _gate("first", f"import pathlib; pathlib.Path({str(a)!r}).touch()\n" + _wait_for(str(b))),
+        _gate("second", f"import pathlib; pathlib.Path({str(b)!r}).touch()\n" + _wait_for(str(a))),
+    ]
+    results = gates.run_gates(pair, tmp_path, echo=lambda line: None)
+    assert [(r.name, r.exit_status, r.ok) for r in results] == [
+        ("first", 0, True),
+        ("second", 0, True),
+    ]
+    assert all((tmp_path / r.log).exists() for r in results)
+
+
+@pytest.mark.integration
+def test_a_gate_with_after_waits_for_it_and_is_skipped_when_it_fails(tmp_path: Path) -> None:
+    marker = tmp_path / "first-done"
+    chain = [
+        _gate("first", f"import pathlib; pathlib.Path({str(marker)!r}).touch()"),
+        # Fails at once unless "first" has already finished.
+        _gate(
+            "second",
+            f"import pathlib; assert pathlib.Path({str(marker)!r}).exists()",
+            after="first",
+        ),
+        _gate("broken", "raise SystemExit(4)"),
+        _gate("after-broken", "pass", after="broken"),
+    ]
+    results = {
+        r.name: r for r in gates.run_gates(chain, tmp_path, keep_going=True, echo=lambda line: None)
+    }
+    assert results["second"].ok
+    assert results["broken"].exit_status == 4 and not results["broken"].ok
+    assert results["after-broken"].exit_status is None
+    assert results["after-broken"].note == "broken did not pass"
+
+
+@pytest.mark.integration
+def test_a_test_pass_that_selects_nothing_passes(tmp_path: Path) -> None:
+    [result] = gates.run_gates(
+        [_gate("pytest-serial", "raise SystemExit(5)", ok_statuses=(0, 5))], tmp_path
+    )
+    assert result.ok and result.exit_status == 5
+
+
+@pytest.mark.integration
+def test_the_first_failure_stops_the_gates_still_running(tmp_path: Path) -> None:
+    lines: list[str] = []
+    never = tmp_path / "never"
+    results = gates.run_gates(
+        [
+            _gate("lint", "print('E501 line too long'); raise SystemExit(3)"),
+            _gate("tests", _wait_for(str(never))),
+            _gate("coverage", "pass", after="tests"),
+        ],
+        tmp_path,
+        echo=lines.append,
+    )
+    by_name = {r.name: r for r in results}
+    assert by_name["lint"].exit_status == 3 and not by_name["lint"].note
+    assert not by_name["tests"].ok and by_name["tests"].note == "stopped: lint failed"
+    assert by_name["tests"].exit_status != 9, "it ran until its own timeout: never stopped"
+    assert by_name["coverage"].exit_status is None
+    shown = "\n".join(lines)
+    assert "E501 line too long" in shown  # a failed gate's output is shown, not only logged
+    table = summary(results, [], tmp_path, 1.0)
+    assert "lint" in table and "FAILED, exit 3" in table and "stopped: lint failed" in table
+    assert gates.run.first_failure(results) == by_name["lint"]
+
+
+@pytest.mark.integration
+def test_a_run_past_its_deadline_shows_the_stacks_and_ends(tmp_path: Path) -> None:
+    stacks = tmp_path / STACKS / "pytest"
+    hang = (
+        "import faulthandler, os, pathlib, signal, time\n"
+        f"d = pathlib.Path(os.environ[{STACKS_ENV!r}]); d.mkdir(parents=True, exist_ok=True)\n"
+        "f = open(d / 'gw0-1.txt', 'w')\n"
+        "faulthandler.register(signal.SIGUSR1, file=f, all_threads=True)\n"
+        "def stuck_in_here():\n"
+        "    time.sleep(120)\n"
+        "stuck_in_here()\n"
+    )
+    lines: list[str] = []
+    [result] = gates.run_gates(
+        [_gate("pytest", hang, env={STACKS_ENV: str(stacks)})],
+        tmp_path,
+        echo=lines.append,
+        deadline_s=1.5,
+    )
+    assert not result.ok and "deadline of 2 s" in result.note
+    shown = "\n".join(lines)
+    assert "stuck_in_here" in shown, shown
 
 
 @pytest.mark.integration
 def test_check_writes_a_green_record_for_the_commit(repo: GitRepo) -> None:
-    record = gates.check(repo.path, coverage=90, gates=OK)
+    record = gates.check(repo.path, coverage=90, gates=OK, echo=lambda line: None)
     sha = repo.git("rev-parse", "HEAD")
     stored = json.loads((repo.path / "reports" / "gates" / f"{sha}.json").read_text())
     assert stored == record
     assert record["sha"] == sha and record["green"] is True and record["tree_clean"] is True
     assert [g["name"] for g in record["gates"]] == ["lint", "tests"]
     for entry in record["gates"]:
-        assert entry["exit_status"] == 0 and entry["duration_s"] >= 0
+        assert entry["exit_status"] == 0 and entry["passed"] and entry["duration_s"] >= 0
         assert entry["command"].startswith(sys.executable) and entry["started"]
-    assert record["tools"]["python"] and "pytest" in record["tools"]
+        assert (repo.path / entry["log"]).exists()
+    assert record["failed_gates"] == []
+    assert len(record["content_key"]) == 64
+    assert record["inputs"]["files"] == 2  # app.py, .gitignore; README.md is read by no gate
+    assert any(d.startswith("pytest==") for d in record["inputs"]["dependencies"])
+    assert record["tools"]["python"] and "pytest-xdist" in record["tools"]
     assert record["host"] and record["started"] <= record["finished"]
     assert record["coverage_threshold"] == 90 and record["coverage_percent"] is None
 
@@ -75,7 +224,7 @@ def test_check_writes_a_green_record_for_the_commit(repo: GitRepo) -> None:
 def test_check_reads_coverage_from_the_json_report(repo: GitRepo) -> None:
     write = "import pathlib; p = pathlib.Path('reports'); p.mkdir(exist_ok=True); "
     write += "(p / 'coverage.json').write_text('{\"totals\": {\"percent_covered\": 93.456}}')"
-    record = gates.check(repo.path, gates=[_gate("pytest", write)])
+    record = gates.check(repo.path, gates=[_gate("pytest", write)], echo=lambda line: None)
     assert record["coverage_percent"] == 93.46
 
 
@@ -91,14 +240,17 @@ def test_check_refuses_a_dirty_tree_and_names_the_files(repo: GitRepo) -> None:
 
 
 @pytest.mark.integration
-def test_a_failing_gate_stops_the_rest_and_the_record_is_not_green(repo: GitRepo) -> None:
+def test_the_record_says_which_gates_failed(repo: GitRepo) -> None:
     record = gates.check(
-        repo.path, gates=[_gate("lint", "raise SystemExit(3)"), _gate("tests", "pass")]
+        repo.path,
+        gates=[_gate("lint", "raise SystemExit(3)"), _gate("mypy", "raise SystemExit(1)")],
+        keep_going=True,
+        echo=lambda line: None,
     )
     assert record["green"] is False
-    assert [g["exit_status"] for g in record["gates"]] == [3, None]
+    assert record["failed_gates"] == ["lint", "mypy"]
     verdict = gates.verify_record(repo.path, record["sha"])
-    assert not verdict.ok and "lint" in verdict.reason
+    assert not verdict.ok and "lint, mypy" in verdict.reason
     result = CiGreenStep(environ={}).run(_ctx(repo))
     assert not result.ok and "not green" in result.summary
 
@@ -106,40 +258,80 @@ def test_a_failing_gate_stops_the_rest_and_the_record_is_not_green(repo: GitRepo
 @pytest.mark.integration
 def test_a_gate_that_changes_the_tree_makes_the_record_not_green(repo: GitRepo) -> None:
     touch = "import pathlib; pathlib.Path('app.py').write_text('changed')"
-    record = gates.check(repo.path, gates=[_gate("format", touch)])
+    record = gates.check(repo.path, gates=[_gate("format", touch)], echo=lambda line: None)
     assert record["green"] is False and record["changed_during_gates"] == ["app.py"]
     assert not gates.verify_record(repo.path, record["sha"]).ok
 
 
 @pytest.mark.integration
 def test_step_1_accepts_a_green_record_for_the_exact_sha(repo: GitRepo) -> None:
-    gates.check(repo.path, gates=OK)
+    gates.check(repo.path, gates=OK, echo=lambda line: None)
     step = CiGreenStep(environ={})
     plan = step.plan(_ctx(repo))
     assert "green gate record" in plan.summary and not plan.blockers
     ctx = _ctx(repo)
     result = step.run(ctx)
     assert result.ok, result.summary
-    assert ctx.facts["gates"]["green"] is True
+    assert ctx.facts["gates"]["green"] is True and "reused_from" not in ctx.facts["gates"]
 
 
 @pytest.mark.integration
-def test_step_1_refuses_a_record_for_another_sha(repo: GitRepo) -> None:
-    old = repo.git("rev-parse", "HEAD")
-    gates.check(repo.path, gates=OK)
-    new = repo.commit("fix: second")
-    step = CiGreenStep(environ={})
-    plan = step.plan(_ctx(repo, new))
-    assert plan.blockers and "no gate record" in plan.summary
-    result = step.run(_ctx(repo, new))
-    assert not result.ok
-    assert new[:12] in result.summary and old[:12] in result.summary
+def test_a_docs_only_commit_reuses_the_green_record(repo: GitRepo) -> None:
+    first = repo.git("rev-parse", "HEAD")
+    gates.check(repo.path, gates=OK, echo=lambda line: None)
+    docs = repo.commit("docs: explain", {"README.md": "# app\n\nMore.\n", "docs/HOW.md": "x\n"})
+    ctx = _ctx(repo, docs)
+    result = CiGreenStep(environ={}).run(ctx)
+    assert result.ok, result.summary
+    assert f"green gate record for {first[:12]} reused" in result.summary
+    assert "README.md" in result.summary and "docs/HOW.md" in result.summary
+    assert ctx.facts["gates"]["reused_from"] == first
+    assert not (repo.path / "reports" / "gates" / f"{docs}.json").exists()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("changed", "text"),
+    [
+        ("tests/test_app.py", "def test_it():\n    assert True\n"),
+        ("pyproject.toml", "[project]\nname = 'app'\n"),
+        ("app.py", "print('bye')\n"),
+    ],
+)
+def test_a_change_to_what_the_gates_read_needs_a_new_record(
+    repo: GitRepo, changed: str, text: str
+) -> None:
+    gates.check(repo.path, gates=OK, echo=lambda line: None)
+    sha = repo.commit(f"change {changed}", {changed: text})
+    verdict = gates.verify_record(repo.path, sha)
+    assert not verdict.ok
+    assert f"no gate record for {sha[:12]}" in verdict.reason
+    assert changed in verdict.reason  # it says which file the gates read changed
+    runs = CiGreenStep(environ={}, run_if_missing=True, gates=OK)
+    assert runs.plan(_ctx(repo, sha)).actions == ("run the gates (invoke check) on this checkout",)
+
+
+@pytest.mark.integration
+def test_other_installed_packages_invalidate_the_record(
+    repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = repo.git("rev-parse", "HEAD")
+    gates.check(repo.path, gates=OK, echo=lambda line: None)
+    installed = gates.inputs.installed_dependencies()
+    changed = (*(d for d in installed if not d.startswith("ruff==")), "ruff==0.0.1")
+    monkeypatch.setattr(gates.inputs, "installed_dependencies", lambda: changed)
+    verdict = gates.verify_record(repo.path, sha, environ={})
+    assert not verdict.ok and "+ruff==0.0.1" in verdict.reason
+    # The deploy workflow's record comes from the ci job, on another runner: same commit.
+    actions = {"GITHUB_ACTIONS": "true"}
+    in_ci = gates.verify_record(repo.path, sha, environ=actions)
+    assert in_ci.ok and in_ci.warnings and "+ruff==0.0.1" in in_ci.warnings[0]
 
 
 @pytest.mark.integration
 def test_step_1_refuses_a_record_whose_content_names_another_sha(repo: GitRepo) -> None:
-    record = gates.check(repo.path, gates=OK)
-    new = repo.commit("fix: second")
+    record = gates.check(repo.path, gates=OK, echo=lambda line: None)
+    new = repo.commit("fix: second", {"app.py": "print('second')\n"})
     copied = repo.path / "reports" / "gates" / f"{new}.json"
     copied.write_text(json.dumps(record))
     result = CiGreenStep(environ={}).run(_ctx(repo, new))
@@ -165,10 +357,18 @@ def test_step_1_can_run_the_gates_when_asked_and_the_tree_is_clean(repo: GitRepo
     result = step.run(_ctx(repo))
     assert result.ok, result.summary
     assert gates.verify_record(repo.path, repo.git("rev-parse", "HEAD")).ok
-    second = repo.commit("fix: second")
+    second = repo.commit("fix: second", {"app.py": "print('second')\n"})
     repo.commit("fix: third", {"lib.py": "x = 1\n"})
     (repo.path / "lib.py").write_text("x = 2\n")
     dirty = step.run(_ctx(repo))
     assert not dirty.ok and "lib.py" in dirty.summary
     older = step.run(_ctx(repo, second))
     assert not older.ok and f"check out {second}" in older.summary
+
+
+@pytest.mark.integration
+def test_the_gate_logs_are_kept_per_gate(repo: GitRepo) -> None:
+    gates.check(
+        repo.path, gates=[_gate("talks", "print('hello from the gate')")], echo=lambda line: None
+    )
+    assert "hello from the gate" in (repo.path / LOGS / "talks.log").read_text()

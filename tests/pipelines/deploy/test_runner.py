@@ -1,14 +1,15 @@
 """The runner: a step that lets a TargetError through fails like any failed step, with its
-report and its ledger entry, and never as a traceback."""
+report and its ledger entry, and never as a traceback; steps 1-4 run together."""
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
-from pipelines.deploy.runner import execute
+from pipelines.deploy.runner import execute, step_groups
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.targets.base import Release, TargetError
 from pipelines.targets.local.ledger import FileLedger
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 class _Raises:
+    reads_commit_only = False
     number, name, title, env_name = 6, "deploy.production", "promote", "production"
     exit_code = exit_code_for(6)
 
@@ -47,3 +49,94 @@ def test_a_target_error_fails_the_step_with_its_report_and_ledger_entry(
     assert written["steps"]["6"]["summary"] == "promote: production: the agent did not answer"
     [entry] = ledger.entries("production", "deploy")
     assert entry["ok"] is False and entry["failed_step"] == 6
+
+
+class _Together:
+    """A step 1-4 stand-in: waits until every other member of its group has started, so the
+    group passes only if the runner really starts them together."""
+
+    reads_commit_only = True
+
+    def __init__(self, number: int, started: dict[int, threading.Event], ok: bool = True):
+        self.number, self.name, self.title = number, f"step{number}", f"step {number}"
+        self.exit_code = exit_code_for(number)
+        self.started, self.ok = started, ok
+
+    def plan(self, ctx: StepContext) -> StepPlan:
+        return StepPlan("wait for the others")
+
+    def run(self, ctx: StepContext) -> StepResult:
+        self.started[self.number].set()
+        others = [e for n, e in self.started.items() if n != self.number]
+        together = all(event.wait(timeout=30) for event in others)
+        return StepResult(self.ok and together, f"{self.title}: together={together}")
+
+
+class _Later:
+    reads_commit_only = False
+    number, name, title, env_name = 5, "deploy.staging", "staging", "staging"
+    exit_code = exit_code_for(5)
+
+    def __init__(self) -> None:
+        self.ran = False
+
+    def plan(self, ctx: StepContext) -> StepPlan:
+        return StepPlan("after 1-4")
+
+    def run(self, ctx: StepContext) -> StepResult:
+        self.ran = True
+        return StepResult(True, "staging")
+
+
+def _ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StepContext:
+    monkeypatch.setenv("DRYDOCK_STATE_DIR", str(tmp_path / "state"))
+    return StepContext(
+        target=LocalTarget(),
+        sha="abc",
+        root=tmp_path,
+        reports=tmp_path / "reports",
+        release=Release("1+abc", "1", "abc", str(tmp_path), "now"),
+        deploy_id="together",
+    )
+
+
+def test_steps_1_to_4_run_together_and_step_5_waits_for_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = {n: threading.Event() for n in (1, 2, 3, 4)}
+    later = _Later()
+    steps = [*(_Together(n, started) for n in (1, 2, 3, 4)), later]
+    assert [len(g) for g in step_groups(steps)] == [4, 1]
+    ctx = _ctx(tmp_path, monkeypatch)
+    assert execute(ctx, FileLedger(tmp_path / "ledger.jsonl"), steps) == 0
+    written = json.loads((tmp_path / "reports" / "report.json").read_text())
+    assert [written["steps"][str(n)]["summary"] for n in (1, 2, 3, 4)] == [
+        f"step {n}: together=True" for n in (1, 2, 3, 4)
+    ]
+    assert later.ran
+
+
+def test_failures_beside_each_other_are_reported_in_step_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = {n: threading.Event() for n in (1, 2, 3, 4)}
+    later = _Later()
+    steps = [
+        _Together(1, started),
+        _Together(2, started),
+        _Together(3, started, ok=False),
+        _Together(4, started, ok=False),
+        later,
+    ]
+    ctx = _ctx(tmp_path, monkeypatch)
+    assert execute(ctx, FileLedger(tmp_path / "ledger.jsonl"), steps) == exit_code_for(3)
+    assert not later.ran
+    err = capsys.readouterr().err
+    assert "DEPLOY FAILED at step 3 (step 3)" in err and "Also failed: step 4" in err
+    written = json.loads((tmp_path / "reports" / "report.json").read_text())
+    assert {n: written["steps"][n]["ok"] for n in ("1", "2", "3", "4")} == {
+        "1": True,
+        "2": True,
+        "3": False,
+        "4": False,
+    }

@@ -1,0 +1,112 @@
+"""The gate commands behind `invoke test`, `invoke check` and deploy step 1.
+
+Ruff, ruff format and mypy start at once, beside the tests. The tests run in two passes on
+one coverage file: every test not marked `serial` spread over the cores by pytest-xdist,
+then the `serial` ones alone; the coverage report and its threshold come after both.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.host.ports import PORT_RANGE_ENV, pipeline_and_tests_ranges
+
+REPORTS = Path("reports")
+LOGS = REPORTS / "gates" / "logs"
+COVERAGE_JSON = REPORTS / "coverage.json"
+COVERAGE_XML = REPORTS / "coverage.xml"
+FORMATTED = ("service", "pipelines", "infra", "tasks.py", "tests")
+# pytest's exit status when a selection matched no test: a pass that has nothing to run.
+NO_TESTS = 5
+WORKERS_ENV = "DRYDOCK_TEST_WORKERS"  # pytest-xdist's -n; "auto" is one per core
+PROGRESS_ENV = "DRYDOCK_TEST_PROGRESS"  # where pipelines.deploy.gates.progress writes
+STACKS_ENV = "DRYDOCK_STACKS_DIR"  # where a hung test's process leaves its stacks
+STACKS = LOGS / "stacks"
+PROGRESS_PLUGIN = "pipelines.deploy.gates.progress"
+COVERAGE_MODULE = "pipelines.deploy.gates.coverage_report"
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    argv: tuple[str, ...]
+    after: str | None = None  # runs once this gate has passed; not at all if it failed
+    ok_statuses: tuple[int, ...] = (0,)
+    env: Mapping[str, str] = field(default_factory=dict)
+    progress: Path | None = None  # a pytest pass's progress file, relative to the root
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+
+def workers(environ: Mapping[str, str] = os.environ) -> str:
+    value = environ.get(WORKERS_ENV, "auto").strip() or "auto"
+    if value != "auto" and not value.isdigit():
+        raise ValueError(f"{WORKERS_ENV}={value!r}: use a number of workers or 'auto'")
+    return value
+
+
+def _marker(markers: str, serial: bool) -> str:
+    own = "serial" if serial else "not serial"
+    return f"({markers}) and {own}" if markers else own
+
+
+def _tests_env(progress: Path, name: str) -> dict[str, str]:
+    env = {PROGRESS_ENV: str(progress), STACKS_ENV: str(STACKS / name)}
+    if not os.environ.get(PORT_RANGE_ENV):
+        # Disjoint from the ports a deploy's steps 2-4 draw while the tests run beside them.
+        low, high = pipeline_and_tests_ranges()[1]
+        env[PORT_RANGE_ENV] = f"{low}-{high}"
+    return env
+
+
+def suite_passes(
+    k: str = "", markers: str = "", python: str = sys.executable, workers_n: str = "auto"
+) -> list[Gate]:
+    """The parallel pass and the serial pass, both appending to one coverage data file."""
+    select = ["-k", k] if k else []
+    common = ("-m", "pytest", "-p", PROGRESS_PLUGIN, "--cov", "--cov-report=")
+    parallel_progress = LOGS / "pytest.progress.json"
+    serial_progress = LOGS / "pytest-serial.progress.json"
+    return [
+        Gate(
+            "pytest",
+            (python, *common, "-n", workers_n, "-m", _marker(markers, False), *select),
+            ok_statuses=(0, NO_TESTS),
+            env=_tests_env(parallel_progress, "pytest"),
+            progress=parallel_progress,
+        ),
+        Gate(
+            "pytest-serial",
+            (python, *common, "--cov-append", "-m", _marker(markers, True), *select),
+            after="pytest",
+            ok_statuses=(0, NO_TESTS),
+            env=_tests_env(serial_progress, "pytest-serial"),
+            progress=serial_progress,
+        ),
+    ]
+
+
+def quality_gates(
+    coverage: int = 90,
+    k: str = "",
+    markers: str = "",
+    python: str = sys.executable,
+    workers_n: str | None = None,
+) -> list[Gate]:
+    """Every gate. The coverage threshold applies only to a whole-suite run: a selection
+    (-k, -m) covers less by design."""
+    threshold = [] if (k or markers) else ["--fail-under", str(coverage)]
+    return [
+        Gate("ruff-check", (python, "-m", "ruff", "check", ".")),
+        Gate("ruff-format", (python, "-m", "ruff", "format", "--check", *FORMATTED)),
+        Gate("mypy", (python, "-m", "mypy")),
+        *suite_passes(k, markers, python, workers_n or workers()),
+        Gate("coverage", (python, "-m", COVERAGE_MODULE, *threshold), after="pytest-serial"),
+    ]

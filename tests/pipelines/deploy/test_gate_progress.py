@@ -1,0 +1,120 @@
+"""Progress while the gates run, and a hung test under pytest-xdist: real pytest runs of a
+small throwaway suite, in parallel as the gates run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.deploy import gates
+from pipelines.deploy.gates import progress
+from pipelines.deploy.gates.commands import PROGRESS_ENV, PROGRESS_PLUGIN, Gate
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+INI = "[pytest]\ntimeout_method = thread\nasyncio_default_fixture_loop_scope = function\n"
+
+
+def _suite(tmp_path: Path, tests: str, conftest: str = "") -> Path:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "pytest.ini").write_text(INI)
+    (suite / "test_small.py").write_text(tests)
+    (suite / "conftest.py").write_text(conftest)
+    return suite
+
+
+def _pytest(*args: str) -> tuple[str, ...]:
+    return (sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", PROGRESS_PLUGIN, *args)
+
+
+@pytest.mark.parametrize("workers", [["-n", "2"], []], ids=["xdist", "one-process"])
+def test_the_plugin_counts_every_outcome(tmp_path: Path, workers: list[str]) -> None:
+    suite = _suite(
+        tmp_path,
+        "import pytest\n"
+        "def test_a(): pass\n"
+        "def test_b(): pass\n"
+        "def test_c(): assert False\n"
+        "@pytest.mark.skip(reason='not here')\n"
+        "def test_d(): pass\n",
+    )
+    out = tmp_path / "progress.json"
+    subprocess.run(
+        _pytest(*workers, "-q"),
+        cwd=suite,
+        env={**os.environ, PROGRESS_ENV: str(out)},
+        capture_output=True,
+        check=False,
+    )
+    seen = progress.read(out)
+    assert seen is not None
+    assert (seen["total"], seen["done"], seen["passed"], seen["skipped"]) == (4, 4, 2, 1)
+    assert seen["failed"] == ["test_small.py::test_c"] and seen["finished"] is True
+
+
+def test_the_runner_shows_tests_done_over_total_while_it_waits(tmp_path: Path) -> None:
+    # test_b waits for a file that appears only once the runner has shown "1/2": without
+    # the progress line it would fail.
+    seen_one = tmp_path / "seen-one"
+    suite = _suite(
+        tmp_path,
+        "import pathlib, time\n"
+        "def test_a(): pass\n"
+        "def test_b():\n"
+        "    deadline = time.time() + 60\n"
+        f"    while not pathlib.Path({str(seen_one)!r}).exists():\n"
+        "        assert time.time() < deadline, 'the progress line never said 1/2'\n"
+        "        time.sleep(0.05)\n",
+    )
+    progress_file = tmp_path / "progress.json"
+    lines: list[str] = []
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        if "pytest 1/2" in line:
+            seen_one.touch()
+
+    gate = Gate(
+        "pytest",
+        _pytest("-q", "-p", "no:randomly"),
+        env={PROGRESS_ENV: str(progress_file)},
+        progress=progress_file,
+    )
+    [result] = gates.run_gates([gate], suite, echo=echo, progress_every_s=0.2)
+    assert result.ok, (suite / result.log).read_text()
+    shown = [line for line in lines if "pytest 1/2" in line]
+    assert shown and shown[0].lstrip().startswith("gates ")  # with the elapsed time
+
+
+def test_a_hung_test_under_xdist_ends_with_its_worker_stacks(tmp_path: Path) -> None:
+    suite = _suite(
+        tmp_path,
+        "import time, pytest\n"
+        "def stuck_here():\n"
+        "    time.sleep(120)\n"
+        "@pytest.mark.timeout(2)\n"
+        "def test_hangs(): stuck_here()\n"
+        "def test_fine(): pass\n",
+        conftest='pytest_plugins = ["tests.hang_watchdog"]\n',
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DRYDOCK_STACKS_DIR", None)
+    run = subprocess.run(
+        (sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "-q"),
+        cwd=suite,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert "went down; the stacks it wrote" in run.stdout, run.stdout + run.stderr
+    assert "in stuck_here" in run.stdout
+    assert "1 failed, 1 passed" in run.stdout
