@@ -351,7 +351,29 @@ def bench_schema(c: Context, out: str = "reports/bench-schema.json") -> None:
     raise SystemExit(schema_bench.main(out=out))
 
 
-bench = Collection("bench", bench_local, bench_service, bench_schema)
+@task(
+    name="gates",
+    help={
+        "out": "JSON results file",
+        "skip_gates": "skip timing the gates serial against parallel",
+        "baseline": "also time `python3 dev.py deploy` on fresh clones of this ref and of HEAD",
+        "runs": "also run the README test command this many times, counting failed tests",
+    },
+)
+def bench_gates(
+    c: Context,
+    out: str = "reports/bench-gates.json",
+    skip_gates: bool = False,
+    baseline: str = "",
+    runs: int = 0,
+) -> None:
+    """The gates one after the other against concurrently; the main job; repeated runs."""
+    from pipelines.bench import gates_bench
+
+    raise SystemExit(gates_bench.main(out=out, gates=not skip_gates, baseline=baseline, runs=runs))
+
+
+bench = Collection("bench", bench_local, bench_service, bench_schema, bench_gates)
 
 # --------------------------------------------------------------------------- backups and drills
 # Logic in pipelines/backups/commands.py, backups.py and drills.py (runbook sections 6 and 8).

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.host.ports import PORT_RANGE_ENV, pipeline_and_tests_ranges
 
+ROOT = Path(__file__).resolve().parents[3]
 REPORTS = Path("reports")
 LOGS = REPORTS / "gates" / "logs"
 COVERAGE_JSON = REPORTS / "coverage.json"
@@ -23,6 +24,7 @@ COVERAGE_XML = REPORTS / "coverage.xml"
 FORMATTED = ("service", "pipelines", "infra", "tasks.py", "tests")
 # pytest's exit status when a selection matched no test: a pass that has nothing to run.
 NO_TESTS = 5
+SERIAL_MARK = "mark.serial"  # as written in a test file: @pytest.mark.serial, pytestmark
 WORKERS_ENV = "DRYDOCK_TEST_WORKERS"  # pytest-xdist's -n; "auto" is one per core
 PROGRESS_ENV = "DRYDOCK_TEST_PROGRESS"  # where pipelines.deploy.gates.progress writes
 STACKS_ENV = "DRYDOCK_STACKS_DIR"  # where a hung test's process leaves its stacks
@@ -66,31 +68,49 @@ def _tests_env(progress: Path, name: str) -> dict[str, str]:
     return env
 
 
+def serial_test_files(root: Path = ROOT) -> list[str]:
+    """The test files that mark tests `serial`. The serial pass collects only these, and
+    none at all when there are none: collecting the whole suite costs about ten seconds.
+    tests/pipelines/deploy/test_gate_commands.py checks that pytest agrees."""
+    return sorted(
+        path.relative_to(root).as_posix()
+        for path in (root / "tests").rglob("test_*.py")
+        if SERIAL_MARK in path.read_text()
+    )
+
+
 def suite_passes(
-    k: str = "", markers: str = "", python: str = sys.executable, workers_n: str = "auto"
+    k: str = "",
+    markers: str = "",
+    python: str = sys.executable,
+    workers_n: str = "auto",
+    serial_files: Sequence[str] | None = None,
 ) -> list[Gate]:
-    """The parallel pass and the serial pass, both appending to one coverage data file."""
+    """The parallel pass and, when any test is marked `serial`, the serial pass after it,
+    both appending to one coverage data file."""
     select = ["-k", k] if k else []
+    serial_files = serial_test_files() if serial_files is None else serial_files
     common = ("-m", "pytest", "-p", PROGRESS_PLUGIN, "--cov", "--cov-report=")
     parallel_progress = LOGS / "pytest.progress.json"
     serial_progress = LOGS / "pytest-serial.progress.json"
-    return [
-        Gate(
-            "pytest",
-            (python, *common, "-n", workers_n, "-m", _marker(markers, False), *select),
-            ok_statuses=(0, NO_TESTS),
-            env=_tests_env(parallel_progress, "pytest"),
-            progress=parallel_progress,
-        ),
-        Gate(
-            "pytest-serial",
-            (python, *common, "--cov-append", "-m", _marker(markers, True), *select),
-            after="pytest",
-            ok_statuses=(0, NO_TESTS),
-            env=_tests_env(serial_progress, "pytest-serial"),
-            progress=serial_progress,
-        ),
-    ]
+    parallel = Gate(
+        "pytest",
+        (python, *common, "-n", workers_n, "-m", _marker(markers, False), *select),
+        ok_statuses=(0, NO_TESTS),
+        env=_tests_env(parallel_progress, "pytest"),
+        progress=parallel_progress,
+    )
+    if not serial_files:
+        return [parallel]
+    serial = Gate(
+        "pytest-serial",
+        (python, *common, "--cov-append", "-m", _marker(markers, True), *select, *serial_files),
+        after="pytest",
+        ok_statuses=(0, NO_TESTS),
+        env=_tests_env(serial_progress, "pytest-serial"),
+        progress=serial_progress,
+    )
+    return [parallel, serial]
 
 
 def quality_gates(
@@ -99,14 +119,16 @@ def quality_gates(
     markers: str = "",
     python: str = sys.executable,
     workers_n: str | None = None,
+    serial_files: Sequence[str] | None = None,
 ) -> list[Gate]:
     """Every gate. The coverage threshold applies only to a whole-suite run: a selection
     (-k, -m) covers less by design."""
     threshold = [] if (k or markers) else ["--fail-under", str(coverage)]
+    passes = suite_passes(k, markers, python, workers_n or workers(), serial_files)
     return [
         Gate("ruff-check", (python, "-m", "ruff", "check", ".")),
         Gate("ruff-format", (python, "-m", "ruff", "format", "--check", *FORMATTED)),
         Gate("mypy", (python, "-m", "mypy")),
-        *suite_passes(k, markers, python, workers_n or workers()),
-        Gate("coverage", (python, "-m", COVERAGE_MODULE, *threshold), after="pytest-serial"),
+        *passes,
+        Gate("coverage", (python, "-m", COVERAGE_MODULE, *threshold), after=passes[-1].name),
     ]

@@ -61,7 +61,11 @@ def _ctx(repo: GitRepo, sha: str | None = None) -> StepContext:
 
 @pytest.mark.unit
 def test_the_gates_lint_beside_two_test_passes_then_check_coverage() -> None:
-    whole = {g.name: g for g in gates.quality_gates(85, python="py", workers_n="3")}
+    serial_files = ["tests/test_alone.py"]
+    whole = {
+        g.name: g
+        for g in gates.quality_gates(85, python="py", workers_n="3", serial_files=serial_files)
+    }
     assert list(whole) == [
         "ruff-check",
         "ruff-format",
@@ -84,15 +88,26 @@ def test_the_gates_lint_beside_two_test_passes_then_check_coverage() -> None:
     assert "--cov-append" not in parallel.argv  # the first pass starts the data afresh
     assert serial.after == "pytest" and "-n" not in serial.argv
     assert "serial" in serial.argv and "not serial" not in serial.argv
+    assert serial.argv[-1] == "tests/test_alone.py"  # it collects only the files that mark
     assert "--cov-append" in serial.argv
     assert 5 in parallel.ok_statuses and 5 in serial.ok_statuses  # a pass may select nothing
     assert whole["coverage"].after == "pytest-serial"
     assert whole["coverage"].argv[-2:] == ("--fail-under", "85")
-    selected = {g.name: g for g in gates.quality_gates(85, k="flags", markers="unit")}
+    selected = {
+        g.name: g
+        for g in gates.quality_gates(85, k="flags", markers="unit", serial_files=serial_files)
+    }
     assert "--fail-under" not in selected["coverage"].argv
     assert selected["pytest"].argv[-2:] == ("-k", "flags")
     assert "(unit) and not serial" in selected["pytest"].argv
     assert "(unit) and serial" in selected["pytest-serial"].argv
+
+
+@pytest.mark.unit
+def test_without_serial_tests_there_is_no_serial_pass() -> None:
+    names = [g.name for g in gates.quality_gates(python="py", serial_files=[])]
+    assert names == ["ruff-check", "ruff-format", "mypy", "pytest", "coverage"]
+    assert gates.quality_gates(serial_files=[])[-1].after == "pytest"
 
 
 @pytest.mark.unit
