@@ -48,6 +48,10 @@ CRASH_LOOP = 3
 KILL_GRACE_S = 10.0
 MAX_BACKOFF_S = 30.0
 ROTATE_EVERY_S = 30.0
+# With no rollout running and every replica ready, readiness and the load balancer's view are
+# asked at most this often (process exits are still seen every tick): four probes a second
+# per replica cost an idle environment more CPU than everything else it does.
+STEADY_PROBE_S = 1.0
 
 
 @dataclass
@@ -104,6 +108,7 @@ class Agent:
         self.rollout: Rollout | None = None
         self.client = httpx.Client(timeout=1.0)
         self._rotated_at = float("-inf")
+        self._probed_at = float("-inf")
 
     # -- one tick ------------------------------------------------------------
 
@@ -135,8 +140,21 @@ class Agent:
             return self.stable
         return desired
 
+    def _steady(self, records: dict[int, ReplicaRecord]) -> bool:
+        """No rollout running, and every replica known, serving and last seen ready."""
+        if self.rollout is not None and self.rollout.state is RolloutState.IN_PROGRESS:
+            return False
+        return set(records) == set(self.health) and all(
+            self.health[slot].health is Health.READY and record.draining_since is None
+            for slot, record in records.items()
+        )
+
     def _observe(self, records: dict[int, ReplicaRecord]) -> None:
-        in_lb = self.lb_health() if self.lb_health else {}
+        now = time.monotonic()
+        probing = not self._steady(records) or now - self._probed_at >= STEADY_PROBE_S
+        if probing:
+            self._probed_at = now
+        in_lb = self.lb_health() if self.lb_health and probing else {}
         for slot, record in records.items():
             state = self.health.setdefault(slot, SlotHealth())
             if not is_alive(record):
@@ -144,6 +162,8 @@ class Agent:
                 continue
             if record.draining_since is not None:
                 state.health, state.reason = Health.DRAINING, "draining"
+                continue
+            if not probing:
                 continue
             now = time.monotonic()
             if now - state.live_checked_at >= LIVENESS_INTERVAL_S:
