@@ -34,3 +34,52 @@ def test_the_agent_rolls_process_logs_that_outgrow_the_limit(
     assert (layout.logs / "replica-0.log.1").stat().st_size >= 1600
     assert big.read_text() == '{"level":"info","after":"roll"}\n'
     assert not (layout.logs / "agent.log.1").exists()
+
+
+def test_in_steady_state_readiness_is_asked_once_a_second_not_every_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import time
+
+    from pipelines.targets.base import RolloutState
+    from pipelines.targets.local import agent as agent_module
+    from pipelines.targets.local.agent import Rollout
+    from pipelines.targets.local.replicas import ReplicaRecord, process_start
+
+    probes: list[str] = []
+    monkeypatch.setattr(
+        agent_module, "probe", lambda client, port, path: (probes.append(path), (200, ""))[1]
+    )
+    asked_lb: list[float] = []
+
+    def lb_health() -> dict[int, bool]:
+        asked_lb.append(time.monotonic())
+        return {}
+
+    layout = EnvLayout("staging", tmp_path / "staging")
+    layout.create()
+    agent = Agent(
+        layout,
+        slot_ports=[1],
+        liveness_path="/live",
+        readiness_path="/ready",
+        drain_seconds=1,
+        env_for=lambda target: {},
+        lb_health=lb_health,
+    )
+    me = os.getpid()
+    record = ReplicaRecord(0, 1, me, str(process_start(me)), "r1", "a", 1, time.time())
+    records = {0: record}
+    agent._observe(records)  # first sight: probed, and now ready
+    assert probes.count("/ready") == 1 and len(asked_lb) == 1
+    for _ in range(5):  # ticks within the second: nothing asked
+        agent._observe(records)
+    assert probes.count("/ready") == 1 and len(asked_lb) == 1
+    agent._probed_at -= agent_module.STEADY_PROBE_S  # a second later
+    agent._observe(records)
+    assert probes.count("/ready") == 2 and len(asked_lb) == 2
+    agent.rollout = Rollout(2, "r2", time.time(), RolloutState.IN_PROGRESS)
+    for _ in range(3):  # a rollout running: every tick asks
+        agent._observe(records)
+    assert probes.count("/ready") == 5 and len(asked_lb) == 5
