@@ -158,6 +158,7 @@ def scan(
     ).stdout.splitlines()
     manifest = {
         "sha": sha,
+        "content_key": scan_key(root, sha),
         "scanned_at": _iso(time.time()),
         "changed_files": [line[3:] for line in changed if not line[3:].startswith("reports/")],
         "tools": tools,
@@ -166,6 +167,24 @@ def scan(
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(tmp, out / MANIFEST)
     return manifest
+
+
+def scan_key(root: Path, sha: str) -> str | None:
+    """The content key of what the scanners read: the commit's files but docs, and the
+    installed packages (pipelines/deploy/gates/inputs.py). A commit that changes only docs
+    has the key of the commit before it, so that commit's scan describes it too."""
+    from pipelines.deploy.gates.inputs import InputsError, inputs_for
+
+    try:
+        return inputs_for(root, sha, ["security-scan"]).key
+    except InputsError:
+        return None
+
+
+def same_content(manifest: Mapping[str, Any], root: Path, sha: str) -> bool:
+    """Whether the scan in `manifest` read exactly what `sha` would give the scanners."""
+    key = manifest.get("content_key")
+    return bool(key) and key == scan_key(root, sha)
 
 
 def _artifact_time(name: str, path: Path, manifest: Mapping[str, Any]) -> float:
@@ -184,8 +203,11 @@ def collect_findings(
     unknown_severity: str,
     bandit_min_confidence: str,
     now: float | None = None,
+    root: Path | None = None,
 ) -> list[Finding]:
-    """Every finding in the artifacts, plus findings about the artifacts themselves."""
+    """Every finding in the artifacts, plus findings about the artifacts themselves. With
+    `root`, a scan of another commit with the same content key counts as this commit's: it
+    is then judged by its age alone."""
     now = time.time() if now is None else now
     try:
         manifest = json.loads((artifacts / MANIFEST).read_text())
@@ -194,6 +216,7 @@ def collect_findings(
     findings: list[Finding] = []
     rescan = "run `invoke security.scan` on this commit"
     tools = manifest.get("tools", {})
+    reused = root is not None and manifest.get("sha") != sha and same_content(manifest, root, sha)
     for name, filename in FILES.items():
         path = artifacts / filename
         entry = tools.get(name, {})
@@ -202,10 +225,10 @@ def collect_findings(
                 findings.append(_scan_problem("missing", name, f"no {filename}", rescan))
             continue
         made = _artifact_time(name, path, manifest)
-        if entry and manifest.get("sha") != sha:
+        if entry and manifest.get("sha") != sha and not reused:
             scanned = str(manifest.get("sha"))[:12]
             findings.append(_scan_problem("stale", name, f"scanned commit {scanned}", rescan))
-        elif made < commit_time:
+        elif made < commit_time and not reused:
             findings.append(
                 _scan_problem("stale", name, f"made {_iso(made)}, before the commit", rescan)
             )
@@ -292,6 +315,7 @@ def review(
         env_policy.unknown_severity,
         env_policy.bandit_min_confidence,
         now,
+        root,
     )
     return apply_policy(findings, policy, env, today)
 
@@ -335,11 +359,12 @@ class SecurityReviewStep:
         return self.policy_env or default_policy_env(ctx.target.name)
 
     def _scanned_this_commit(self, ctx: StepContext) -> bool:
+        """A scan of this commit, or of one the scanners cannot tell from it (docs only)."""
         try:
             manifest = json.loads((ctx.root / ARTIFACTS_DIR / MANIFEST).read_text())
         except (OSError, ValueError):
             return False
-        return bool(manifest.get("sha") == ctx.sha)
+        return manifest.get("sha") == ctx.sha or same_content(manifest, ctx.root, ctx.sha)
 
     def plan(self, ctx: StepContext) -> StepPlan:
         env = self._env(ctx)

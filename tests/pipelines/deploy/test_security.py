@@ -270,6 +270,34 @@ def test_a_scan_of_another_commit_or_a_missing_scan_blocks(repo: GitRepo) -> Non
 
 
 @pytest.mark.integration
+def test_a_scan_serves_a_docs_only_commit_after_it_but_not_a_code_change(
+    repo: GitRepo,
+) -> None:
+    write_policy(repo)
+    repo.commit("feat: code", {"service/app.py": "x = 1\n"}, when=int(time.time()) - 600)
+    scanned = repo.git("rev-parse", "HEAD")
+    write_artifacts(repo, PIP_AUDIT_CLEAN, BANDIT_CLEAN, age_s=60)
+    manifest_path = repo.path / security.ARTIFACTS_DIR / security.MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest["content_key"] = security.scan_key(repo.path, scanned)
+    manifest_path.write_text(json.dumps(manifest))
+    docs = repo.commit("docs: explain", {"README.md": "# app\n", "docs/HOW.md": "how\n"})
+    assert review(repo).ok  # made before this commit, but of the same content
+    ctx = StepContext(
+        target=LocalTarget(state_dir=repo.path / ".state"),
+        sha=docs,
+        root=repo.path,
+        reports=repo.path / "reports" / "deploy",
+    )
+    assert not SecurityReviewStep().plan(ctx).summary.startswith("scan ")  # no new scan
+    repo.commit("fix: code", {"service/app.py": "x = 2\n"})
+    result = review(repo)
+    assert kinds(result) == {"stale"} and f"scanned commit {scanned[:12]}" in str(
+        [f.message for f in result.blocking]
+    )
+
+
+@pytest.mark.integration
 def test_a_valid_waiver_lets_its_finding_through(repo: GitRepo) -> None:
     waiver = {"id": "CVE-2019-10906", "owner": "ops", "reason": "sandbox unused", "expires": ""}
     write_policy(repo, waivers=[{**waiver, "expires": "2027-01-31"}])
