@@ -28,7 +28,7 @@ from pipelines.deploy.gates.inputs import (
     inputs_for,
     read_by_gates,
 )
-from pipelines.deploy.gates.run import first_failure, run_gates, summary, tests_counted
+from pipelines.deploy.gates.run import first_failure, run_gates, say, summary, tests_counted
 from pipelines.ledger import actor
 
 RECORDS = Path("reports") / "gates"
@@ -100,7 +100,7 @@ def check(
     gates: Sequence[Gate] | None = None,
     keep_going: bool = False,
     stream: str | None = None,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] = say,
 ) -> dict[str, Any]:
     """`invoke check`: refuse a dirty tree, run the gates, write and return the record."""
     dirty = dirty_files(root)
@@ -299,7 +299,7 @@ def run_suite(root: Path, coverage: int, k: str = "", markers: str = "") -> int:
     gate_list = quality_gates(coverage, k, markers)
     clock = time.monotonic()
     results = run_gates(gate_list, root, stream="pytest")
-    print(summary(results, gate_list, root, time.monotonic() - clock))
+    say(summary(results, gate_list, root, time.monotonic() - clock))
     failed = first_failure(results)
     if failed is None:
         return 0

@@ -33,6 +33,11 @@ TAIL_LINES = 60
 Echo = Callable[[str], None]
 
 
+def say(line: str) -> None:
+    """Print at once: in a CI log stdout is a pipe, and a buffered progress line is late."""
+    print(line, flush=True)
+
+
 @dataclass(frozen=True)
 class GateResult:
     name: str
@@ -89,7 +94,7 @@ class GateRun:
         gates: Sequence[Gate],
         root: Path,
         keep_going: bool = False,
-        echo: Echo = print,
+        echo: Echo = say,
         stream: str | None = None,
         deadline_s: float | None = None,
         progress_every_s: float | None = None,
@@ -308,7 +313,7 @@ def run_gates(
     gates: Sequence[Gate],
     root: Path,
     keep_going: bool = False,
-    echo: Echo = print,
+    echo: Echo = say,
     stream: str | None = None,
     deadline_s: float | None = None,
     progress_every_s: float | None = None,
