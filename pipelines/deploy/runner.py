@@ -234,7 +234,7 @@ def step_groups(steps: Sequence[Step]) -> list[list[Step]]:
 def run_group(group: Sequence[Step], ctx: StepContext) -> dict[int, StepResult]:
     """Run the group's steps, together when there are several, and print their results in
     step order once all have ended."""
-    numbers = ", ".join(str(step.number) for step in group)
+    numbers = f"{group[0].number}-{group[-1].number}"
     if len(group) == 1:
         print(f"[{group[0].number}/7] {group[0].title} ...", flush=True)
         results = {group[0].number: run_step(group[0], ctx)}
