@@ -358,6 +358,7 @@ def bench_schema(c: Context, out: str = "reports/bench-schema.json") -> None:
         "skip_gates": "skip timing the gates serial against parallel",
         "baseline": "also time `python3 dev.py deploy` on fresh clones of this ref and of HEAD",
         "runs": "also run the README test command this many times, counting failed tests",
+        "main_job": "time the fresh-clone main job at HEAD and a docs-only redeploy",
     },
 )
 def bench_gates(
@@ -366,11 +367,16 @@ def bench_gates(
     skip_gates: bool = False,
     baseline: str = "",
     runs: int = 0,
+    main_job: bool = False,
 ) -> None:
     """The gates one after the other against concurrently; the main job; repeated runs."""
     from pipelines.bench import gates_bench
 
-    raise SystemExit(gates_bench.main(out=out, gates=not skip_gates, baseline=baseline, runs=runs))
+    raise SystemExit(
+        gates_bench.main(
+            out=out, gates=not skip_gates, baseline=baseline, runs=runs, main_job_head=main_job
+        )
+    )
 
 
 bench = Collection("bench", bench_local, bench_service, bench_schema, bench_gates)

@@ -190,6 +190,7 @@ def main(
     baseline: str = "",
     runs: int = 0,
     coverage: int = 90,
+    main_job_head: bool = False,
 ) -> int:
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -22,6 +22,8 @@ PORT_RANGE_ENV = "DRYDOCK_PORT_RANGE"  # "low-high", both inclusive
 SCRATCH_LOW = 20_000
 # Handed out by this process and maybe not yet listened on: never handed out twice.
 _handed: set[int] = set()
+# Set while `drawing_from` has narrowed this process's range (so it is not the user's).
+_narrowing: list[tuple[int, int]] = []
 
 
 def ephemeral_range() -> tuple[int, int]:
@@ -67,14 +69,23 @@ def pipeline_and_tests_ranges() -> tuple[tuple[int, int], tuple[int, int]]:
 def drawing_from(span: tuple[int, int]) -> Iterator[None]:
     """This process (and what it starts) draws scratch ports from `span` meanwhile, unless
     DRYDOCK_PORT_RANGE was set by the user."""
-    if os.environ.get(PORT_RANGE_ENV):
+    if user_range_set():
         yield
         return
     os.environ[PORT_RANGE_ENV] = f"{span[0]}-{span[1]}"
+    _narrowing.append(span)
     try:
         yield
     finally:
-        os.environ.pop(PORT_RANGE_ENV, None)
+        _narrowing.pop()
+        if not _narrowing:
+            os.environ.pop(PORT_RANGE_ENV, None)
+
+
+def user_range_set() -> bool:
+    """Whether DRYDOCK_PORT_RANGE comes from outside (a user, or a test worker's slice),
+    not from this process narrowing its own draws."""
+    return bool(os.environ.get(PORT_RANGE_ENV)) and not _narrowing
 
 
 def split_range(low: int, high: int, parts: int, index: int) -> tuple[int, int]:

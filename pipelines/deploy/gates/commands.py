@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.host.ports import PORT_RANGE_ENV, pipeline_and_tests_ranges
+from pipelines.host.ports import PORT_RANGE_ENV, pipeline_and_tests_ranges, user_range_set
 
 ROOT = Path(__file__).resolve().parents[3]
 REPORTS = Path("reports")
@@ -61,7 +61,7 @@ def _marker(markers: str, serial: bool) -> str:
 
 def _tests_env(progress: Path, name: str) -> dict[str, str]:
     env = {PROGRESS_ENV: str(progress), STACKS_ENV: str(STACKS / name)}
-    if not os.environ.get(PORT_RANGE_ENV):
+    if not user_range_set():
         # Disjoint from the ports a deploy's steps 2-4 draw while the tests run beside them.
         low, high = pipeline_and_tests_ranges()[1]
         env[PORT_RANGE_ENV] = f"{low}-{high}"

@@ -8,6 +8,7 @@ itself. Concurrency is proven by gates that can only pass together, never by a c
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -387,3 +388,26 @@ def test_the_gate_logs_are_kept_per_gate(repo: GitRepo) -> None:
         repo.path, gates=[_gate("talks", "print('hello from the gate')")], echo=lambda line: None
     )
     assert "hello from the gate" in (repo.path / LOGS / "talks.log").read_text()
+
+
+@pytest.mark.unit
+def test_the_tests_draw_ports_apart_from_the_steps_beside_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipelines.host import ports
+
+    monkeypatch.delenv(ports.PORT_RANGE_ENV, raising=False)
+    pipeline, tests = ports.pipeline_and_tests_ranges()
+    assert pipeline[1] < tests[0] and tests[1] - tests[0] > 5 * (pipeline[1] - pipeline[0])
+    # As in a deploy: step 1 builds its gates while steps 2-4 draw from the pipeline's part.
+    with ports.drawing_from(pipeline):
+        assert ports.scratch_range() == pipeline
+        [parallel] = gates.commands.suite_passes(serial_files=[])
+    assert parallel.env[ports.PORT_RANGE_ENV] == f"{tests[0]}-{tests[1]}"
+    assert ports.PORT_RANGE_ENV not in os.environ  # put back
+    # A range the user (or a test worker) set is theirs: both inherit it untouched.
+    monkeypatch.setenv(ports.PORT_RANGE_ENV, "21000-23000")
+    with ports.drawing_from(pipeline):
+        assert ports.scratch_range() == (21000, 23000)
+        [parallel] = gates.commands.suite_passes(serial_files=[])
+    assert ports.PORT_RANGE_ENV not in parallel.env
