@@ -205,12 +205,15 @@ def main(
             "parallel": parallel,
             "ratio": round(parallel["wall_s"] / serial["wall_s"], 2),
         }
-    if baseline:
-        job: dict[str, Any] = {"baseline": main_job("baseline", baseline, workdir, False)}
+    if baseline or main_job_head:
+        job: dict[str, Any] = {}
+        if baseline:
+            job["baseline"] = main_job("baseline", baseline, workdir, False)
         job["head"] = main_job("head", "HEAD", workdir, True)
-        job["ratio"] = round(
-            job["head"]["deploy"]["wall_s"] / job["baseline"]["deploy"]["wall_s"], 2
-        )
+        if baseline and job["head"]["deploy"]["exit_code"] == 0:
+            job["ratio"] = round(
+                job["head"]["deploy"]["wall_s"] / job["baseline"]["deploy"]["wall_s"], 2
+            )
         results["main_job"] = job
     if runs:
         results["runs"] = repeated_runs(runs, workdir)
