@@ -25,7 +25,7 @@ NOT_READ = ("docs/*", "*.md", "LICENSE", "reports/*")
 
 
 class InputsError(RuntimeError):
-    """The commit's files could not be listed (not a git checkout, unknown sha)."""
+    """A git command the gates need failed (not a checkout, an unknown sha)."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Inputs:
     dependencies: tuple[str, ...]
 
 
-def _git(root: Path, *args: str) -> str:
+def git(root: Path, *args: str) -> str:
     result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise InputsError(f"git {' '.join(args)} failed in {root}: {result.stderr.strip()}")
@@ -50,7 +50,7 @@ def read_by_gates(path: str) -> bool:
 
 def committed_files(root: Path, sha: str) -> list[tuple[str, str]]:
     """(path, blob id) of every file in `sha` the gates read, sorted by path."""
-    listing = _git(root, "ls-tree", "-r", "-z", "--full-tree", sha)
+    listing = git(root, "ls-tree", "-r", "-z", "--full-tree", sha)
     files = []
     for entry in listing.split("\0"):
         if not entry:
@@ -90,4 +90,4 @@ def inputs_for(root: Path, sha: str, settings: Sequence[str]) -> Inputs:
 
 def changed_between(root: Path, old: str, new: str) -> list[str]:
     """The files that differ between two commits (all of them: read by the gates or not)."""
-    return [line for line in _git(root, "diff", "--name-only", old, new).splitlines() if line]
+    return [line for line in git(root, "diff", "--name-only", old, new).splitlines() if line]

@@ -25,6 +25,7 @@ from pipelines.deploy.gates.inputs import (
     Inputs,
     InputsError,
     changed_between,
+    git,
     inputs_for,
     read_by_gates,
 )
@@ -45,15 +46,6 @@ class DirtyTreeError(RuntimeError):
             f"the working tree has {len(self.files)} uncommitted change(s): {shown}. "
             "Commit or stash them, so the gate record describes exactly one commit."
         )
-
-
-def git(root: Path, *args: str) -> str:
-    import subprocess
-
-    result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed in {root}: {result.stderr.strip()}")
-    return result.stdout
 
 
 def dirty_files(root: Path) -> list[str]:
@@ -168,9 +160,7 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 
 def _not_green(record: Mapping[str, Any], sha: str) -> str | None:
-    """Why a record for `sha` does not pass, or None when it does."""
-    if record.get("sha") != sha:
-        return f"records commit {str(record.get('sha'))[:12]}, not {sha}"
+    """Why the record of `sha` does not pass, or None when it does."""
     if not record.get("tree_clean", False):
         return f"the gates for {sha[:12]} ran on a modified tree"
     failed = [g["name"] for g in record.get("gates", []) if not _gate_passed(g)]
@@ -214,11 +204,12 @@ def verify_record(
     if own_path.exists() and own is None:
         return Verdict(False, f"{own_path} is not a JSON object; run `invoke check` again")
     if own is not None:
+        if own.get("sha") != sha:
+            recorded = str(own.get("sha"))[:12]
+            return Verdict(False, f"{own_path} records commit {recorded}, not {sha}", own)
         refused = _not_green(own, sha)
         if refused:
-            return Verdict(
-                False, refused if "records commit" not in refused else f"{own_path} {refused}", own
-            )
+            return Verdict(False, refused, own)
         if own.get("content_key") == inputs.key:
             return Verdict(True, f"green gate record for {sha[:12]}", own)
         change = _dependency_change(own, inputs)
