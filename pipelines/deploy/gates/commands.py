@@ -71,7 +71,7 @@ def _tests_env(progress: Path, name: str) -> dict[str, str]:
 def serial_test_files(root: Path = ROOT) -> list[str]:
     """The test files that mark tests `serial`. The serial pass collects only these, and
     none at all when there are none: collecting the whole suite costs about ten seconds.
-    tests/pipelines/deploy/test_gate_commands.py checks that pytest agrees."""
+    tests/serial_marks.py refuses a test marked `serial` in any other file."""
     return sorted(
         path.relative_to(root).as_posix()
         for path in (root / "tests").rglob("test_*.py")

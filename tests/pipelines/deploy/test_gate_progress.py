@@ -3,21 +3,20 @@ small throwaway suite, in parallel as the gates run it."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pipelines.deploy import gates
 from pipelines.deploy.gates import progress
-from pipelines.deploy.gates.commands import PROGRESS_ENV, PROGRESS_PLUGIN, Gate
+from pipelines.deploy.gates.commands import PROGRESS_ENV, PROGRESS_PLUGIN, STACKS_ENV, Gate
+from tests import nested_pytest
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
-INI = "[pytest]\ntimeout_method = thread\nasyncio_default_fixture_loop_scope = function\n"
+INI = "[pytest]\ntimeout_method = thread\n"
 
 
 def _suite(tmp_path: Path, tests: str, conftest: str = "") -> Path:
@@ -30,7 +29,7 @@ def _suite(tmp_path: Path, tests: str, conftest: str = "") -> Path:
 
 
 def _pytest(*args: str) -> tuple[str, ...]:
-    return (sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", PROGRESS_PLUGIN, *args)
+    return nested_pytest.argv(*args, plugins=(PROGRESS_PLUGIN,))
 
 
 @pytest.mark.parametrize("workers", [["-n", "2"], []], ids=["xdist", "one-process"])
@@ -48,7 +47,7 @@ def test_the_plugin_counts_every_outcome(tmp_path: Path, workers: list[str]) -> 
     subprocess.run(
         _pytest(*workers, "-q"),
         cwd=suite,
-        env={**os.environ, PROGRESS_ENV: str(out)},
+        env=nested_pytest.environ(**{PROGRESS_ENV: str(out)}),
         capture_output=True,
         check=False,
     )
@@ -83,7 +82,7 @@ def test_the_runner_shows_tests_done_over_total_while_it_waits(tmp_path: Path) -
     gate = Gate(
         "pytest",
         _pytest("-q", "-p", "no:randomly"),
-        env={PROGRESS_ENV: str(progress_file)},
+        env=nested_pytest.environ(**{PROGRESS_ENV: str(progress_file)}),
         progress=progress_file,
     )
     [result] = gates.run_gates([gate], suite, echo=echo, progress_every_s=0.2)
@@ -103,10 +102,10 @@ def test_a_hung_test_under_xdist_ends_with_its_worker_stacks(tmp_path: Path) -> 
         "def test_fine(): pass\n",
         conftest='pytest_plugins = ["tests.hang_watchdog"]\n',
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("DRYDOCK_STACKS_DIR", None)
+    env = nested_pytest.environ(PYTHONPATH=str(ROOT))
+    env.pop(STACKS_ENV, None)
     run = subprocess.run(
-        (sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "-q"),
+        nested_pytest.argv("-n", "2", "-q"),
         cwd=suite,
         env=env,
         capture_output=True,
