@@ -11,6 +11,7 @@ then ends.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipelines.deploy.gates import progress
-from pipelines.deploy.gates.commands import LOGS, STACKS, Gate
+from pipelines.deploy.gates.commands import COVERAGE_JSON, LOGS, STACKS, Gate
 
 DEADLINE_ENV = "DRYDOCK_GATES_DEADLINE_S"
 DEFAULT_DEADLINE_S = 3600.0
@@ -100,6 +101,7 @@ class GateRun:
         progress_every_s: float | None = None,
     ) -> None:
         self.gates = list(gates)
+        _check_order(self.gates)
         self.root = root
         self.keep_going = keep_going
         self.echo = echo
@@ -309,6 +311,19 @@ class GateRun:
             sys.stdout.flush()
 
 
+def _check_order(gates: Sequence[Gate]) -> None:
+    """A gate waiting for one that is not in the run, or comes after it, would wait forever."""
+    seen: set[str] = set()
+    for gate in gates:
+        if gate.name in seen:
+            raise ValueError(f"two gates are named {gate.name!r}")
+        if gate.after is not None and gate.after not in seen:
+            raise ValueError(
+                f"gate {gate.name!r} runs after {gate.after!r}, which is not a gate before it"
+            )
+        seen.add(gate.name)
+
+
 def run_gates(
     gates: Sequence[Gate],
     root: Path,
@@ -339,8 +354,21 @@ def summary(results: Sequence[GateResult], gates: Sequence[Gate], root: Path, to
             f"{counts['skipped']} skipped"
         )
         lines.extend(f"    failed: {nodeid}" for nodeid in counts["failed"][:20])
+    covered = coverage_total(root, results)
+    if covered is not None:
+        lines.append(f"  coverage: {covered:.2f} % (table: {root / LOGS / 'coverage.log'})")
     lines.append(f"  logs: {root / LOGS}")
     return "\n".join(lines)
+
+
+def coverage_total(root: Path, results: Sequence[GateResult]) -> float | None:
+    """The total this run's coverage gate wrote; None when it did not run."""
+    ran = any(r.name == "coverage" and r.exit_status is not None for r in results)
+    try:
+        report = json.loads((root / COVERAGE_JSON).read_text()) if ran else None
+    except (OSError, ValueError):
+        return None
+    return float(report["totals"]["percent_covered"]) if report else None
 
 
 def tests_counted(root: Path, gates: Sequence[Gate]) -> dict[str, Any] | None:

@@ -158,6 +158,40 @@ def test_a_gate_with_after_waits_for_it_and_is_skipped_when_it_fails(tmp_path: P
     assert results["after-broken"].note == "broken did not pass"
 
 
+@pytest.mark.parametrize(
+    ("chain", "message"),
+    [
+        ([_gate("coverage", "pass", after="pytest")], "'pytest', which is not a gate before it"),
+        ([_gate("lint", "pass"), _gate("lint", "pass")], "two gates are named 'lint'"),
+    ],
+    ids=["unknown", "twice"],
+)
+def test_a_gate_that_could_never_start_is_refused_before_anything_runs(
+    tmp_path: Path, chain: list[Gate], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        gates.run_gates(chain, tmp_path, echo=lambda line: None)
+    assert not (tmp_path / LOGS).exists()
+
+
+@pytest.mark.integration
+def test_the_summary_shows_the_coverage_this_run_measured(tmp_path: Path) -> None:
+    write = (
+        "import json, pathlib; p = pathlib.Path('reports/coverage.json'); "
+        "p.parent.mkdir(parents=True, exist_ok=True); "
+        "p.write_text(json.dumps({'totals': {'percent_covered': 93.456}}))"
+    )
+    ran = gates.run_gates([_gate("coverage", write)], tmp_path, echo=lambda line: None)
+    assert "coverage: 93.46 %" in summary(ran, [], tmp_path, 1.0)
+    # A report left by an earlier run is not this run's.
+    skipped = gates.run_gates(
+        [_gate("lint", "raise SystemExit(1)"), _gate("coverage", write, after="lint")],
+        tmp_path,
+        echo=lambda line: None,
+    )
+    assert "coverage:" not in summary(skipped, [], tmp_path, 1.0)
+
+
 @pytest.mark.integration
 def test_a_test_pass_that_selects_nothing_passes(tmp_path: Path) -> None:
     [result] = gates.run_gates(
