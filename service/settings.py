@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import time
+from datetime import datetime
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +20,17 @@ from service.flags import FlagError, resolve_flags
 
 MIN_SECRET_BYTES = 32
 DEV_JWT_SECRET = "development-only-signing-key-change-me-0000"  # noqa: S105 - refused outside development
+# How far ahead of this host's clock a previous key's cutoff may lie beyond one access-token
+# lifetime: the rotation that recorded it may have run on a host whose clock is ahead.
+CUTOFF_CLOCK_SLACK_S = 60
+# The keys of JWT_KEYS, the signing keys as one JSON object (how the AWS secret holds them).
+KEYRING_FIELDS = {
+    "kid": "jwt_kid",
+    "secret": "jwt_secret",
+    "previous_kid": "jwt_previous_kid",
+    "previous_secret": "jwt_previous_secret",
+    "previous_not_after": "jwt_previous_not_after",
+}
 
 
 class SettingsError(ValueError):
@@ -61,6 +75,28 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     instance_id: str = Field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
 
+    # -- signing-key rotation (runbook section 12) -------------------------------------------
+    # After this instant (a Unix time, or an ISO 8601 instant with its offset) tokens signed
+    # with the previous key are refused; the rotation that kept the key recorded it. Required
+    # with JWT_PREVIOUS_SECRET, and at most one access-token lifetime ahead.
+    jwt_previous_not_after: datetime | None = None
+    # The signing keys as one JSON object (kid, secret, previous_kid, previous_secret,
+    # previous_not_after): how the AWS secret holds them, injected whole by ECS. Set either
+    # this or JWT_SECRET, JWT_KID and the JWT_PREVIOUS_* variables.
+    jwt_keys: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keyring(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("jwt_keys"):
+            return {**data, **_unpack_keyring(data)}
+        return data
+
+    @field_validator("jwt_previous_not_after", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -91,6 +127,31 @@ class Settings(BaseSettings):
         self.proxy_networks  # noqa: B018 - validate early
         return self
 
+    @model_validator(mode="after")
+    def _previous_key_cutoff(self) -> Settings:
+        cutoff = self.jwt_previous_not_after
+        if self.jwt_previous_secret and cutoff is None:
+            raise ValueError(
+                "JWT_PREVIOUS_NOT_AFTER is required with JWT_PREVIOUS_SECRET: the previous key "
+                "verifies tokens only until then. Rotate with `invoke secrets.rotate`, which "
+                "records it (runbook section 12)"
+            )
+        if cutoff is None:
+            return self
+        if cutoff.tzinfo is None:
+            raise ValueError(
+                f"JWT_PREVIOUS_NOT_AFTER={cutoff.isoformat()} has no time zone; give a Unix "
+                "time or an ISO 8601 instant with its offset, e.g. 2030-01-01T12:00:00Z"
+            )
+        latest = time.time() + self.access_token_ttl_s + CUTOFF_CLOCK_SLACK_S
+        if cutoff.timestamp() > latest:
+            raise ValueError(
+                f"JWT_PREVIOUS_NOT_AFTER={cutoff.isoformat()} is more than one access-token "
+                f"lifetime (ACCESS_TOKEN_TTL_S={self.access_token_ttl_s}) from now; a previous "
+                "key is kept at most that long after a rotation"
+            )
+        return self
+
     @cached_property
     def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         try:
@@ -109,6 +170,30 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.env == "development"
+
+
+def _unpack_keyring(data: dict[str, Any]) -> dict[str, Any]:
+    """JWT_KEYS as the separate settings it replaces; never echoes a value."""
+    clashing = sorted(
+        field.upper() for field in KEYRING_FIELDS.values() if data.get(field) not in (None, "")
+    )
+    if clashing:
+        raise ValueError(f"set JWT_KEYS or {', '.join(clashing)}, not both")
+    try:
+        keyring = json.loads(data["jwt_keys"])
+    except (TypeError, ValueError):
+        keyring = None
+    if not isinstance(keyring, dict) or not all(
+        isinstance(keyring.get(key), str) and keyring[key] for key in ("kid", "secret")
+    ):
+        raise ValueError(
+            'JWT_KEYS must be a JSON object with string "kid" and "secret" (and optionally '
+            '"previous_kid", "previous_secret", "previous_not_after")'
+        )
+    unknown = sorted(set(keyring) - set(KEYRING_FIELDS))
+    if unknown:
+        raise ValueError(f"JWT_KEYS has unknown keys {unknown}; known: {sorted(KEYRING_FIELDS)}")
+    return {KEYRING_FIELDS[key]: value for key, value in keyring.items() if value not in ("", None)}
 
 
 def load_settings(**overrides: object) -> Settings:
