@@ -93,13 +93,20 @@ env_ns = Collection("env", env_up, env_status, env_logs, env_down)
 
 @task(
     name="rotate",
-    help={"env": "staging or production", "name": "jwt, metrics, db-app, or a secret's full name"},
+    help={
+        "env": "staging or production",
+        "name": "jwt, metrics, db-app, or a secret's full name (aws: jwt only)",
+        "compromised": "keep no previous key: its tokens are refused at once, everyone logs in",
+        "target": "local (default) or aws",
+    },
 )
-def secrets_rotate(c: Context, env: str, name: str) -> None:
-    """Rotate a secret (runbook section 12) and roll the replicas onto it."""
-    from pipelines.operations import environments
+def secrets_rotate(
+    c: Context, env: str, name: str, compromised: bool = False, target: str = "local"
+) -> None:
+    """Rotate a secret (runbook section 12) and roll the service onto it."""
+    from pipelines.operations import rotation
 
-    raise SystemExit(environments.rotate_command(env, name))
+    raise SystemExit(rotation.rotate_command(env, name, compromised, target))
 
 
 secrets_ns = Collection("secrets", secrets_rotate)

@@ -2,8 +2,13 @@
 
 Values are generated with pulumi_random (they live in Pulumi state only as secrets) and
 encrypted with a customer-managed KMS key. Tasks receive them as ECS `secrets` by ARN.
-Rotation (runbook §12): bump `drydock:jwtKeyGeneration` or `drydock:dbPasswordGeneration` and
-run `pulumi up`; see docs/RUNBOOK.md for the follow-up steps.
+
+The JWT secret is a JSON keyring (`kid`, `secret`, and after a routine rotation
+`previous_kid`, `previous_secret`, `previous_not_after`); Pulumi writes its first version
+only. Rotation (runbook §12): `invoke secrets.rotate --target aws --name jwt
+[--compromised]` writes new versions. Bumping `drydock:jwtKeyGeneration` makes Pulumi
+replace the keyring with a fresh key and no previous one, a compromise rotation, and
+`drydock:dbPasswordGeneration` the database password; see docs/RUNBOOK.md for the steps.
 """
 
 from __future__ import annotations

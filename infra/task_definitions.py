@@ -84,8 +84,11 @@ def app_container(
         "environment": app_environment(spec),
         "secrets": [
             {"name": "DATABASE_URL", "valueFrom": value_from(app_db_arn, "url")},
-            {"name": "JWT_SECRET", "valueFrom": value_from(jwt_arn, "secret")},
-            {"name": "JWT_KID", "valueFrom": value_from(jwt_arn, "kid")},
+            # The whole keyring (the secret's ARN alone: its current JSON document): the key
+            # and, after a routine rotation, the previous one with its cutoff (runbook section
+            # 12). A JSON key that may be absent cannot be referenced on its own: ECS refuses
+            # to start a task whose secret lacks a referenced key.
+            {"name": "JWT_KEYS", "valueFrom": jwt_arn},
         ],
         "healthCheck": {
             "command": ["CMD", "python", "-c", probe],

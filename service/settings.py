@@ -1,14 +1,20 @@
 """Every runtime setting, read once from the environment (12-factor) and validated.
 
-`ENV=production` refuses weak or missing secrets and names the variable at fault.
+`ENV=production` refuses weak or missing secrets and names the variable at fault. ENV may be
+left unset only in a development checkout (`service/source_tree.py`), so that a release never
+falls back to development and its signing key. Staging and production refuse the development
+key and any secret written in the project's source.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import time
+from datetime import datetime
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +23,20 @@ from service.flags import FlagError, resolve_flags
 
 MIN_SECRET_BYTES = 32
 DEV_JWT_SECRET = "development-only-signing-key-change-me-0000"  # noqa: S105 - refused outside development
+ENVIRONMENTS = ("development", "test", "staging", "production")
+# The settings whose values must never be found in the project's source (staging, production).
+SOURCE_CHECKED = ("jwt_secret", "jwt_previous_secret", "metrics_token")
+# How far ahead of this host's clock a previous key's cutoff may lie beyond one access-token
+# lifetime: the rotation that recorded it may have run on a host whose clock is ahead.
+CUTOFF_CLOCK_SLACK_S = 60
+# The keys of JWT_KEYS, the signing keys as one JSON object (how the AWS secret holds them).
+KEYRING_FIELDS = {
+    "kid": "jwt_kid",
+    "secret": "jwt_secret",
+    "previous_kid": "jwt_previous_kid",
+    "previous_secret": "jwt_previous_secret",
+    "previous_not_after": "jwt_previous_not_after",
+}
 
 
 class SettingsError(ValueError):
@@ -26,6 +46,7 @@ class SettingsError(ValueError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
+    # Unset: development in a development checkout, refused anywhere else (_env_when_unset).
     env: Literal["development", "test", "staging", "production"] = "development"
     database_url: str = ""
     db_pool_min: int = Field(2, ge=1, le=100)
@@ -61,6 +82,35 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     instance_id: str = Field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
 
+    # -- signing-key rotation and safe defaults (runbook section 12) --------------------------
+    # After this instant (a Unix time, or an ISO 8601 instant with its offset) tokens signed
+    # with the previous key are refused; the rotation that kept the key recorded it. Required
+    # with JWT_PREVIOUS_SECRET, and at most one access-token lifetime ahead.
+    jwt_previous_not_after: datetime | None = None
+    # The signing keys as one JSON object (kid, secret, previous_kid, previous_secret,
+    # previous_not_after): how the AWS secret holds them, injected whole by ECS. Set either
+    # this or JWT_SECRET, JWT_KID and the JWT_PREVIOUS_* variables.
+    jwt_keys: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env_when_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("env"):
+            return {**data, "env": _default_env()}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keyring(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("jwt_keys"):
+            return {**data, **_unpack_keyring(data)}
+        return data
+
+    @field_validator("jwt_previous_not_after", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -91,6 +141,54 @@ class Settings(BaseSettings):
         self.proxy_networks  # noqa: B018 - validate early
         return self
 
+    @model_validator(mode="after")
+    def _previous_key_cutoff(self) -> Settings:
+        cutoff = self.jwt_previous_not_after
+        if self.jwt_previous_secret and cutoff is None:
+            raise ValueError(
+                "JWT_PREVIOUS_NOT_AFTER is required with JWT_PREVIOUS_SECRET: the previous key "
+                "verifies tokens only until then. Rotate with `invoke secrets.rotate`, which "
+                "records it (runbook section 12)"
+            )
+        if cutoff is None:
+            return self
+        if cutoff.tzinfo is None:
+            raise ValueError(
+                f"JWT_PREVIOUS_NOT_AFTER={cutoff.isoformat()} has no time zone; give a Unix "
+                "time or an ISO 8601 instant with its offset, e.g. 2030-01-01T12:00:00Z"
+            )
+        latest = time.time() + self.access_token_ttl_s + CUTOFF_CLOCK_SLACK_S
+        if cutoff.timestamp() > latest:
+            raise ValueError(
+                f"JWT_PREVIOUS_NOT_AFTER={cutoff.isoformat()} is more than one access-token "
+                f"lifetime (ACCESS_TOKEN_TTL_S={self.access_token_ttl_s}) from now; a previous "
+                "key is kept at most that long after a rotation"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _no_public_secrets(self) -> Settings:
+        """Staging and production refuse the development key and any secret that is in the
+        project's own source, where everyone who reads the repository finds it."""
+        if self.env not in {"staging", "production"}:
+            return self
+        for name in ("jwt_secret", "jwt_previous_secret"):
+            if getattr(self, name) == DEV_JWT_SECRET:
+                raise ValueError(
+                    f"{name.upper()} is the development signing key (ENV={self.env}); set a "
+                    'generated one: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+                )
+        from service.source_tree import found_in_source
+
+        found = found_in_source({name: getattr(self, name) for name in SOURCE_CHECKED})
+        if found:
+            name, path = next(iter(found.items()))
+            raise ValueError(
+                f"{name.upper()} appears in the project's source ({path}), so it is no secret "
+                f"(ENV={self.env}); generate a new value and keep it in the secret store"
+            )
+        return self
+
     @cached_property
     def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         try:
@@ -109,6 +207,43 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.env == "development"
+
+
+def _default_env() -> str:
+    """ENV when it is not set: development, but only in a development checkout."""
+    from service.source_tree import PACKAGE_DIR, development_checkout
+
+    if development_checkout() is None:
+        raise ValueError(
+            f"ENV is not set, and {PACKAGE_DIR} is not in a development checkout (a git work "
+            f"tree whose pyproject.toml names drydock); set ENV to one of "
+            f"{', '.join(ENVIRONMENTS)} (production for a release)"
+        )
+    return "development"
+
+
+def _unpack_keyring(data: dict[str, Any]) -> dict[str, Any]:
+    """JWT_KEYS as the separate settings it replaces; never echoes a value."""
+    clashing = sorted(
+        field.upper() for field in KEYRING_FIELDS.values() if data.get(field) not in (None, "")
+    )
+    if clashing:
+        raise ValueError(f"set JWT_KEYS or {', '.join(clashing)}, not both")
+    try:
+        keyring = json.loads(data["jwt_keys"])
+    except (TypeError, ValueError):
+        keyring = None
+    if not isinstance(keyring, dict) or not all(
+        isinstance(keyring.get(key), str) and keyring[key] for key in ("kid", "secret")
+    ):
+        raise ValueError(
+            'JWT_KEYS must be a JSON object with string "kid" and "secret" (and optionally '
+            '"previous_kid", "previous_secret", "previous_not_after")'
+        )
+    unknown = sorted(set(keyring) - set(KEYRING_FIELDS))
+    if unknown:
+        raise ValueError(f"JWT_KEYS has unknown keys {unknown}; known: {sorted(KEYRING_FIELDS)}")
+    return {KEYRING_FIELDS[key]: value for key, value in keyring.items() if value not in ("", None)}
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -3,7 +3,8 @@ for its `operations` (and `backups`) capability and never names a target.
 
     rollback.py   invoke rollback             flags.py      invoke flags.list, flags.set
     db.py         invoke db.status/migrate/reset
-    timeline.py   invoke incident.timeline    environments.py  invoke env.*, secrets.rotate
+    timeline.py   invoke incident.timeline    environments.py  invoke env.*
+    rotation.py   invoke secrets.rotate
 """
 
 from pipelines.operations.db import db_migrate, db_reset, db_status

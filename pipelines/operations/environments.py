@@ -1,5 +1,5 @@
-"""`invoke env.*` and `invoke secrets.rotate`: start, inspect, stop and rotate the secrets
-of the local environments (the tasks have no --target: on AWS, `infra.up` provisions)."""
+"""`invoke env.*`: start, inspect and stop the local environments (the tasks have no
+--target: on AWS, `infra.up` provisions). `secrets.rotate` is in rotation.py."""
 
 from __future__ import annotations
 
@@ -92,11 +92,6 @@ def tail(path: Path, lines: int) -> list[str]:
         return []
 
 
-def rotate_secret(env: str, name: str) -> str:
-    """Runbook section 12: new value, old one kept as previous, replicas rolled onto it."""
-    return local(env).operations.rotate_secret(name)
-
-
 def up_command(env: str) -> int:
     """`invoke env.up`: idempotent; a failure says what it left running and the ways out."""
     try:
@@ -122,13 +117,4 @@ def down_command(env: str, purge_data: bool, yes: bool) -> int:
             print("env.down: not confirmed; nothing was stopped or deleted", file=sys.stderr)
             return 1
     down(env, purge_data=purge_data)
-    return 0
-
-
-def rotate_command(env: str, name: str) -> int:
-    try:
-        print(rotate_secret(env, name))
-    except TargetError as exc:
-        print(f"secrets.rotate: {exc}", file=sys.stderr)
-        return 1
     return 0

@@ -1,5 +1,6 @@
 """`invoke incident.timeline` (runbook section 8's postmortem): the ledger's deploys,
-rollbacks, flags and snapshots, and the alarms' transitions, in time order as Markdown."""
+rollbacks, flags, secret rotations and snapshots, and the alarms' transitions, in time order
+as Markdown."""
 
 from __future__ import annotations
 
@@ -78,6 +79,13 @@ def describe_entry(entry: dict[str, Any]) -> str:
         return f"rollback {entry.get('previous')} -> {entry.get('release')} {outcome}"
     if kind == "flag":
         return f"flags {entry.get('changes')} {outcome} by {entry.get('who')}"
+    if kind == "secret-rotated":
+        key = f", {entry['kid']} signs" if entry.get("kid") else ""
+        dropped = f", dropped {', '.join(entry['dropped'])}" if entry.get("dropped") else ""
+        return (
+            f"{entry.get('secret')} rotated ({entry.get('mode')}){key}{dropped} {outcome} by "
+            f"{entry.get('who')}"
+        )
     detail = {k: v for k, v in entry.items() if k not in {"at", "at_iso", "kind", "env"}}
     return f"{kind} {json.dumps(detail, default=str)[:200]}"
 

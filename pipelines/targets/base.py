@@ -229,6 +229,27 @@ class AlarmTransition:
     reason: str
 
 
+@dataclass(frozen=True)
+class RotationOutcome:
+    """What a secret rotation did (runbook section 12), for the operator and the ledger."""
+
+    environment: str
+    secret: str  # the secret's full name in the store
+    mode: str  # "routine" or "compromise"
+    version: str  # the new current version's id
+    kid: str | None  # for the signing key: the id of the key that signs from now on
+    previous_kid: str | None  # routine: the key still verifying access tokens until...
+    previous_not_after: float | None  # ...this Unix time
+    dropped: tuple[str, ...]  # keys (kids) or versions no longer honoured anywhere
+    done: tuple[str, ...]  # one line per thing done
+    next_steps: tuple[str, ...]  # what the operator must still do
+    ok: bool = True  # False: the store changed, but the service was not rolled onto it
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class ConfirmationNeeded(TargetError):
     """A change that needs an explicit yes (replacing production's data) was not confirmed."""
 
@@ -319,7 +340,11 @@ class Operations(Protocol):
 
     def alarm_transitions(self, since: float) -> Sequence[AlarmTransition]: ...
 
-    def rotate_secret(self, name: str) -> str: ...
+    def rotate_secret(self, name: str, compromised: bool = False) -> RotationOutcome:
+        """A new value for `name` (`jwt`, `metrics`, `db-app` or a full name), the service
+        rolled onto it. Routine keeps the previous signing key for one access-token
+        lifetime; `compromised` keeps none."""
+        ...
 
     def log_files(self) -> Sequence[Path]: ...
 

@@ -1,12 +1,16 @@
 """JWTs with a pinned algorithm, a key id per signing key, and typed tokens.
 
-Access tokens verify against the current or the previous key, so rotating the key
-(runbook section 12) does not log anyone out mid-session; refresh tokens verify only
-against the current key, so a rotation invalidates every refresh token.
+Access tokens verify against the current key, and against the previous one until its
+cutoff (JWT_PREVIOUS_NOT_AFTER), so a routine rotation (runbook section 12) logs nobody out
+mid-session while a leaked previous key stops minting tokens one access lifetime later.
+Refresh tokens verify only against the current key, so a rotation ends every refresh token.
+Whatever key signed it, a token whose `exp - iat` exceeds its type's configured lifetime is
+refused: a key holder cannot mint a token that outlives the rotation that retires the key.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,6 +22,7 @@ from service.settings import Settings
 
 TokenType = Literal["access", "refresh"]
 _CACHE_SIZE = 4096
+LEEWAY_S = 5  # clock skew allowed on exp, nbf and iat, and on a token's lifetime
 _REQUIRED = ["exp", "nbf", "iat", "iss", "aud", "sub", "typ", "jti"]
 
 
@@ -43,14 +48,24 @@ class TokenService:
         self._audience = settings.jwt_audience
         self.access_ttl = settings.access_token_ttl_s
         self.refresh_ttl = settings.refresh_token_ttl_s
+        self._max_lifetime: dict[TokenType, int] = {
+            "access": settings.access_token_ttl_s + LEEWAY_S,
+            "refresh": settings.refresh_token_ttl_s + LEEWAY_S,
+        }
         self.current_kid = settings.jwt_kid
         self._keys = {settings.jwt_kid: settings.jwt_secret}
-        if settings.jwt_previous_secret:
+        # kid -> Unix time after which its tokens are refused. A previous key already past
+        # its cutoff is not loaded at all.
+        self._not_after: dict[str, float] = {}
+        cutoff = settings.jwt_previous_not_after
+        if settings.jwt_previous_secret and cutoff and cutoff.timestamp() > time.time():
             self._keys[settings.jwt_previous_kid] = settings.jwt_previous_secret
-        # Access tokens already verified by this process, until they expire. Clients reuse an
-        # access token for its whole life, and the keys cannot change without a restart, so
-        # a hit is as good as a fresh verification and skips the HMAC and claim parsing.
-        self._verified: dict[str, Claims] = {}
+            self._not_after[settings.jwt_previous_kid] = cutoff.timestamp()
+        # Access tokens already verified by this process, each with the time it stays good
+        # until: its expiry, or its key's cutoff if that comes first. Clients reuse an access
+        # token for its whole life, and the keys cannot change without a restart, so a hit is
+        # as good as a fresh verification and skips the HMAC and claim parsing.
+        self._verified: dict[str, tuple[Claims, float]] = {}
 
     def _encode(self, claims: dict[str, Any]) -> str:
         return jwt.encode(
@@ -87,13 +102,14 @@ class TokenService:
     def decode(self, token: str, expected: TokenType) -> Claims:
         if expected == "access":
             cached = self._verified.get(token)
-            if cached is not None and cached.expires_at > time.time():
-                return cached
+            if cached is not None and cached[1] > time.time():
+                return cached[0]
         claims = self._decode(token, expected)
         if expected == "access":
             if len(self._verified) >= _CACHE_SIZE:
                 self._verified.clear()
-            self._verified[token] = claims
+            good_until = min(claims.expires_at, self._not_after.get(claims.kid, math.inf))
+            self._verified[token] = (claims, good_until)
         return claims
 
     def _decode(self, token: str, expected: TokenType) -> Claims:
@@ -108,6 +124,8 @@ class TokenService:
             raise InvalidToken("unknown signing key")
         if expected == "refresh" and kid != self.current_kid:
             raise InvalidToken("token was signed with a retired key; log in again")
+        if kid in self._not_after and time.time() > self._not_after[kid]:
+            raise InvalidToken("token was signed with a retired key; log in again")
         try:
             claims = jwt.decode(
                 token,
@@ -116,7 +134,7 @@ class TokenService:
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"require": _REQUIRED},
-                leeway=5,
+                leeway=LEEWAY_S,
             )
         except jwt.ExpiredSignatureError:
             raise InvalidToken("token expired") from None
@@ -124,6 +142,9 @@ class TokenService:
             raise InvalidToken("invalid token") from None
         if claims.get("typ") != expected:
             raise InvalidToken(f"expected an {expected} token")
+        # PyJWT has checked that both are numbers.
+        if float(claims["exp"]) - float(claims["iat"]) > self._max_lifetime[expected]:
+            raise InvalidToken("token lifetime exceeds the configured maximum")
         try:
             return Claims(
                 subject=int(claims["sub"]),

@@ -60,6 +60,8 @@ def test_tasks_get_secrets_by_arn_only(stack: Stack) -> None:
     for family in ("api", "migrate"):
         (container,) = _containers(stack, f"drydock-{stack.name}-{family}")
         for entry in container["secrets"]:
+            if entry["valueFrom"] in arns:  # the whole JSON document, current version
+                continue
             base, key, stage, version = entry["valueFrom"].rsplit(":", 3)
             assert base in arns
             assert key
@@ -69,13 +71,20 @@ def test_tasks_get_secrets_by_arn_only(stack: Stack) -> None:
         assert not values & set(plain.values())
         assert not [n for n in plain if "SECRET" in n or "PASSWORD" in n or n == "DATABASE_URL"]
     (api,) = _containers(stack, f"drydock-{stack.name}-api")
-    assert {e["name"] for e in api["secrets"]} == {"DATABASE_URL", "JWT_SECRET", "JWT_KID"}
+    assert {e["name"] for e in api["secrets"]} == {"DATABASE_URL", "JWT_KEYS"}
+    jwt = stack.one(SECRET, "secrets-jwt").state["arn"]
+    assert {"name": "JWT_KEYS", "valueFrom": jwt} in api["secrets"], "the keyring, whole"
+
+
+def _secret_arn(value_from: str) -> str:
+    """The secret a `valueFrom` reads: a secret's ARN alone, or ARN:json-key:stage:version."""
+    return value_from if value_from.count(":") == 6 else value_from.rsplit(":", 3)[0]
 
 
 def test_each_execution_role_reads_exactly_its_task_secrets(stack: Stack) -> None:
     for role, family in (("api", "api"), ("migrate", "migrate")):
         (container,) = _containers(stack, f"drydock-{stack.name}-{family}")
-        referenced = {e["valueFrom"].rsplit(":", 3)[0] for e in container["secrets"]}
+        referenced = {_secret_arn(e["valueFrom"]) for e in container["secrets"]}
         read, decrypt = _secret_policy(stack, role)
         assert read["Action"] == "secretsmanager:GetSecretValue"
         assert set(read["Resource"]) == referenced

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -13,9 +14,11 @@ import httpx
 import pytest
 
 from pipelines.host.ports import free_port
-from tests.service.conftest import TEST_SECRET
 
 pytestmark = pytest.mark.integration
+
+# Generated per run: production refuses a key that is written in the repository.
+SIGNING_KEY = secrets.token_urlsafe(48)
 
 
 def server_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -23,7 +26,7 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
     env.update(
         ENV="production",
         DATABASE_URL=database_url,
-        JWT_SECRET=TEST_SECRET,
+        JWT_SECRET=SIGNING_KEY,
         HEARTBEAT_INTERVAL_S="0.5",
         LOG_LEVEL="INFO",
     )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -45,3 +46,28 @@ def test_cache_never_admits_a_refresh_token_as_access() -> None:
         tokens.decode(refresh, "access")
     with pytest.raises(InvalidToken):
         tokens.decode(refresh, "access")
+
+
+def test_cache_stops_honouring_a_previous_key_token_at_its_cutoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    old_key, new_key = "o" * 40, "n" * 40
+    before = TokenService(Settings(jwt_secret=old_key, jwt_kid="k1", access_token_ttl_s=600))
+    token = before.issue_access(7, "admin")
+    cutoff = datetime.now(UTC) + timedelta(seconds=60)
+    after = TokenService(
+        Settings(
+            jwt_secret=new_key,
+            jwt_kid="k2",
+            jwt_previous_secret=old_key,
+            jwt_previous_kid="k1",
+            jwt_previous_not_after=cutoff,
+            access_token_ttl_s=600,
+        )
+    )
+    assert after.decode(token, "access").kid == "k1"
+    assert after.decode(token, "access").kid == "k1", "served from the cache"
+    past_cutoff = cutoff.timestamp() + 1  # the token itself is good for ten minutes
+    monkeypatch.setattr(time, "time", lambda: past_cutoff)
+    with pytest.raises(InvalidToken, match="retired key"):
+        after.decode(token, "access")

@@ -8,6 +8,8 @@ import hashlib
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ import jwt
 import pytest
 
 from service.app import DrydockAPI
+from service.security import tokens as tokens_module
 from tests.service.auth_flow import (
     bearer,
     login,
@@ -24,6 +27,7 @@ from tests.service.auth_flow import (
     use_fast_hashing,
 )
 from tests.service.conftest import TEST_SECRET, AppFactory, client_for
+from tests.service.helpers import make_user
 
 pytestmark = [
     pytest.mark.integration,
@@ -33,6 +37,22 @@ pytestmark = [
 
 NEW_SECRET = "rotated-signing-key-fedcba9876543210-fedcba98"
 REQUIRED = ("exp", "nbf", "iat", "iss", "aud", "sub", "typ", "jti")
+TEN_YEARS = 10 * 365 * 24 * 3600
+
+
+def in_seconds(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def rotated_settings(cutoff: datetime) -> dict[str, Any]:
+    """An app after a routine rotation: k2 signs, k1 verifies access tokens until `cutoff`."""
+    return {
+        "jwt_secret": NEW_SECRET,
+        "jwt_kid": "k2",
+        "jwt_previous_secret": TEST_SECRET,
+        "jwt_previous_kid": "k1",
+        "jwt_previous_not_after": cutoff,
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -99,6 +119,11 @@ def access_forgeries(uid: int, pair: dict[str, Any]) -> dict[str, str]:
         "payload tampered after signing": tampered(pair["access_token"], role="admin"),
         "non-numeric subject": sign(claims(uid, sub="admin")),
         "malformed": "not-a-jwt",
+        "lifetime above the access-token lifetime": sign(claims(uid, exp=now + 15 * 60 + 6)),
+        "ten-year lifetime": sign(claims(uid, exp=now + TEN_YEARS)),
+        "ten-year lifetime issued in the past": sign(
+            claims(uid, iat=now - TEN_YEARS, nbf=now - TEN_YEARS, exp=now + 60)
+        ),
     }
     for claim in REQUIRED:
         forged[f"missing {claim}"] = sign(claims(uid, **{claim: None}))
@@ -145,12 +170,7 @@ async def test_key_rotation_keeps_access_tokens_and_ends_refresh_tokens(
         email = new_email()
         old = await signed_up(c, email)
 
-    rotated = await app_factory(
-        jwt_secret=NEW_SECRET,
-        jwt_kid="k2",
-        jwt_previous_secret=TEST_SECRET,
-        jwt_previous_kid="k1",
-    )
+    rotated = await app_factory(**rotated_settings(in_seconds(600)))
     async with client_for(rotated) as c:
         me = await c.get("/api/auth/me", headers=bearer(old["access_token"]))
         assert me.status_code == 200, "sessions survive the rotation until access expiry"
@@ -165,6 +185,69 @@ async def test_key_rotation_keeps_access_tokens_and_ends_refresh_tokens(
     async with client_for(retired) as c:
         response = await c.get("/api/auth/me", headers=bearer(old["access_token"]))
         assert response.status_code == 401, "once the previous key is dropped, so are its tokens"
+
+
+async def test_an_admin_token_signed_with_the_previous_key_and_a_ten_year_expiry_is_refused(
+    app_factory: AppFactory,
+) -> None:
+    """Whoever holds a rotated-out key must not mint long-lived admin tokens with it."""
+    app = await app_factory(**rotated_settings(in_seconds(600)))
+    admin = await make_user(app, "admin")
+    victim = await make_user(app)
+    now = int(time.time())
+    forever = sign(claims(admin.user_id, exp=now + TEN_YEARS))
+    with_the_current_key = sign(
+        claims(admin.user_id, exp=now + TEN_YEARS), key=NEW_SECRET, kid="k2"
+    )
+    async with client_for(app) as c:
+        for token in (forever, with_the_current_key):
+            response = await c.delete(f"/api/admin/users/{victim.user_id}", headers=bearer(token))
+            assert response.status_code == 401, response.text
+            assert response.json()["error"]["code"] == "invalid_token"
+        assert await app.drydock.db.fetchval(
+            "SELECT count(*) FROM users WHERE id = $1", victim.user_id
+        ), "the admin action did not happen"
+        ordinary = sign(claims(admin.user_id, exp=now + 600))
+        allowed = await c.delete(f"/api/admin/users/{victim.user_id}", headers=bearer(ordinary))
+        assert allowed.status_code == 204, "a previous-key token of an access lifetime still works"
+
+
+async def test_previous_key_tokens_are_refused_after_the_cutoff_even_unexpired(
+    app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await app_factory(**rotated_settings(in_seconds(60)))
+    uid = (await make_user(app)).user_id
+    old = sign(claims(uid, role="user", exp=int(time.time()) + 600))
+    current = app.drydock.tokens.issue_access(uid, "user")
+    async with client_for(app) as c:
+        assert (await c.get("/api/auth/me", headers=bearer(old))).status_code == 200
+        # The token is now in the verified-token cache; move this process's token clock past
+        # the cutoff (well before the token's own expiry).
+        later = time.time() + 120
+        monkeypatch.setattr(tokens_module, "time", SimpleNamespace(time=lambda: later))
+        refused = await c.get("/api/auth/me", headers=bearer(old))
+        assert refused.status_code == 401
+        assert "retired key" in refused.json()["error"]["message"]
+        assert (await c.get("/api/auth/me", headers=bearer(current))).status_code == 200
+
+    started_after_cutoff = await app_factory(**rotated_settings(in_seconds(-1)))
+    async with client_for(started_after_cutoff) as c:
+        response = await c.get("/api/auth/me", headers=bearer(old))
+        assert response.status_code == 401, "a replica started after the cutoff never loads it"
+
+
+async def test_a_compromise_rotation_refuses_previous_key_tokens_at_once(
+    app_factory: AppFactory,
+) -> None:
+    """`--compromised` keeps no previous key: a replica on the new keys refuses its tokens."""
+    old_app = await app_factory()
+    async with client_for(old_app) as c:
+        session = await signed_up(c, new_email())
+    new_app = await app_factory(jwt_secret=NEW_SECRET, jwt_kid="k2")
+    async with client_for(new_app) as c:
+        me = await c.get("/api/auth/me", headers=bearer(session["access_token"]))
+        assert me.status_code == 401
+        assert (await refresh(c, session["refresh_token"])).status_code == 401
 
 
 async def test_refresh_tokens_are_stored_hashed(app: DrydockAPI, client: httpx.AsyncClient) -> None:

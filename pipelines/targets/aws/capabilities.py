@@ -21,6 +21,7 @@ from pipelines.targets.base import (
     AlarmTransition,
     PruneItem,
     PruneOutcome,
+    RotationOutcome,
     SnapshotInfo,
     TargetError,
 )
@@ -164,11 +165,13 @@ class AwsOperations:
                 found += [_transition(item) for item in page.get("AlarmHistoryItems", [])]
         return [event for event in found if event.at >= since]
 
-    def rotate_secret(self, name: str) -> str:
-        raise TargetError(
-            f"secrets.rotate runs on the local target; on AWS rotate {name} in Secrets Manager "
-            "and roll the service with `invoke flags.set` or a deploy (runbook section 12)"
-        )
+    @aws_errors("rotating the signing key")
+    def rotate_secret(self, name: str, compromised: bool = False) -> RotationOutcome:
+        """The signing key in Secrets Manager, then a new revision of the service rolled out,
+        since tasks read their secrets when they start (`targets/signing_keys.py`)."""
+        from pipelines.targets.aws.rotation import rotate_signing_key
+
+        return rotate_signing_key(self.env, name, compromised)
 
     def log_files(self) -> Sequence[Path]:
         raise TargetError(

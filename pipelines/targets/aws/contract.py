@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from infra.spec import EnvironmentSpec
     from pipelines.targets.aws.common import Clients, StackOutputs
     from pipelines.targets.aws.database import AwsDatabase
+    from pipelines.targets.aws.secrets import AwsSecrets
     from pipelines.targets.base import RolloutResult
 
 
@@ -27,6 +28,9 @@ class AwsEnv(Protocol):
 
     @property
     def database(self) -> AwsDatabase: ...
+
+    @property
+    def secrets(self) -> AwsSecrets: ...
 
     @property
     def url(self) -> str: ...

@@ -4,6 +4,10 @@
 rotation keeps the previous value readable until `retire()` takes its stage away, and is
 refused while a previous value is still staged, as the local store refuses it. A short
 name maps to `drydock/<env>/<name>`; an ARN or a full name is used as it is.
+
+The signing key is one JSON secret holding the current key and the previous one with its
+cutoff (`targets/signing_keys.py`), so its rotation writes a new version of the whole
+object and Secrets Manager's AWSPREVIOUS stage plays no part in it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from infra.names import PROJECT
 from pipelines.targets.aws.common import client_error, error_code
 from pipelines.targets.base import TargetError
+from pipelines.targets.signing_keys import Keyring
 
 STAGES = {"current": "AWSCURRENT", "previous": "AWSPREVIOUS"}
 
@@ -96,3 +101,15 @@ class AwsSecrets:
             SecretId=self.secret_id(name), VersionStage="AWSPREVIOUS", RemoveFromVersionId=previous
         )
         return previous
+
+    def signing_keys(self, name: str) -> Keyring:
+        return Keyring.parse(self.get(name), f"{self.env}: secret {self.secret_id(name)}")
+
+    def put_signing_keys(self, name: str, keys: Keyring) -> str:
+        """`keys` as the new AWSCURRENT version; returns its version id."""
+        put = self.sm.put_secret_value(
+            SecretId=self.secret_id(name),
+            SecretString=keys.to_json(),
+            ClientRequestToken=pysecrets.token_hex(16),
+        )
+        return str(put["VersionId"])

@@ -8,7 +8,6 @@ the helpers raise as `BackupError`.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -23,6 +22,7 @@ from pipelines.targets.base import (
     PruneOutcome,
     RestoreOutcome,
     RolloutResult,
+    RotationOutcome,
     SnapshotInfo,
     TargetError,
 )
@@ -32,6 +32,7 @@ from pipelines.targets.local.backups.manifest import (
     list_snapshots,
 )
 from pipelines.targets.local.runtime import ALIASES, NAMES
+from pipelines.targets.local.secrets import SecretStoreError
 
 if TYPE_CHECKING:
     from pipelines.targets.base import Environment
@@ -218,27 +219,16 @@ class LocalOperations:
                 )
         return found
 
-    def rotate_secret(self, name: str) -> str:
-        """Runbook section 12: new value, old one kept as previous, replicas rolled onto it."""
-        env, secret = self.env, ALIASES.get(name, name)
-        store = env.secrets
-        if store.describe(secret).previous is not None:
-            store.retire(secret)
-        version = store.rotate(secret, lambda: secrets.token_urlsafe(48))
-        if secret == ALIASES["db-app"]:
-            env.database.ensure_roles()
-        revoked = env.database.revoke_refresh_tokens() if secret == ALIASES["jwt"] else 0
-        outcome = env.restart()
-        if not outcome.ok:
-            raise TargetError(
-                f"{env.name}: {secret} rotated to {version.id}, but rolling the replicas "
-                f"onto it failed: {outcome.reason}. The old value is still "
-                "readable as 'previous'; rerun `invoke env.up` and check logs."
-            )
-        return (
-            f"{env.name}: {secret} rotated to {version.id}; refresh tokens revoked: {revoked}; "
-            f"replicas rolled in {outcome.duration_s:.1f} s"
-        )
+    def rotate_secret(self, name: str, compromised: bool = False) -> RotationOutcome:
+        """Runbook section 12: a new value in the store, the replicas rolled onto it. For the
+        signing key, see `targets/signing_keys.py`; for the other secrets nothing verifies
+        against an old value, so the previous version is history only (compromise: none)."""
+        from pipelines.targets.local.rotation import rotate
+
+        try:
+            return rotate(self.env, ALIASES.get(name, name), compromised)
+        except SecretStoreError as exc:
+            raise TargetError(f"{self.env.name}: {exc}") from None
 
     def log_files(self) -> Sequence[Path]:
         layout = self.env.layout

@@ -10,10 +10,12 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from infra.spec import EnvironmentSpec
 from pipelines.targets.local.layout import EnvLayout
-from pipelines.targets.local.secrets import SecretStore
+from pipelines.targets.local.secrets import SecretDescription, SecretStore
+from pipelines.targets.signing_keys import cutoff_after, iso
 
 DATABASE = "drydock"
 SUPERUSER = "drydock_admin"
@@ -48,6 +50,21 @@ def ensure_secrets(store: SecretStore) -> None:
     store.ensure(NAMES.metrics, lambda: pysecrets.token_urlsafe(32))
 
 
+def signing_kid(env: str, version_id: str) -> str:
+    """The key id a signing-key version is known by in the tokens it signs."""
+    return f"{env}-{version_id}"
+
+
+def previous_key_cutoff(jwt: SecretDescription) -> datetime | None:
+    """Until when the previous signing key verifies access tokens: the cutoff its rotation
+    recorded, or one access-token lifetime after a rotation that recorded none."""
+    if jwt.previous is None:
+        return None
+    if jwt.previous.not_after:
+        return datetime.fromisoformat(jwt.previous.not_after)
+    return cutoff_after(datetime.fromisoformat(jwt.current.created_at))
+
+
 def database_url(store: SecretStore, port: int, role: str = "app") -> str:
     user, secret = {
         "app": (APP_ROLE, NAMES.app),
@@ -68,7 +85,7 @@ def replica_env(
         "ENV": layout.name,
         "DATABASE_URL": database_url(store, spec.local_postgres_port),
         "JWT_SECRET": store.get(NAMES.jwt),
-        "JWT_KID": f"{layout.name}-{jwt.current.id}",
+        "JWT_KID": signing_kid(layout.name, jwt.current.id),
         "METRICS_TOKEN": store.get(NAMES.metrics),
         "DRAIN_SECONDS": str(spec.local_drain_seconds),
         "RATE_LIMIT_BACKEND": spec.rate_limit_backend,
@@ -79,9 +96,12 @@ def replica_env(
         "TRUSTED_PROXIES": "127.0.0.1,::1",
         "LOG_LEVEL": "INFO",
     }
-    if jwt.previous is not None:
+    cutoff = previous_key_cutoff(jwt)
+    # Past its cutoff the previous key is not handed to a replica at all.
+    if jwt.previous is not None and cutoff is not None and cutoff > datetime.now(UTC):
         env["JWT_PREVIOUS_SECRET"] = store.get(NAMES.jwt, "previous")
-        env["JWT_PREVIOUS_KID"] = f"{layout.name}-{jwt.previous.id}"
+        env["JWT_PREVIOUS_KID"] = signing_kid(layout.name, jwt.previous.id)
+        env["JWT_PREVIOUS_NOT_AFTER"] = iso(cutoff)
     for name, enabled in flags.items():
         env[f"FLAG_{name}"] = "true" if enabled else "false"
     return env

@@ -4,8 +4,10 @@ Layout for a store at ``<state>/<env>/secrets``: ``secrets/`` (0700) holds one
 ``<name>.json`` (0600; metadata in clear, each version's value a Fernet token) per secret and
 a ``.lock`` for writers; the Fernet key is the sibling ``secrets.key`` (0600), outside the
 directory so that copying the secret files never carries the key along. After a rotation the
-``previous`` version stays readable until ``retire()`` drops it (AWSCURRENT/AWSPREVIOUS).
-Values never appear in exceptions, reprs or logs.
+``previous`` version stays readable until ``retire()`` drops it (AWSCURRENT/AWSPREVIOUS),
+with the instant it may be used until (``not_after``) when the rotation gave one; a rotation
+with ``drop_previous`` keeps no previous version at all. Values never appear in exceptions,
+reprs or logs.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class SecretVersion:
     number: int
     stage: str
     created_at: str
+    not_after: str | None = None  # ISO instant: the previous version is usable until then
 
 
 @dataclass(frozen=True)
@@ -184,28 +187,49 @@ class SecretStore:
         versions = tuple(self._version(doc, s) for s in STAGES if s in doc["versions"])
         return SecretDescription(name=name, versions=versions)
 
-    def rotate(self, name: str, new_value: str | Callable[[], str]) -> SecretVersion:
-        """Make ``new_value`` (or ``new_value()``) current and keep the old value as previous.
+    def rotate(
+        self,
+        name: str,
+        new_value: str | Callable[[], str],
+        *,
+        previous_not_after: datetime | None = None,
+        drop_previous: bool = False,
+    ) -> SecretVersion:
+        """Make ``new_value`` (or ``new_value()``) current and keep the old value as previous,
+        recording ``previous_not_after`` with it; with ``drop_previous``, keep neither the old
+        value nor an older previous one (one write: no moment where a dropped value lingers).
 
-        Refused while a previous version exists: it may still be in use, and dropping it is
-        an explicit ``retire()``."""
+        Without ``drop_previous``, refused while a previous version exists: it may still be in
+        use, and dropping it is an explicit ``retire()``."""
         with self._locked():
             doc = self._doc(name)
-            if "previous" in doc["versions"]:
+            if "previous" in doc["versions"] and not drop_previous:
                 prev = self._version(doc, "previous")
+                until = f", usable until {prev.not_after}" if prev.not_after else ""
                 raise SecretStoreError(
                     f"secret {name!r} in {self.root} still has a previous version "
-                    f"(v{prev.number}, {prev.id}, created {prev.created_at}); once nothing uses "
-                    f"it, call retire({name!r}), then rotate again"
+                    f"(v{prev.number}, {prev.id}, created {prev.created_at}{until}); once "
+                    f"nothing uses it, call retire({name!r}), then rotate again"
                 )
             value = new_value() if callable(new_value) else new_value
             fernet, key_id = self._fernet()
             self._decrypt(name, doc, "current")  # a wrong key must fail before we write
-            old = doc["versions"]["current"]
+            old = dict(doc["versions"]["current"])
             entry = self._entry(fernet, name, value, number=int(old["number"]) + 1)
-            doc = {"name": name, "key_id": key_id, "versions": {"current": entry, "previous": old}}
+            versions = {"current": entry}
+            if not drop_previous:
+                if previous_not_after is not None:
+                    old["not_after"] = previous_not_after.astimezone(UTC).isoformat()
+                versions["previous"] = old
+            doc = {"name": name, "key_id": key_id, "versions": versions}
             self._write_doc(name, doc)
-            log.info("secret %s: rotated to version %d (%s)", name, entry["number"], entry["id"])
+            log.info(
+                "secret %s: rotated to version %d (%s)%s",
+                name,
+                entry["number"],
+                entry["id"],
+                "; no previous version kept" if drop_previous else "",
+            )
             return self._version(doc, "current")
 
     def retire(self, name: str) -> SecretVersion | None:
@@ -390,7 +414,7 @@ class SecretStore:
     @staticmethod
     def _version(doc: dict[str, Any], stage: str) -> SecretVersion:
         e = doc["versions"][stage]
-        return SecretVersion(e["id"], int(e["number"]), stage, e["created_at"])
+        return SecretVersion(e["id"], int(e["number"]), stage, e["created_at"], e.get("not_after"))
 
 
 def _check_value(value: object) -> None:

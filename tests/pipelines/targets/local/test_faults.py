@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 import os
 import shutil
 import socket
@@ -120,26 +121,41 @@ def test_a_full_disk_leaves_the_running_release_in_place(
 
 
 def test_secret_rotation_under_load_fails_no_request_and_retires_refresh_tokens(
-    local_staging: LocalStack,
+    local_staging: LocalStack, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Routine: no request fails, old access tokens live on until the cutoff, refresh tokens
+    end. A second routine rotation inside the cutoff is refused. Compromise: the old access
+    tokens are refused at once. Each rotation is in the ledger and the security log."""
     import httpx
 
-    from pipelines.operations.environments import rotate_secret
+    from pipelines.operations.rotation import rotate
+    from pipelines.targets.local.ledger import FileLedger
     from pipelines.traffic.loadgen import Load
 
     env = local_staging.environment
     email, password = env.ensure_smoke_admin()
-    tokens = httpx.post(
-        f"{env.url}/api/auth/login", json={"email": email, "password": password}, timeout=10
-    ).json()
+
+    def login() -> dict[str, str]:
+        response = httpx.post(
+            f"{env.url}/api/auth/login", json={"email": email, "password": password}, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def me(access_token: str) -> int:
+        headers = {"Authorization": f"Bearer {access_token}"}
+        return httpx.get(f"{env.url}/api/auth/me", headers=headers, timeout=10).status_code
+
+    tokens = login()
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
 
     def authenticated(client: httpx.Client, _: int) -> httpx.Response:
         return client.get("/api/auth/me", headers=headers)
 
+    caplog.set_level(logging.INFO, logger="drydock.security")
     with Load(env.url, authenticated, workers=3, max_seconds=120, pause_s=0.01) as load:
-        outcome = rotate_secret("staging", "jwt")
-    assert "rotated" in outcome
+        routine = rotate("staging", "jwt")
+    assert "rotated (routine)" in routine and "verifying access tokens until" in routine
     assert load.report.requests > 50
     assert load.report.failures == 0, load.report.summary()
     assert load.report.statuses.keys() == {200}, "old access tokens stay valid (previous key)"
@@ -147,10 +163,28 @@ def test_secret_rotation_under_load_fails_no_request_and_retires_refresh_tokens(
         f"{env.url}/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}, timeout=10
     )
     assert refused.status_code == 401
-    again = httpx.post(
-        f"{env.url}/api/auth/login", json={"email": email, "password": password}, timeout=10
-    )
-    assert again.status_code == 200
+
+    key_before = env.secrets.describe("jwt-signing-key")
+    with pytest.raises(TargetError, match=r"still verifies access tokens until .*--compromised"):
+        rotate("staging", "jwt")
+    assert env.secrets.describe("jwt-signing-key") == key_before, "nothing was changed"
+
+    during_cutoff = login()["access_token"]  # signed with the routine rotation's key
+    compromise = rotate("staging", "jwt", compromised=True)
+    assert "rotated (compromise)" in compromise and "every session logs in again now" in compromise
+    assert me(tokens["access_token"]) == 401, "the first key's tokens: refused at once"
+    assert me(during_cutoff) == 401, "and the routine key's"
+    assert me(login()["access_token"]) == 200
+    assert env.secrets.describe("jwt-signing-key").previous is None
+
+    ledger = FileLedger(local_staging.state_dir / "ledger.jsonl")
+    rotations = ledger.entries("staging", "secret-rotated")[-2:]
+    assert [(r["mode"], r["ok"]) for r in rotations] == [("routine", True), ("compromise", True)]
+    events = [r for r in caplog.records if getattr(r, "security_event", None) == "key_rotated"]
+    assert [(e.levelno, e.__dict__["mode"]) for e in events] == [
+        (logging.INFO, "routine"),
+        (logging.WARNING, "compromise"),
+    ]
 
 
 def test_a_failure_after_postgres_started_says_what_is_left_running(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,31 @@ def test_rotate_keeps_previous_until_retired(store: SecretStore) -> None:
     with pytest.raises(SecretStoreError, match="no 'previous' version"):
         store.get("jwt", "previous")
     assert store.rotate("jwt", VALUE).number == 3
+
+
+def test_rotate_records_the_previous_cutoff(store: SecretStore) -> None:
+    store.put("jwt", VALUE)
+    cutoff = datetime(2030, 1, 1, 12, 15, tzinfo=UTC)
+    store.rotate("jwt", OTHER, previous_not_after=cutoff)
+    described = store.describe("jwt")
+    assert described.previous is not None
+    assert described.previous.not_after == "2030-01-01T12:15:00+00:00"
+    assert described.current.not_after is None
+    assert store.get("jwt", "previous") == VALUE
+    with pytest.raises(SecretStoreError, match=r"usable until 2030-01-01T12:15:00\+00:00") as e:
+        store.rotate("jwt", "third-value")
+    assert_clean(e)
+
+
+def test_rotate_dropping_the_previous_keeps_no_older_value(store: SecretStore) -> None:
+    store.put("jwt", VALUE)
+    store.rotate("jwt", OTHER)
+    third = store.rotate("jwt", "third-value", drop_previous=True)  # even with a previous
+    assert third.number == 3
+    assert store.describe("jwt").previous is None
+    assert store.get("jwt") == "third-value"
+    stored = (store.root / "jwt.json").read_text()
+    assert len(json.loads(stored)["versions"]) == 1, "neither older value is in the file"
 
 
 def test_put_is_idempotent_and_refuses_silent_overwrite(store: SecretStore) -> None:
