@@ -19,6 +19,7 @@ from service.api.common import ErrorResponse, error_responses
 from service.deps import DB, CurrentUser, State
 from service.errors import ApiError
 from service.models import MAX_PASSWORD, Email, Password, StrictModel
+from service.security.events import email_hash, security_event
 from service.security.lockout import LoginGuard, Verdict
 from service.security.passwords import hash_password_async, needs_rehash, verify_password_async
 from service.security.refresh import RefreshRejected, Session, Sessions
@@ -121,15 +122,28 @@ async def register(body: Credentials, state: State) -> UserOut:
     return UserOut(id=row["id"], email=row["email"], role=row["role"])
 
 
-def _locked(state: AppState, verdict: Verdict) -> ApiError:
+def _account(email: str, user_id: int | None) -> dict[str, Any]:
+    """How a security event names the account: its id, or a hash of an unknown email."""
+    if user_id is not None:
+        return {"user_id": user_id}
+    return {"user_id": None, "email_hash": email_hash(email)}
+
+
+def _locked(state: AppState, verdict: Verdict, email: str, user_id: int | None) -> ApiError:
     if verdict.newly_locked:
         state.metrics.lockouts.inc()
+        security_event("account_locked", **_account(email, user_id))
     return ApiError(
         429,
         "account temporarily locked after too many failed logins",
         code="account_locked",
         headers={"Retry-After": str(verdict.retry_after)},
     )
+
+
+async def _user_id(state: AppState, email: str) -> int | None:
+    user_id: int | None = await state.db.fetchval("SELECT id FROM users WHERE email = $1", email)
+    return user_id
 
 
 @router.post(
@@ -142,7 +156,9 @@ async def login(
 ) -> TokenPair:
     verdict = await guard.claim(body.email)
     if verdict.retry_after is not None:
-        raise _locked(state, verdict)
+        # Parallel guesses locked it before any password was checked (rare): name the account.
+        user_id = await _user_id(state, body.email) if verdict.newly_locked else None
+        raise _locked(state, verdict, body.email, user_id)
     user = await state.db.fetchrow(
         "SELECT id, password_hash, role FROM users WHERE email = $1", body.email
     )
@@ -158,9 +174,11 @@ async def login(
             )
         return TokenPair.of(await sessions.start(user["id"], user["role"]))
     state.metrics.login_failures.inc()
+    user_id = user["id"] if user else None
+    security_event("login_failed", **_account(body.email, user_id))
     verdict = await guard.failed(body.email)
     if verdict.retry_after is not None:
-        raise _locked(state, verdict)
+        raise _locked(state, verdict, body.email, user_id)
     raise ApiError(401, "invalid email or password", code="invalid_credentials", headers=_CHALLENGE)
 
 

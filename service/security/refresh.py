@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from service.security.events import security_event
 from service.security.tokens import Claims, InvalidToken, TokenService
 
 if TYPE_CHECKING:
@@ -88,6 +89,11 @@ class Sessions:
                 assert row is not None
                 # Committed before answering: the revocation must outlive this request.
                 await conn.execute(_REVOKE_FAMILY, row["family_id"])
+        if problem.code == "token_reused":
+            assert row is not None
+            security_event(
+                "refresh_reused", user_id=row["user_id"], session_id=str(row["family_id"])
+            )
         raise problem
 
     async def revoke(self, refresh_token: str) -> None:
