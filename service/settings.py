@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(15 * 60, ge=60, le=24 * 3600)
     refresh_token_ttl_s: int = Field(7 * 24 * 3600, ge=3600, le=90 * 24 * 3600)
 
+    # Sessions: an absolute lifetime per login that refresh rotations never extend.
+    session_max_days: int = Field(30, ge=1, le=365)
+
     login_max_failures: int = Field(5, ge=1, le=100)
     login_lockout_s: int = Field(15 * 60, ge=1, le=24 * 3600)
     rate_limit_backend: Literal["memory", "postgres"] = "memory"
@@ -84,6 +87,12 @@ class Settings(BaseSettings):
                 )
         elif not self.jwt_secret:
             self.jwt_secret = DEV_JWT_SECRET
+        if self.refresh_token_ttl_s > self.session_max_days * 86_400:
+            raise ValueError(
+                f"REFRESH_TOKEN_TTL_S ({self.refresh_token_ttl_s}) is longer than "
+                f"SESSION_MAX_DAYS ({self.session_max_days} days): a refresh token cannot "
+                "outlive its session; lower the first or raise the second"
+            )
         if self.jwt_previous_secret and not self.jwt_previous_kid:
             raise ValueError("JWT_PREVIOUS_KID is required when JWT_PREVIOUS_SECRET is set")
         if self.jwt_previous_kid and self.jwt_previous_kid == self.jwt_kid:

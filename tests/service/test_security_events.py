@@ -104,3 +104,22 @@ async def test_refresh_token_reuse_is_a_warning_naming_the_user_and_the_session(
         "session_id": str(family),
     }
     assert (await counted(client, app, before)) == {"refresh_reused": 1}
+
+
+@pytest.mark.integration
+async def test_a_logout_is_a_session_ended_event_once(
+    app: DrydockAPI, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    pair = await signed_up(client)
+    user_id = app.drydock.tokens.decode(pair["access_token"], "access").subject
+    family = app.drydock.tokens.decode(pair["refresh_token"], "refresh").family_id
+    for _ in range(2):  # the second logout ends nothing
+        out = await client.post("/api/auth/logout", json={"refresh_token": pair["refresh_token"]})
+        assert out.status_code == 204
+    [ended] = events(caplog, "session_ended")
+    assert fields(ended) == {
+        "security_event": "session_ended",
+        "user_id": user_id,
+        "session_id": str(family),
+        "how": "logout",
+    }

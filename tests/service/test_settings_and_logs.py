@@ -35,6 +35,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"TRUSTED_PROXIES": "not-an-ip"}, "TRUSTED_PROXIES"),
         ({"JWT_PREVIOUS_SECRET": STRONG}, "JWT_PREVIOUS_KID"),
         ({"FLAG_REGISTRATION_OPEN": "sometimes"}, "FLAG_REGISTRATION_OPEN"),
+        ({"SESSION_MAX_DAYS": "0"}, "SESSION_MAX_DAYS"),
+        ({"SESSION_MAX_DAYS": "forever"}, "SESSION_MAX_DAYS"),
+        ({"SESSION_MAX_DAYS": "3"}, "REFRESH_TOKEN_TTL_S (604800) is longer than SESSION_MAX"),
     ],
 )
 def test_invalid_settings_name_the_variable(
