@@ -43,8 +43,13 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(15 * 60, ge=60, le=24 * 3600)
     refresh_token_ttl_s: int = Field(7 * 24 * 3600, ge=3600, le=90 * 24 * 3600)
 
-    # Sessions: an absolute lifetime per login that refresh rotations never extend.
+    # Sessions and login abuse: an absolute lifetime per login that refresh rotations never
+    # extend, and a cap on failed logins per source address across all accounts, so one
+    # address cannot keep many accounts locked. The window stays within an hour, because
+    # housekeeping deletes rate-limit windows older than that.
     session_max_days: int = Field(30, ge=1, le=365)
+    login_source_max_failures: int = Field(20, ge=1, le=100_000)
+    login_source_window_s: int = Field(15 * 60, ge=1, le=3600)
 
     login_max_failures: int = Field(5, ge=1, le=100)
     login_lockout_s: int = Field(15 * 60, ge=1, le=24 * 3600)

@@ -3,7 +3,9 @@
 Locked accounts answer **429** with code `account_locked` and `Retry-After` (seconds until
 the lock lifts), not 423: clients already back off on 429 + Retry-After, and the edge's
 rate limiting answers the same way. The lock is per account (normalised email, whether or
-not it exists) and lives in PostgreSQL; see service/security/lockout.py.
+not it exists) and lives in PostgreSQL; see service/security/lockout.py. An address past
+its failed-login budget across accounts answers 429 with code `login_throttled` before any
+account is touched; see service/security/throttle.py.
 
 Every response under /api/auth carries `Cache-Control: no-store` (set by the edge).
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import StringConstraints
 
 from service.api.common import ErrorResponse, error_responses
@@ -24,6 +26,7 @@ from service.security.events import email_hash, security_event
 from service.security.lockout import LoginGuard, Verdict
 from service.security.passwords import hash_password_async, needs_rehash, verify_password_async
 from service.security.refresh import RefreshRejected, Session, Sessions
+from service.security.throttle import LoginThrottle
 from service.security.tokens import InvalidToken
 from service.state import AppState
 
@@ -32,7 +35,8 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="drydock"'}
 _AUTH_WORDING = {
     401: "Wrong credentials, or a token that is invalid, expired, revoked or reused",
-    429: "Rate limited, or the account is locked (code account_locked); see Retry-After",
+    429: "Rate limited, the account is locked (code account_locked), or this address made "
+    "too many failed logins (code login_throttled); see Retry-After",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 # Login checks no password policy, so that raising the policy never locks out old accounts.
@@ -98,8 +102,14 @@ async def get_sessions(state: State) -> Sessions:
     return Sessions(state.db, state.tokens, timedelta(days=state.settings.session_max_days))
 
 
+async def get_throttle(state: State) -> LoginThrottle:
+    s = state.settings
+    return LoginThrottle(state.limiter, s.login_source_max_failures, s.login_source_window_s)
+
+
 Guard = Annotated[LoginGuard, Depends(get_guard)]
 SessionStore = Annotated[Sessions, Depends(get_sessions)]
+Throttle = Annotated[LoginThrottle, Depends(get_throttle)]
 
 
 @router.post(
@@ -153,10 +163,28 @@ async def _user_id(state: AppState, email: str) -> int | None:
     responses=auth_responses(401, 413, 415, 422, 429),
 )
 async def login(
-    body: LoginRequest, state: State, guard: Guard, sessions: SessionStore
+    body: LoginRequest,
+    request: Request,
+    state: State,
+    guard: Guard,
+    sessions: SessionStore,
+    throttle: Throttle,
 ) -> TokenPair:
+    source: str = request.state.client_ip  # resolved by the edge (trusted proxies only)
+    retry_after = await throttle.refused(source)
+    if retry_after is not None:
+        security_event(
+            "login_throttled", user_id=None, email_hash=email_hash(body.email), source=source
+        )
+        raise ApiError(
+            429,
+            "too many failed logins from this address; retry later",
+            code="login_throttled",
+            headers={"Retry-After": str(retry_after)},
+        )
     verdict = await guard.claim(body.email)
     if verdict.retry_after is not None:
+        await throttle.failed(source)
         # Parallel guesses locked it before any password was checked (rare): name the account.
         user_id = await _user_id(state, body.email) if verdict.newly_locked else None
         raise locked_error(state, verdict, body.email, user_id)
@@ -177,6 +205,7 @@ async def login(
     state.metrics.login_failures.inc()
     user_id = user["id"] if user else None
     security_event("login_failed", **account_fields(body.email, user_id))
+    await throttle.failed(source)
     verdict = await guard.failed(body.email)
     if verdict.retry_after is not None:
         raise locked_error(state, verdict, body.email, user_id)

@@ -38,6 +38,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"SESSION_MAX_DAYS": "0"}, "SESSION_MAX_DAYS"),
         ({"SESSION_MAX_DAYS": "forever"}, "SESSION_MAX_DAYS"),
         ({"SESSION_MAX_DAYS": "3"}, "REFRESH_TOKEN_TTL_S (604800) is longer than SESSION_MAX"),
+        ({"LOGIN_SOURCE_WINDOW_S": "7200"}, "LOGIN_SOURCE_WINDOW_S"),
+        ({"LOGIN_SOURCE_MAX_FAILURES": "0"}, "LOGIN_SOURCE_MAX_FAILURES"),
     ],
 )
 def test_invalid_settings_name_the_variable(
