@@ -175,9 +175,16 @@ def _problem(
         )
     if row["started_at"] + max_age <= datetime.now(UTC):
         return RefreshRejected(
-            f"the session reached its maximum lifetime of {max_age.days} days; log in again",
+            f"the session reached its maximum lifetime of {_span(max_age)}; log in again",
             "session_expired",
         )
     if row["expired"]:
         return RefreshRejected("refresh token expired", "token_expired")
     return None
+
+
+def _span(lifetime: timedelta) -> str:
+    hours = lifetime.total_seconds() / 3600
+    if hours % 24 == 0:
+        return f"{hours / 24:g} days"
+    return f"{hours:g} hour" + ("" if hours == 1 else "s")

@@ -23,6 +23,7 @@ from tests.service.auth_flow import (
     signed_up,
     use_fast_hashing,
 )
+from tests.service.conftest import AppFactory, client_for
 from tests.service.helpers import make_user
 from tests.service.security_events import events, fields
 
@@ -109,6 +110,25 @@ async def test_a_session_ends_at_its_absolute_lifetime_however_often_it_is_refre
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "session_expired"
     assert "maximum lifetime of 30 days" in refused.json()["error"]["message"]
+
+
+async def test_twelve_hours_and_half_an_hour_idle_for_asvs_level_2(
+    app_factory: AppFactory,
+) -> None:
+    """SESSION_MAX_DAYS=0.5 and REFRESH_TOKEN_TTL_S=1800: twelve hours, half an hour idle."""
+    app = await app_factory(session_max_days=0.5, refresh_token_ttl_s=1800)
+    async with client_for(app) as client:
+        pair = await signed_up(client)
+        token = jwt.decode(pair["refresh_token"], options={"verify_signature": False})
+        assert token["exp"] - token["iat"] == 1800, "idle for half an hour, it lapses"
+        await app.drydock.db.execute(
+            "UPDATE refresh_tokens SET session_started_at = session_started_at "
+            "- interval '12 hours' WHERE family_id = $1",
+            family_of(app, pair),
+        )
+        refused = await refresh(client, pair["refresh_token"])
+    assert refused.json()["error"]["code"] == "session_expired"
+    assert "maximum lifetime of 12 hours" in refused.json()["error"]["message"]
 
 
 async def test_rows_written_without_a_start_count_from_the_familys_oldest_token(

@@ -37,6 +37,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"FLAG_REGISTRATION_OPEN": "sometimes"}, "FLAG_REGISTRATION_OPEN"),
         ({"SESSION_MAX_DAYS": "0"}, "SESSION_MAX_DAYS"),
         ({"SESSION_MAX_DAYS": "forever"}, "SESSION_MAX_DAYS"),
+        ({"SESSION_MAX_DAYS": "0.01"}, "SESSION_MAX_DAYS must be from 0.042 (one hour)"),
         ({"SESSION_MAX_DAYS": "3"}, "REFRESH_TOKEN_TTL_S (604800) is longer than SESSION_MAX"),
         ({"LOGIN_SOURCE_WINDOW_S": "7200"}, "LOGIN_SOURCE_WINDOW_S"),
         ({"LOGIN_SOURCE_MAX_FAILURES": "0"}, "LOGIN_SOURCE_MAX_FAILURES"),
