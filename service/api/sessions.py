@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Response
-from pydantic import model_validator
 
 from service.api.auth import (
     CHALLENGE,
@@ -57,15 +56,11 @@ class SessionList(StrictModel):
 
 
 class PasswordChange(StrictModel):
-    # Checked like a login password (no policy): the policy applies to the new one.
+    # Checked like a login password (no policy): the policy applies to the new one. The new
+    # one may equal the current one: no password history (ASVS 2.1.10), and re-entering the
+    # same password is a way to end every other session.
     current_password: LoginPassword
     new_password: Password
-
-    @model_validator(mode="after")
-    def _new_differs(self) -> PasswordChange:
-        if self.new_password == self.current_password:
-            raise ValueError("new_password must differ from current_password")
-        return self
 
 
 class PasswordChanged(StrictModel):

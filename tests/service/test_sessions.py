@@ -237,9 +237,10 @@ async def test_a_password_change_needs_the_current_password_and_ends_the_other_s
     assert wrong.status_code == 403
     assert wrong.json()["error"]["code"] == "invalid_credentials"
     assert fields(events(caplog, "login_failed")[0])["via"] == "password_change"
-    for new in ("too short", PASSWORD):  # the registration policy; a new password
+    for new in ("too short", "x" * 129, "control\x07character"):  # the registration policy
         refused = await change_password(client, mine, PASSWORD, new)
         assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["fields"][0]["field"] == "new_password"
         assert PASSWORD not in refused.text
 
     changed = await change_password(client, mine, PASSWORD)
