@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from service import __version__
-from service.api import admin, auth, internal, inventory, orders
+from service.api import admin, auth, internal, inventory, orders, sessions
 from service.db import Database
 from service.docs_page import router as docs_router
 from service.errors import install_error_handlers
@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, *, heartbeat: bool = True) -> D
     for router in (
         internal.router,
         auth.router,
+        sessions.router,
         inventory.router,
         orders.router,
         admin.router,

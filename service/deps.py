@@ -5,6 +5,7 @@ per dependency per request cost more than the rest of an authenticated read."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -21,6 +22,8 @@ from service.state import AppState
 class Principal:
     user_id: int
     role: str
+    # The session the access token belongs to (its `sid`), when the token names one.
+    session_id: uuid.UUID | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -65,7 +68,7 @@ async def current_user(request: Request, state: State) -> Principal:
         claims = state.tokens.decode(token, "access")
     except InvalidToken as exc:
         raise ApiError(401, str(exc), code="invalid_token", headers=_CHALLENGE) from None
-    return Principal(claims.subject, claims.role)
+    return Principal(claims.subject, claims.role, claims.session_id)
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

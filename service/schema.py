@@ -71,6 +71,9 @@ refresh_tokens = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+    # When the login that began the family happened, copied to each successor; NULL on rows
+    # written before the column existed (see security/refresh.py).
+    Column("session_started_at", DateTime(timezone=True)),
     Index("ix_refresh_tokens_family_id", "family_id"),
     Index("ix_refresh_tokens_user_id", "user_id"),
 )

@@ -62,7 +62,16 @@ class Settings(BaseSettings):
     jwt_issuer: str = "drydock"
     jwt_audience: str = "drydock-api"
     access_token_ttl_s: int = Field(15 * 60, ge=60, le=24 * 3600)
-    refresh_token_ttl_s: int = Field(7 * 24 * 3600, ge=3600, le=90 * 24 * 3600)
+    refresh_token_ttl_s: int = Field(7 * 24 * 3600, ge=900, le=90 * 24 * 3600)
+
+    # Sessions and login abuse: an absolute lifetime per login that refresh rotations never
+    # extend (days, fractions allowed: 0.5 is ASVS level 2's 12 hours), and a cap on failed
+    # logins per source address across all accounts, so one address cannot keep many
+    # accounts locked. The window stays within an hour, because housekeeping deletes
+    # rate-limit windows older than that.
+    session_max_days: float = 30
+    login_source_max_failures: int = Field(20, ge=1, le=100_000)
+    login_source_window_s: int = Field(15 * 60, ge=1, le=3600)
 
     login_max_failures: int = Field(5, ge=1, le=100)
     login_lockout_s: int = Field(15 * 60, ge=1, le=24 * 3600)
@@ -111,6 +120,16 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("session_max_days")
+    @classmethod
+    def _session_lifetime(cls, value: float) -> float:
+        if not 1 / 24 <= value <= 365:
+            raise ValueError(
+                f"SESSION_MAX_DAYS must be from 0.042 (one hour) to 365 days, not {value:g}; "
+                "0.5 is 12 hours"
+            )
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -134,6 +153,12 @@ class Settings(BaseSettings):
                 )
         elif not self.jwt_secret:
             self.jwt_secret = DEV_JWT_SECRET
+        if self.refresh_token_ttl_s > self.session_max_days * 86_400:
+            raise ValueError(
+                f"REFRESH_TOKEN_TTL_S ({self.refresh_token_ttl_s}) is longer than "
+                f"SESSION_MAX_DAYS ({self.session_max_days:g} days): a refresh token cannot "
+                "outlive its session; lower the first or raise the second"
+            )
         if self.jwt_previous_secret and not self.jwt_previous_kid:
             raise ValueError("JWT_PREVIOUS_KID is required when JWT_PREVIOUS_SECRET is set")
         if self.jwt_previous_kid and self.jwt_previous_kid == self.jwt_kid:

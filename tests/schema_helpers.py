@@ -6,7 +6,27 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from service.migrate import MIGRATIONS
+from alembic.script import ScriptDirectory
+
+from service.migrate import MIGRATIONS, alembic_config, expected_head
+
+
+def _oldest_serving(revision: str) -> str:
+    """The `serves_from` that migrating to `revision` records (see service/migrate.py):
+    back through expand revisions to the first contract, or to the first revision."""
+    script = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    down = script.down_revision if isinstance(script.down_revision, str) else None
+    if getattr(script.module, "phase", None) == "expand" and down is not None:
+        return _oldest_serving(down)
+    return revision
+
+
+# Test revisions go on top of the real head, whatever it is: the next two ids after it. An
+# expand on HEAD is served by code as old as HEAD_SERVES_FROM.
+HEAD = expected_head()
+HEAD_SERVES_FROM = _oldest_serving(HEAD)
+NEXT_REV = f"{int(HEAD) + 1:04d}"
+LATER_REV = f"{int(HEAD) + 2:04d}"
 
 REVISION = '''"""{message}
 
@@ -46,7 +66,7 @@ def copy_migrations(destination: Path) -> Path:
 
 
 def revision_text(
-    body: str, phase: str | None = "expand", rev: str = "0002", down: str = "0001"
+    body: str, phase: str | None = "expand", rev: str = NEXT_REV, down: str = HEAD
 ) -> str:
     indented = "\n".join(f"    {line}" for line in body.strip().splitlines())
     return REVISION.format(
@@ -62,8 +82,8 @@ def add_revision(
     migrations: Path,
     body: str,
     phase: str | None = "expand",
-    rev: str = "0002",
-    down: str = "0001",
+    rev: str = NEXT_REV,
+    down: str = HEAD,
 ) -> Path:
     path = migrations / "versions" / f"{rev}_test.py"
     path.write_text(revision_text(body, phase, rev, down))

@@ -15,6 +15,7 @@ from typing import Any
 
 from pipelines.targets.local.scratch import scratch_environments
 from pipelines.traffic.loadgen import Load, LoadReport, get
+from service.migrate import expected_head
 
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATION = '''"""items: an optional note"""
@@ -22,8 +23,8 @@ MIGRATION = '''"""items: an optional note"""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "{revision}"
+down_revision = "{down_revision}"
 branch_labels = None
 depends_on = None
 phase = "expand"
@@ -48,7 +49,12 @@ def expand_commit(workdir: Path) -> Path:
     schema.write_text(
         schema.read_text().replace(anchor, anchor + '    Column("note", Text, nullable=True),\n')
     )
-    (clone / "service" / "migrations" / "versions" / "0002_items_note.py").write_text(MIGRATION)
+    # On top of whatever head the checkout has: the next revision id after it.
+    head = expected_head()
+    revision = f"{int(head) + 1:04d}"
+    (clone / "service" / "migrations" / "versions" / f"{revision}_items_note.py").write_text(
+        MIGRATION.format(revision=revision, down_revision=head)
+    )
     init = clone / "service" / "__init__.py"
     init.write_text(init.read_text().replace('__version__ = "', '__version__ = "9.9.'))
     identity = ["-c", "user.email=bench@example.com", "-c", "user.name=bench"]

@@ -3,34 +3,40 @@
 Locked accounts answer **429** with code `account_locked` and `Retry-After` (seconds until
 the lock lifts), not 423: clients already back off on 429 + Retry-After, and the edge's
 rate limiting answers the same way. The lock is per account (normalised email, whether or
-not it exists) and lives in PostgreSQL; see service/security/lockout.py.
+not it exists) and lives in PostgreSQL; see service/security/lockout.py. An address past
+its failed-login budget across accounts answers 429 with code `login_throttled` before any
+account is touched; see service/security/throttle.py.
 
 Every response under /api/auth carries `Cache-Control: no-store` (set by the edge).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import StringConstraints
 
 from service.api.common import ErrorResponse, error_responses
 from service.deps import DB, CurrentUser, State
 from service.errors import ApiError
 from service.models import MAX_PASSWORD, Email, Password, StrictModel
+from service.security.events import email_hash, security_event
 from service.security.lockout import LoginGuard, Verdict
 from service.security.passwords import hash_password_async, needs_rehash, verify_password_async
 from service.security.refresh import RefreshRejected, Session, Sessions
+from service.security.throttle import LoginThrottle
 from service.security.tokens import InvalidToken
 from service.state import AppState
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="drydock"'}
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="drydock"'}
 _AUTH_WORDING = {
     401: "Wrong credentials, or a token that is invalid, expired, revoked or reused",
-    429: "Rate limited, or the account is locked (code account_locked); see Retry-After",
+    429: "Rate limited, the account is locked (code account_locked), or this address made "
+    "too many failed logins (code login_throttled); see Retry-After",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 # Login checks no password policy, so that raising the policy never locks out old accounts.
@@ -75,7 +81,7 @@ class UserOut(StrictModel):
     role: Literal["user", "admin"]
 
 
-def _errors(*statuses: int, body: bool = True) -> dict[int | str, dict[str, Any]]:
+def auth_responses(*statuses: int, body: bool = True) -> dict[int | str, dict[str, Any]]:
     responses = error_responses(*statuses)
     if body:  # FastAPI answers 400 to a body that is not even decodable JSON
         responses[400] = {"model": ErrorResponse, "description": "Malformed JSON body"}
@@ -93,18 +99,24 @@ async def get_guard(state: State) -> LoginGuard:
 
 
 async def get_sessions(state: State) -> Sessions:
-    return Sessions(state.db, state.tokens)
+    return Sessions(state.db, state.tokens, timedelta(days=state.settings.session_max_days))
+
+
+async def get_throttle(state: State) -> LoginThrottle:
+    s = state.settings
+    return LoginThrottle(state.limiter, s.login_source_max_failures, s.login_source_window_s)
 
 
 Guard = Annotated[LoginGuard, Depends(get_guard)]
 SessionStore = Annotated[Sessions, Depends(get_sessions)]
+Throttle = Annotated[LoginThrottle, Depends(get_throttle)]
 
 
 @router.post(
     "/register",
     status_code=201,
     summary="Create an account (403 while the REGISTRATION_OPEN flag is off)",
-    responses=_errors(403, 409, 413, 415, 422, 429),
+    responses=auth_responses(403, 409, 413, 415, 422, 429),
 )
 async def register(body: Credentials, state: State) -> UserOut:
     if not state.settings.flags["REGISTRATION_OPEN"]:
@@ -121,9 +133,17 @@ async def register(body: Credentials, state: State) -> UserOut:
     return UserOut(id=row["id"], email=row["email"], role=row["role"])
 
 
-def _locked(state: AppState, verdict: Verdict) -> ApiError:
+def account_fields(email: str, user_id: int | None) -> dict[str, Any]:
+    """How a security event names the account: its id, or a hash of an unknown email."""
+    if user_id is not None:
+        return {"user_id": user_id}
+    return {"user_id": None, "email_hash": email_hash(email)}
+
+
+def locked_error(state: AppState, verdict: Verdict, email: str, user_id: int | None) -> ApiError:
     if verdict.newly_locked:
         state.metrics.lockouts.inc()
+        security_event("account_locked", **account_fields(email, user_id))
     return ApiError(
         429,
         "account temporarily locked after too many failed logins",
@@ -132,17 +152,42 @@ def _locked(state: AppState, verdict: Verdict) -> ApiError:
     )
 
 
+async def _user_id(state: AppState, email: str) -> int | None:
+    user_id: int | None = await state.db.fetchval("SELECT id FROM users WHERE email = $1", email)
+    return user_id
+
+
 @router.post(
     "/login",
     summary="Exchange email and password for an access and a refresh token",
-    responses=_errors(401, 413, 415, 422, 429),
+    responses=auth_responses(401, 413, 415, 422, 429),
 )
 async def login(
-    body: LoginRequest, state: State, guard: Guard, sessions: SessionStore
+    body: LoginRequest,
+    request: Request,
+    state: State,
+    guard: Guard,
+    sessions: SessionStore,
+    throttle: Throttle,
 ) -> TokenPair:
+    source: str = request.state.client_ip  # resolved by the edge (trusted proxies only)
+    retry_after = await throttle.refused(source)
+    if retry_after is not None:
+        security_event(
+            "login_throttled", user_id=None, email_hash=email_hash(body.email), source=source
+        )
+        raise ApiError(
+            429,
+            "too many failed logins from this address; retry later",
+            code="login_throttled",
+            headers={"Retry-After": str(retry_after)},
+        )
     verdict = await guard.claim(body.email)
     if verdict.retry_after is not None:
-        raise _locked(state, verdict)
+        await throttle.failed(source)
+        # Parallel guesses locked it before any password was checked (rare): name the account.
+        user_id = await _user_id(state, body.email) if verdict.newly_locked else None
+        raise locked_error(state, verdict, body.email, user_id)
     user = await state.db.fetchrow(
         "SELECT id, password_hash, role FROM users WHERE email = $1", body.email
     )
@@ -158,24 +203,27 @@ async def login(
             )
         return TokenPair.of(await sessions.start(user["id"], user["role"]))
     state.metrics.login_failures.inc()
+    user_id = user["id"] if user else None
+    security_event("login_failed", **account_fields(body.email, user_id))
+    await throttle.failed(source)
     verdict = await guard.failed(body.email)
     if verdict.retry_after is not None:
-        raise _locked(state, verdict)
-    raise ApiError(401, "invalid email or password", code="invalid_credentials", headers=_CHALLENGE)
+        raise locked_error(state, verdict, body.email, user_id)
+    raise ApiError(401, "invalid email or password", code="invalid_credentials", headers=CHALLENGE)
 
 
 @router.post(
     "/refresh",
     summary="Rotate a refresh token into a new pair; reusing a rotated one revokes its chain",
-    responses=_errors(401, 413, 415, 422, 429),
+    responses=auth_responses(401, 413, 415, 422, 429),
 )
 async def refresh(body: RefreshRequest, sessions: SessionStore) -> TokenPair:
     try:
         return TokenPair.of(await sessions.rotate(body.refresh_token))
     except RefreshRejected as exc:
-        raise ApiError(401, str(exc), code=exc.code, headers=_CHALLENGE) from None
+        raise ApiError(401, str(exc), code=exc.code, headers=CHALLENGE) from None
     except InvalidToken as exc:
-        raise ApiError(401, str(exc), code="invalid_token", headers=_CHALLENGE) from None
+        raise ApiError(401, str(exc), code="invalid_token", headers=CHALLENGE) from None
 
 
 @router.post(
@@ -183,23 +231,23 @@ async def refresh(body: RefreshRequest, sessions: SessionStore) -> TokenPair:
     status_code=204,
     response_class=Response,
     summary="Revoke the refresh token's whole chain (access tokens lapse at expiry)",
-    responses=_errors(401, 413, 415, 422, 429),
+    responses=auth_responses(401, 413, 415, 422, 429),
 )
 async def logout(body: RefreshRequest, sessions: SessionStore) -> Response:
     try:
         await sessions.revoke(body.refresh_token)
     except InvalidToken as exc:
-        raise ApiError(401, str(exc), code="invalid_token", headers=_CHALLENGE) from None
+        raise ApiError(401, str(exc), code="invalid_token", headers=CHALLENGE) from None
     return Response(status_code=204)
 
 
 @router.get(
     "/me",
     summary="The caller's account",
-    responses=_errors(401, 429, body=False),
+    responses=auth_responses(401, 429, body=False),
 )
 async def me(user: CurrentUser, db: DB) -> UserOut:
     row = await db.fetchrow("SELECT id, email, role FROM users WHERE id = $1", user.user_id)
     if row is None:
-        raise ApiError(401, "account no longer exists", code="invalid_token", headers=_CHALLENGE)
+        raise ApiError(401, "account no longer exists", code="invalid_token", headers=CHALLENGE)
     return UserOut(id=row["id"], email=row["email"], role=row["role"])

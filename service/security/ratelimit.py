@@ -25,7 +25,13 @@ class Decision:
 
 
 class RateLimiter(Protocol):
-    async def hit(self, key: str, limit: int, window_s: int) -> Decision: ...
+    async def hit(self, key: str, limit: int, window_s: int) -> Decision:
+        """Count one more hit in the key's current window and judge it."""
+        ...
+
+    async def peek(self, key: str, limit: int, window_s: int) -> Decision:
+        """Whether one more hit would be allowed, without counting one."""
+        ...
 
 
 def _decide(count: int, limit: int, window_start: float, window_s: int, now: float) -> Decision:
@@ -52,6 +58,13 @@ class MemoryRateLimiter:
         window[1] += 1
         return _decide(int(window[1]), limit, window[0], window_s, now)
 
+    async def peek(self, key: str, limit: int, window_s: int) -> Decision:
+        now = self._now()
+        window = self._windows.get(key)
+        if window is None or now - window[0] >= window_s:
+            return Decision(True, limit, limit, window_s)
+        return _decide(int(window[1]) + 1, limit, window[0], window_s, now)
+
     def _sweep(self, now: float, window_s: int) -> None:
         expired = [k for k, (start, _) in self._windows.items() if now - start >= window_s]
         for key in expired:
@@ -73,11 +86,27 @@ class PostgresRateLimiter:
             AS reset_in
     """
 
+    _PEEK = """
+        SELECT hits, extract(epoch FROM window_start + make_interval(secs => $2) - now())
+            AS reset_in
+        FROM rate_limits
+        WHERE bucket = $1 AND window_start > now() - make_interval(secs => $2)
+    """
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def hit(self, key: str, limit: int, window_s: int) -> Decision:
         row = await self._db.fetchrow(self._HIT, key, float(window_s))
         assert row is not None
-        count, reset_in = int(row["hits"]), float(row["reset_in"])
-        return Decision(count <= limit, limit, max(0, limit - count), max(1, math.ceil(reset_in)))
+        return _counted(int(row["hits"]), limit, float(row["reset_in"]))
+
+    async def peek(self, key: str, limit: int, window_s: int) -> Decision:
+        row = await self._db.fetchrow(self._PEEK, key, float(window_s))
+        if row is None:
+            return Decision(True, limit, limit, window_s)
+        return _counted(int(row["hits"]) + 1, limit, float(row["reset_in"]))
+
+
+def _counted(count: int, limit: int, reset_in: float) -> Decision:
+    return Decision(count <= limit, limit, max(0, limit - count), max(1, math.ceil(reset_in)))

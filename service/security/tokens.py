@@ -39,6 +39,9 @@ class Claims:
     family_id: uuid.UUID | None
     kid: str
     expires_at: int
+    # The session (refresh-token family) an access token was issued for; None on tokens
+    # issued before access tokens carried it.
+    session_id: uuid.UUID | None = None
 
 
 class TokenService:
@@ -89,13 +92,28 @@ class TokenService:
             "jti": str(uuid.uuid4()),
         }
 
-    def issue_access(self, user_id: int, role: str) -> str:
-        return self._encode(self._base(user_id, role, "access", self.access_ttl))
+    def issue_access(
+        self,
+        user_id: int,
+        role: str,
+        session_id: uuid.UUID | None = None,
+        ttl: int | None = None,
+    ) -> str:
+        """`ttl` shortens the lifetime (a session close to its end), never lengthens it."""
+        claims = self._base(user_id, role, "access", _shorter(ttl, self.access_ttl))
+        if session_id is not None:
+            claims["sid"] = str(session_id)
+        return self._encode(claims)
 
     def issue_refresh(
-        self, user_id: int, role: str, token_id: uuid.UUID, family_id: uuid.UUID
+        self,
+        user_id: int,
+        role: str,
+        token_id: uuid.UUID,
+        family_id: uuid.UUID,
+        ttl: int | None = None,
     ) -> str:
-        claims = self._base(user_id, role, "refresh", self.refresh_ttl)
+        claims = self._base(user_id, role, "refresh", _shorter(ttl, self.refresh_ttl))
         claims.update(jti=str(token_id), fam=str(family_id))
         return self._encode(claims)
 
@@ -154,6 +172,11 @@ class TokenService:
                 family_id=uuid.UUID(str(claims["fam"])) if "fam" in claims else None,
                 kid=kid,
                 expires_at=int(claims["exp"]),
+                session_id=uuid.UUID(str(claims["sid"])) if "sid" in claims else None,
             )
         except (ValueError, KeyError):
             raise InvalidToken("invalid token claims") from None
+
+
+def _shorter(ttl: int | None, configured: int) -> int:
+    return configured if ttl is None else max(1, min(ttl, configured))

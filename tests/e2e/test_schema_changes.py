@@ -31,13 +31,21 @@ from pipelines.targets.local.scratch import Scratch, scratch_environments
 from pipelines.targets.local.target import LocalTarget
 from pipelines.traffic.loadgen import Load, get
 from tests.e2e.test_deploy import ROOT, build_release, bump_version, context
-from tests.schema_helpers import ADD_NOTE, DROP_NOTE, revision_text
+from tests.schema_helpers import (
+    ADD_NOTE,
+    DROP_NOTE,
+    HEAD,
+    HEAD_SERVES_FROM,
+    LATER_REV,
+    NEXT_REV,
+    revision_text,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 NOTE_COLUMN = '    Column("note", Text, nullable=True),\n'
-EXPAND_FILE = "service/migrations/versions/0002_items_note.py"
-CONTRACT_FILE = "service/migrations/versions/0003_drop_items_note.py"
+EXPAND_FILE = f"service/migrations/versions/{NEXT_REV}_items_note.py"
+CONTRACT_FILE = f"service/migrations/versions/{LATER_REV}_drop_items_note.py"
 
 
 def with_note(schema: str) -> str:
@@ -51,7 +59,7 @@ def expand_edits() -> dict[str, Callable[[str], str]]:
     return {
         "service/__init__.py": bump_version,
         "service/schema.py": with_note,
-        EXPAND_FILE: lambda _: revision_text(ADD_NOTE, "expand", "0002", "0001"),
+        EXPAND_FILE: lambda _: revision_text(ADD_NOTE, "expand", NEXT_REV, HEAD),
     }
 
 
@@ -119,20 +127,20 @@ def test_an_expand_release_is_promoted_then_rolled_back_across_its_migration(
         assert promote(release, tmp_path) == 0, (tmp_path / "reports" / "report.md").read_text()
     assert promoting.report.failures == 0, promoting.report.summary()
     assert production.current_release() == release.id
-    assert schema_of(production)["current"] == "0002"
+    assert schema_of(production)["current"] == NEXT_REV
 
     with items_load(production) as rolling_back:
         message = operations.rollback("production", None)
     assert rolling_back.report.failures == 0, rolling_back.report.summary()
     assert rolling_back.report.requests > 50
     assert production.current_release() == before
-    assert "schema stays at 0002" in message and "the data was not touched" in message
+    assert f"schema stays at {NEXT_REV}" in message and "the data was not touched" in message
     # The release before serves on the newer schema, as its readiness says.
     assert schema_of(production) == {
         "ok": True,
-        "expected": "0001",
-        "current": "0002",
-        "serves_from": "0001",
+        "expected": HEAD,
+        "current": NEXT_REV,
+        "serves_from": HEAD_SERVES_FROM,
     }
     print(f"\npromote: {promoting.report.summary()}\nrollback: {rolling_back.report.summary()}")
 
@@ -176,7 +184,7 @@ def test_a_contract_before_its_expand_is_live_is_refused_and_nothing_changes(
         {
             **expand_edits(),
             "service/schema.py": lambda text: text,  # dropped again: the models are as before
-            CONTRACT_FILE: lambda _: revision_text(DROP_NOTE, "contract", "0003", "0002"),
+            CONTRACT_FILE: lambda _: revision_text(DROP_NOTE, "contract", LATER_REV, NEXT_REV),
         },
     )
     migrations = Path(release.artifact) / "service" / "migrations"
@@ -189,8 +197,8 @@ def test_a_contract_before_its_expand_is_live_is_refused_and_nothing_changes(
         )
     assert code == exit_code_for(3)
     report = (tmp_path / "reports" / "report.md").read_text()
-    assert "revision 0003 is a contract" in report
-    assert "Deploy a release whose migrations end at 0002 first" in report
+    assert f"revision {LATER_REV} is a contract" in report
+    assert f"Deploy a release whose migrations end at {NEXT_REV} first" in report
     assert load.report.failures == 0, load.report.summary()
     assert production.current_release() == before
     assert schema_of(production)["current"] == schema
@@ -200,8 +208,8 @@ def test_a_contract_before_its_expand_is_live_is_refused_and_nothing_changes(
 def test_after_a_contract_the_release_before_it_is_refused_before_anything_changes(
     production: LocalEnvironment, tmp_path: Path
 ) -> None:
-    """Expand, then contract: production then runs code past 0003, and the expand release
-    (head 0002) cannot serve on a schema without its column. The rollback is refused up
+    """Expand, then contract: production then runs code past LATER_REV, and the expand
+    release (head NEXT_REV) cannot serve on a schema without its column. The rollback is refused up
     front with the restore to use instead; it never starts a rollout that cannot turn
     ready."""
     expand = build_release(tmp_path, "feat(items): a note on items", expand_edits())
@@ -212,16 +220,16 @@ def test_after_a_contract_the_release_before_it_is_refused_before_anything_chang
         {
             "service/__init__.py": lambda text: text.replace('"9.9.', '"9.8.9.'),
             "service/schema.py": lambda text: text.replace(NOTE_COLUMN, ""),
-            CONTRACT_FILE: lambda _: revision_text(DROP_NOTE, "contract", "0003", "0002"),
+            CONTRACT_FILE: lambda _: revision_text(DROP_NOTE, "contract", LATER_REV, NEXT_REV),
         },
     )
     assert promote(contract, tmp_path) == 0
-    assert schema_of(production)["current"] == "0003"
+    assert schema_of(production)["current"] == LATER_REV
 
     with items_load(production) as load, pytest.raises(TargetError) as refused:
         operations.rollback("production", expand.id)
     message = str(refused.value)
-    assert "refused before any change" in message and "needs code at 0003" in message
+    assert "refused before any change" in message and f"needs code at {LATER_REV}" in message
     assert "backup.restore --snapshot production-pre-deploy-" in message
     assert f"{contract.id} keeps serving" in message
     assert load.report.failures == 0, load.report.summary()

@@ -26,6 +26,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "drain_seconds": 0,
         "rate_limit_api_per_minute": 100_000,
         "rate_limit_auth_per_minute": 10_000,
+        "login_source_max_failures": 10_000,
     }
     values.update(overrides)
     return Settings(**values)

@@ -14,15 +14,25 @@ import pytest
 from alembic import command
 
 from service.migrate import COMPAT_TABLE, alembic_config, compatibility, expected_head, serves_from
-from tests.schema_helpers import ADD_NOTE, DROP_NOTE, add_revision, copy_migrations
+from tests.schema_helpers import (
+    ADD_NOTE,
+    DROP_NOTE,
+    HEAD,
+    HEAD_SERVES_FROM,
+    LATER_REV,
+    NEXT_REV,
+    add_revision,
+    copy_migrations,
+)
 from tests.service.conftest import AppFactory, client_for
 
 
 def newer_release(tmp_path: Path) -> Path:
-    """This code's migrations plus an expand (0002) and the contract that completes it."""
+    """This code's migrations plus an expand (NEXT_REV) and the contract that completes it
+    (LATER_REV)."""
     migrations = copy_migrations(tmp_path / "migrations")
-    add_revision(migrations, ADD_NOTE, "expand", rev="0002", down="0001")
-    add_revision(migrations, DROP_NOTE, "contract", rev="0003", down="0002")
+    add_revision(migrations, ADD_NOTE, "expand", rev=NEXT_REV, down=HEAD)
+    add_revision(migrations, DROP_NOTE, "contract", rev=LATER_REV, down=NEXT_REV)
     return migrations
 
 
@@ -80,10 +90,12 @@ async def test_each_applied_revision_records_its_phase_and_oldest_serving_head(
     fresh_database: str, tmp_path: Path
 ) -> None:
     await upgrade(fresh_database, newer_release(tmp_path), "head")
-    assert await recorded(fresh_database) == [
-        ("0001", "expand", "0001"),
-        ("0002", "expand", "0001"),
-        ("0003", "contract", "0003"),
+    rows = await recorded(fresh_database)
+    assert rows[0] == ("0001", "expand", "0001")
+    assert rows[-3:] == [
+        (HEAD, "expand", HEAD_SERVES_FROM),
+        (NEXT_REV, "expand", HEAD_SERVES_FROM),
+        (LATER_REV, "contract", LATER_REV),
     ]
 
 
@@ -92,17 +104,22 @@ async def test_an_older_release_stays_ready_across_an_expand_and_not_across_its_
     app_factory: AppFactory, fresh_database: str, tmp_path: Path
 ) -> None:
     migrations = newer_release(tmp_path)
-    app = await app_factory()  # this code: head 0001
-    await upgrade(fresh_database, migrations, "0002")
+    app = await app_factory()  # this code: at HEAD
+    await upgrade(fresh_database, migrations, NEXT_REV)
     status, schema = await schema_check(app)
     assert status == 200, schema
-    assert schema == {"ok": True, "expected": "0001", "current": "0002", "serves_from": "0001"}
+    assert schema == {
+        "ok": True,
+        "expected": HEAD,
+        "current": NEXT_REV,
+        "serves_from": HEAD_SERVES_FROM,
+    }
 
-    await upgrade(fresh_database, migrations, "0003")
+    await upgrade(fresh_database, migrations, LATER_REV)
     status, schema = await schema_check(app)
     assert status == 503
-    assert schema["ok"] is False and schema["serves_from"] == "0003"
-    assert "needs code at 0003 or later" in schema["reason"]
+    assert schema["ok"] is False and schema["serves_from"] == LATER_REV
+    assert f"needs code at {LATER_REV} or later" in schema["reason"]
 
 
 @pytest.mark.integration
@@ -126,10 +143,10 @@ async def test_migrating_with_an_older_release_leaves_an_expand_alone_and_refuse
     from service.migrate import upgrade as upgrade_with_this_code
 
     migrations = newer_release(tmp_path)
-    await upgrade(fresh_database, migrations, "0002")
+    await upgrade(fresh_database, migrations, NEXT_REV)
     await asyncio.to_thread(upgrade_with_this_code, fresh_database)  # nothing to apply
-    assert [r for r, _, _ in await recorded(fresh_database)] == ["0001", "0002"]
+    assert [r for r, _, _ in await recorded(fresh_database)][-2:] == [HEAD, NEXT_REV]
 
-    await upgrade(fresh_database, migrations, "0003")
-    with pytest.raises(SchemaAheadError, match="at 0003, past this code's head 0001"):
+    await upgrade(fresh_database, migrations, LATER_REV)
+    with pytest.raises(SchemaAheadError, match=f"at {LATER_REV}, past this code's head {HEAD}"):
         await asyncio.to_thread(upgrade_with_this_code, fresh_database)

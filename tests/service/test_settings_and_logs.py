@@ -35,6 +35,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"TRUSTED_PROXIES": "not-an-ip"}, "TRUSTED_PROXIES"),
         ({"JWT_PREVIOUS_SECRET": STRONG}, "JWT_PREVIOUS_KID"),
         ({"FLAG_REGISTRATION_OPEN": "sometimes"}, "FLAG_REGISTRATION_OPEN"),
+        ({"SESSION_MAX_DAYS": "0"}, "SESSION_MAX_DAYS"),
+        ({"SESSION_MAX_DAYS": "forever"}, "SESSION_MAX_DAYS"),
+        ({"SESSION_MAX_DAYS": "0.01"}, "SESSION_MAX_DAYS must be from 0.042 (one hour)"),
+        ({"SESSION_MAX_DAYS": "3"}, "REFRESH_TOKEN_TTL_S (604800) is longer than SESSION_MAX"),
+        ({"LOGIN_SOURCE_WINDOW_S": "7200"}, "LOGIN_SOURCE_WINDOW_S"),
+        ({"LOGIN_SOURCE_MAX_FAILURES": "0"}, "LOGIN_SOURCE_MAX_FAILURES"),
     ],
 )
 def test_invalid_settings_name_the_variable(

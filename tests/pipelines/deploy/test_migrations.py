@@ -20,7 +20,15 @@ from pipelines.deploy.steps import StepContext, exit_code_for
 from pipelines.targets.local.target import LocalTarget
 from service.schema import metadata
 from tests.conftest import PgServer
-from tests.schema_helpers import ADD_NOTE, DROP_NOTE, add_revision, copy_migrations
+from tests.schema_helpers import (
+    ADD_NOTE,
+    DROP_NOTE,
+    HEAD,
+    LATER_REV,
+    NEXT_REV,
+    add_revision,
+    copy_migrations,
+)
 
 
 @pytest.fixture
@@ -74,8 +82,8 @@ def test_a_drop_declared_as_expand_is_refused_naming_the_operation_and_the_file(
 ) -> None:
     path = add_revision(migrations, 'op.drop_column("items", "name")', phase="expand")
     found = migrations_check.review(migrations, with_diff=False)
-    assert found.blocked_revisions == ["0002"] and not found.ok
-    [op] = found.destructive["0002"]
+    assert found.blocked_revisions == [NEXT_REV] and not found.ok
+    [op] = found.destructive[NEXT_REV]
     assert (op.kind, op.detector) == ("drop-column", "squawk:ban-drop-column")
     [blocker] = found.blockers()
     assert "declares expand" in blocker and "drop-column" in blocker and str(path) in blocker
@@ -88,7 +96,7 @@ def test_a_drop_declared_as_contract_passes(migrations: Path) -> None:
     add_revision(migrations, 'op.drop_column("items", "name")', phase="contract")
     found = migrations_check.review(migrations, with_diff=False)
     assert found.ok and found.blocked_revisions == []
-    assert [op.kind for op in found.destructive["0002"]] == ["drop-column"]
+    assert [op.kind for op in found.destructive[NEXT_REV]] == ["drop-column"]
     assert found.classified(found.revisions[-1]) == "contract"
 
 
@@ -129,19 +137,20 @@ def test_tightening_an_existing_table_is_a_contract() -> None:
 
 @pytest.mark.unit
 def test_the_contract_gate_waits_for_production_to_run_the_expand(migrations: Path) -> None:
-    add_revision(migrations, ADD_NOTE, "expand", rev="0002", down="0001")
-    add_revision(migrations, DROP_NOTE, "contract", rev="0003", down="0002")
+    add_revision(migrations, ADD_NOTE, "expand", rev=NEXT_REV, down=HEAD)
+    add_revision(migrations, DROP_NOTE, "contract", rev=LATER_REV, down=NEXT_REV)
     found = migrations_check.revisions(migrations)
-    # production's database and code at 0001: the expand and its contract in one release
-    [refusal] = migrations_check.contract_gate(found, "0001", "0001")
-    assert "revision 0003 is a contract" in refusal and "end at 0002 first" in refusal
+    # production's database and code at HEAD: the expand and its contract in one release
+    [refusal] = migrations_check.contract_gate(found, HEAD, HEAD)
+    assert f"revision {LATER_REV} is a contract" in refusal
+    assert f"end at {NEXT_REV} first" in refusal
     assert refusal.endswith("Nothing was changed")
-    # production already runs code with 0002: the contract may go out
-    assert migrations_check.contract_gate(found, "0002", "0002") == []
+    # production already runs code with NEXT_REV: the contract may go out
+    assert migrations_check.contract_gate(found, NEXT_REV, NEXT_REV) == []
     # nothing runs in production yet: nothing can trip over it
     assert migrations_check.contract_gate(found, None, None) == []
     # code from another history
-    [unknown] = migrations_check.contract_gate(found, "0001", "9999")
+    [unknown] = migrations_check.contract_gate(found, HEAD, "9999")
     assert "do not contain" in unknown
 
 
@@ -157,21 +166,21 @@ op.create_index("ix_widgets_id", "widgets", ["id"])
 """
     add_revision(migrations, body, phase="contract")
     found = migrations_check.review(migrations, with_diff=False)
-    detected = {op.kind: op.detector for op in found.destructive["0002"]}
+    detected = {op.kind: op.detector for op in found.destructive[NEXT_REV]}
     assert detected == {
         "type-change": "squawk:changing-column-type",
         "not-null-without-default": "squawk:adding-required-field",
         "non-concurrent-index": "squawk:require-concurrent-index-creation",
         "truncate": "drydock",  # squawk only bans TRUNCATE ... CASCADE
     }
-    assert all("widgets" not in op.statement for op in found.destructive["0002"])
+    assert all("widgets" not in op.statement for op in found.destructive[NEXT_REV])
     assert any(a.detector.startswith("squawk:") for a in found.advisories)
 
 
 @pytest.mark.integration
 def test_two_heads_are_refused(migrations: Path, tmp_path: Path) -> None:
-    add_revision(migrations, "pass", rev="0002a")
-    add_revision(migrations, "pass", rev="0002b")
+    add_revision(migrations, "pass", rev=f"{NEXT_REV}a")
+    add_revision(migrations, "pass", rev=f"{NEXT_REV}b")
     with pytest.raises(MigrationCheckError, match="2 heads"):
         migrations_check.revisions(migrations)
     result = MigrationsStep(migrations=migrations).run(ctx_for(tmp_path))
@@ -227,7 +236,7 @@ async def test_current_models_and_migrations_agree(
 async def test_the_default_diff_runs_on_a_throwaway_postgresql(tmp_path: Path) -> None:
     step = MigrationsStep()
     plan = await asyncio.to_thread(step.plan, ctx_for(tmp_path))
-    assert "head 0001" in plan.summary and not plan.blockers
+    assert f"head {HEAD}" in plan.summary and not plan.blockers
     assert "staging: not running" in " ".join(plan.actions)
     result = await asyncio.to_thread(step.run, ctx_for(tmp_path))
     assert result.ok, result.summary
