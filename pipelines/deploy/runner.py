@@ -16,7 +16,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +34,7 @@ from pipelines.deploy.steps import (
 )
 from pipelines.host.ports import drawing_from, pipeline_and_tests_ranges
 from pipelines.ledger import Ledger
-from pipelines.lock import LockHeld
+from pipelines.lock import LeaseLost, LockHeld
 from pipelines.targets import get_target
 from pipelines.targets.base import ENVIRONMENTS, Target, TargetError
 
@@ -74,12 +74,20 @@ def build_steps(ledger: Ledger) -> list[Step]:
 
 
 @contextlib.contextmanager
-def locks(target: Target, names: Sequence[str], purpose: str) -> Iterator[None]:
-    """Every environment the run touches, always taken in the same order."""
+def locks(target: Target, names: Sequence[str], purpose: str) -> Iterator[Callable[[], None]]:
+    """Every environment the run touches, always taken in the same order. Yields the check
+    that raises LeaseLost once any of them is no longer ours."""
     with contextlib.ExitStack() as stack:
-        for name in sorted(names, key=ENVIRONMENTS.index):
+        held = [
             stack.enter_context(target.lock(name, purpose))
-        yield
+            for name in sorted(names, key=ENVIRONMENTS.index)
+        ]
+
+        def check() -> None:
+            for holding in held:
+                holding.check()
+
+        yield check
 
 
 def context(options: DeployOptions) -> tuple[StepContext, Ledger]:
@@ -150,7 +158,8 @@ def execute(
     results: dict[int, StepResult] = {}
     failed: Step | None = None
     try:
-        with locks(ctx.target, touched, f"deploy {ctx.deploy_id}"):
+        with locks(ctx.target, touched, f"deploy {ctx.deploy_id}") as check:
+            ctx.check_locks = check
             for group in step_groups(steps):
                 group_results = run_group(group, ctx)
                 results.update(group_results)
@@ -260,12 +269,17 @@ def run_group(group: Sequence[Step], ctx: StepContext) -> dict[int, StepResult]:
 
 def run_step(step: Step, ctx: StepContext) -> StepResult:
     """A step's run; a TargetError it lets through ends it as failed, like any failure, so
-    the report and the ledger entry are written and the deploy stops there."""
+    the report and the ledger entry are written and the deploy stops there. A step that
+    changes an environment starts only while the run's locks are still its own."""
     started = time.monotonic()
     try:
+        if not getattr(step, "reads_commit_only", False):
+            ctx.check_locks()
         return step.run(ctx)
     except TargetError as exc:
         return StepResult(False, f"{step.title}: {exc}").timed(started)
+    except LeaseLost as exc:
+        return StepResult(False, f"{step.title}: stopped: {exc}").timed(started)
 
 
 def print_json(data: Any) -> None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from infra.spec import EnvironmentSpec
     from pipelines.ledger import Ledger
+    from pipelines.lock import Holding
 
 ENVIRONMENTS = ("staging", "production")
 
@@ -390,8 +391,9 @@ class Target(Protocol):
         """The history of both environments: deploys, rollbacks, flags, snapshots."""
         ...
 
-    def lock(self, name: str, purpose: str) -> AbstractContextManager[object]:
-        """One change at a time per environment: deploys, rollbacks and flag changes."""
+    def lock(self, name: str, purpose: str) -> AbstractContextManager[Holding]:
+        """One change at a time per environment: deploys, rollbacks and flag changes. The
+        holding's `check()` says, before each change, whether the lock is still ours."""
         ...
 
     def release(self, ref: str | None, sha: str) -> Release:

@@ -30,8 +30,8 @@ from pipelines.targets.aws.common import (
     aws_errors,
 )
 from pipelines.targets.aws.database import AwsDatabase
+from pipelines.targets.aws.lease import S3Lock
 from pipelines.targets.aws.observe import Dimensions, derive_dimensions, observe
-from pipelines.targets.aws.s3 import S3Lock
 from pipelines.targets.aws.secrets import AwsSecrets
 from pipelines.targets.aws.status import environment_status
 from pipelines.targets.base import (
@@ -69,6 +69,7 @@ class AwsEnvironment:
         rollout_timeout_s: float = ROLLOUT_TIMEOUT_S,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = check_environment_name(name)
         self.spec = spec or load_stack_file(
@@ -80,6 +81,7 @@ class AwsEnvironment:
         self.rollout_timeout_s = rollout_timeout_s
         self.sleep = sleep
         self.clock = clock
+        self.wall_clock = wall_clock  # what a lease's end is written in, for other hosts
         self._dimensions: Dimensions | None = None
         self._smoke_admin_ready = False
 
@@ -126,11 +128,12 @@ class AwsEnvironment:
         return float(self.spec.bake_window_seconds)
 
     def lock(self, on_break: Callable[[str], object] = print) -> S3Lock:
-        """This environment's deploy lock, in its own stack's backups bucket."""
+        """This environment's deploy lock, a renewed lease in its own stack's backups bucket."""
         return S3Lock(
             self.outputs[out.BACKUPS_BUCKET],
             self.name,
             client=self.clients("s3"),
+            clock=self.wall_clock,
             on_break=on_break,
         )
 

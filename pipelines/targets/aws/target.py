@@ -11,6 +11,7 @@ from typing import Any
 from infra import outputs as out
 from pipelines.targets.aws.common import OutputsProvider, outputs_provider
 from pipelines.targets.aws.environment import LEDGER_BUCKET_ENV, AwsEnvironment
+from pipelines.targets.aws.lease import S3Lock
 from pipelines.targets.aws.s3 import S3Ledger
 from pipelines.targets.base import Release, TargetError
 
@@ -25,7 +26,7 @@ class AwsTarget:
     ) -> None:
         """`stack_outputs_provider`: stack -> outputs, or a mapping of them; by default the
         file named by DRYDOCK_AWS_OUTPUTS_FILE, else Pulumi. `options` go to every
-        AwsEnvironment (spec, clients, poll_s, rollout_timeout_s, sleep, clock)."""
+        AwsEnvironment (spec, clients, poll_s, rollout_timeout_s, sleep, clock, wall_clock)."""
         self.provider = outputs_provider(stack_outputs_provider)
         self.options = options
         self._environments: dict[str, AwsEnvironment] = {}
@@ -52,9 +53,9 @@ class AwsTarget:
         return S3Ledger(bucket, client=production.clients("s3"))
 
     @contextmanager
-    def lock(self, name: str, purpose: str) -> Iterator[dict[str, Any]]:
-        with self.environment(name).lock().held(purpose) as record:
-            yield record
+    def lock(self, name: str, purpose: str) -> Iterator[S3Lock]:
+        with self.environment(name).lock().held(purpose) as held:
+            yield held
 
     def release(self, ref: str | None, sha: str) -> Release:
         """On AWS a release is an image already pushed, named by its digest."""
