@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets as pysecrets
+import sys
 import time
 from collections.abc import Callable, Mapping
 from functools import cached_property
@@ -28,6 +29,7 @@ from pipelines.targets.aws.common import (
     OutputsProvider,
     StackOutputs,
     aws_errors,
+    client_error,
 )
 from pipelines.targets.aws.database import AwsDatabase
 from pipelines.targets.aws.lease import S3Lock
@@ -328,7 +330,27 @@ class AwsEnvironment:
         return self.database.migrate(release.artifact)
 
     def snapshot(self, kind: str, reason: str = "", deploy_id: str = "") -> dict[str, Any]:
-        return self.database.snapshot(kind, deploy_id=deploy_id, reason=reason)
+        """A manual RDS snapshot. After a pre-deploy one, the older pre-deploy snapshots
+        beyond `preDeploySnapshotsKept` are deleted (two per release would otherwise reach
+        RDS's quota of manual snapshots); the other kinds are `invoke backup.prune`'s."""
+        record = self.database.snapshot(kind, deploy_id=deploy_id, reason=reason)
+        if kind == "pre-deploy":
+            record["pruned"] = self._prune_pre_deploy()
+        return record
+
+    def _prune_pre_deploy(self) -> list[str]:
+        """The deleted ids. A failure leaves the deploy alone, which has its snapshot, and
+        says how to prune by hand."""
+        try:
+            return self.backups.store.prune(dry_run=False, kinds=("pre-deploy",)).deleted
+        except (TargetError, client_error()) as exc:
+            print(
+                f"warning: {self.name}: pruning pre-deploy snapshots failed ({exc}); the new "
+                f"snapshot is taken. Prune with: invoke backup.prune --env {self.name} "
+                "--target aws --apply",
+                file=sys.stderr,
+            )
+            return []
 
     def verify_snapshot(self, snapshot_id: str) -> dict[str, Any]:
         return self.database.verify_snapshot(snapshot_id)
