@@ -7,6 +7,7 @@ import contextlib
 import time
 from typing import Any
 
+from pipelines.deploy import provenance
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.ledger import Ledger
 from pipelines.targets.base import Environment, TargetError
@@ -63,6 +64,9 @@ class StagingStep:
     title = "Deploy to staging and run the smoke suite"
     env_name = "staging"
 
+    def __init__(self, ledger: Ledger | None = None) -> None:
+        self.ledger = ledger
+
     def plan(self, ctx: StepContext) -> StepPlan:
         return _describe_plan(
             ctx,
@@ -73,6 +77,9 @@ class StagingStep:
 
     def run(self, ctx: StepContext) -> StepResult:
         started = time.monotonic()
+        refused = provenance.refused(ctx, self.ledger or ctx.target.ledger(), started)
+        if refused:
+            return refused
         env = _environment(ctx, self.env_name)
         assert ctx.release is not None
         try:
@@ -130,6 +137,9 @@ class ProductionStep:
 
     def run(self, ctx: StepContext) -> StepResult:
         started = time.monotonic()
+        refused = provenance.refused(ctx, self.ledger or ctx.target.ledger(), started)
+        if refused:
+            return refused
         env = _environment(ctx, self.env_name)
         assert ctx.release is not None
         try:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import releases
+from pipelines.deploy import provenance
 from pipelines.deploy.report import write_report
 from pipelines.deploy.steps import (
     EXIT_LOCKED,
@@ -67,7 +68,7 @@ def build_steps(ledger: Ledger) -> list[Step]:
         SecurityReviewStep(),
         MigrationsStep(),
         ReleaseNotesStep(ledger),
-        StagingStep(),
+        StagingStep(ledger),
         ProductionStep(ledger),
         VerifyStep(ledger),
     ]
@@ -163,6 +164,7 @@ def execute(
             for group in step_groups(steps):
                 group_results = run_group(group, ctx)
                 results.update(group_results)
+                provenance.record(ledger, ctx.sha, ((s, group_results[s.number]) for s in group))
                 failed = next((s for s in group if not group_results[s.number].ok), None)
                 if failed is not None:
                     break
@@ -213,6 +215,7 @@ def _record(
         "failed_step": failed.number if failed else None,
         "only": only,
         "artifact": ctx.release.artifact,
+        "artifact_commit": ctx.facts.get("artifact_commit"),
         "steps": {
             n: {"ok": r.ok, "summary": r.summary, "duration_s": r.duration_s}
             for n, r in results.items()

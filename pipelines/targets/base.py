@@ -400,6 +400,11 @@ class Target(Protocol):
         """The artifact of a commit (a git ref locally, an image digest on AWS)."""
         ...
 
+    def artifact_commit(self, release: Release) -> str | None:
+        """The commit the artifact says it was built from, which steps 5-7 require to
+        have passed steps 1-4; None where the run builds the artifact from its own commit."""
+        ...
+
 
 def check_environment_name(name: str) -> str:
     if name not in ENVIRONMENTS:

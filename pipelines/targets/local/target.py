@@ -37,6 +37,10 @@ class LocalTarget:
         with environment_lock(self.root / "locks" / f"{name}.lock", purpose) as holding:
             yield holding
 
+    def artifact_commit(self, release: Release) -> None:
+        """Nothing to prove: the artifact is `git archive` of the commit, made by this run."""
+        return None
+
     def release(self, ref: str | None, sha: str) -> Release:
         """The commit's artifact: `git archive` of `service/` under the state directory."""
         return releases.build(self.root / "releases", ref or "HEAD")
