@@ -16,8 +16,13 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/python -m compileall -q /opt/venv
 
 FROM ${PYTHON_IMAGE} AS runtime
+# The commit the image is built from (`--build-arg REVISION=$(git rev-parse HEAD)`). Deploy
+# steps 5-7 on AWS read it back from the pushed image and refuse a commit without a green
+# record for steps 1-4 in the ledger.
+ARG REVISION=""
 LABEL org.opencontainers.image.title="drydock API" \
-      org.opencontainers.image.source="https://github.com/drydock/drydock"
+      org.opencontainers.image.source="https://github.com/drydock/drydock" \
+      org.opencontainers.image.revision="${REVISION}"
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv

@@ -1,6 +1,7 @@
 """The ledger: an append-only history of what happened to each environment.
 
-Deploys with their step results and p95 baseline, rollbacks, flag changes and snapshots.
+Deploys with their step results and p95 baseline, rollbacks, flag changes, snapshots, and
+the outcome of steps 1-4 per commit, which steps 5-7 require (deploy/provenance.py).
 Each target keeps its own (`Target.ledger()`): locally a JSONL file under the state
 directory (`targets/local/ledger.py`), on AWS an object per entry in the backups bucket.
 Release notes, the p95 regression rule and `incident.timeline` read it.

@@ -3,6 +3,11 @@
 A lock file holds who took it (pid, host, user, command, when). A second deploy is refused
 with that information; a lock whose process is gone (kill -9, a crash, a reboot) is
 detected as stale and broken, and the break is reported.
+
+Whoever holds a lock gets a `Holding`: `check()` raises `LeaseLost` once the lock is no
+longer its own, so a run stops before its next change instead of racing the new holder.
+The AWS lock is a lease that can be lost that way (targets/aws/lease.py); a local lock
+file is lost only if someone removed or broke it.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Protocol
 
 from pipelines.host.procs import pid_alive, process_start
 from pipelines.ledger import actor
@@ -22,6 +28,32 @@ from pipelines.ledger import actor
 
 class LockHeld(RuntimeError):
     """Another live process holds the environment's lock."""
+
+
+class LeaseLost(RuntimeError):
+    """A lock this process held was taken over or could not be kept: stop changing things."""
+
+
+class Holding(Protocol):
+    def check(self) -> None:
+        """Raise LeaseLost when the lock is no longer this process's."""
+        ...
+
+
+class LockFileHolding:
+    """A held lock file: still ours while it names this process."""
+
+    def __init__(self, path: Path, record: Mapping[str, object]) -> None:
+        self.path, self.record = path, record
+
+    def check(self) -> None:
+        try:
+            current = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            current = {}
+        if current.get("pid") != self.record["pid"] or current.get("at") != self.record["at"]:
+            now = describe(current) if current else "nobody (the file is gone)"
+            raise LeaseLost(f"{self.path} is no longer ours: it names {now}")
 
 
 def describe(holder: dict[str, object]) -> str:
@@ -40,7 +72,9 @@ def holder_is_alive(holder: dict[str, object]) -> bool:
 
 
 @contextlib.contextmanager
-def environment_lock(path: Path, purpose: str, on_break: object = print) -> Iterator[None]:
+def environment_lock(
+    path: Path, purpose: str, on_break: object = print
+) -> Iterator[LockFileHolding]:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "pid": os.getpid(),
@@ -73,7 +107,7 @@ def environment_lock(path: Path, purpose: str, on_break: object = print) -> Iter
     else:
         raise LockHeld(f"could not take {path}")
     try:
-        yield
+        yield LockFileHolding(path, record)
     finally:
         with contextlib.suppress(OSError):
             current = json.loads(path.read_text())

@@ -7,6 +7,7 @@ import contextlib
 import time
 from typing import Any
 
+from pipelines.deploy import provenance
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.ledger import Ledger
 from pipelines.targets.base import Environment, TargetError
@@ -37,16 +38,19 @@ def _describe_plan(
 
 
 def _prepare(ctx: StepContext, env: Environment, verify: bool) -> dict[str, Any]:
-    """Up, snapshot, migrate: the common head of steps 5 and 6."""
+    """Up, snapshot, migrate: the common head of steps 5 and 6. Each change starts only
+    while the run still holds the environment's lock."""
     assert ctx.release is not None
     evidence: dict[str, Any] = {}
     env.up(bootstrap=False)
+    ctx.check_locks()
     snapshot = env.snapshot(
         "pre-deploy", reason=f"before {ctx.release.id}", deploy_id=ctx.deploy_id
     )
     evidence["snapshot"] = snapshot
     if verify:
         evidence["snapshot_verified"] = env.verify_snapshot(str(snapshot["id"]))
+    ctx.check_locks()
     migrated = env.migrate(ctx.release)
     evidence["migrations"] = {"current": migrated.current, "head": migrated.head}
     return evidence
@@ -60,6 +64,9 @@ class StagingStep:
     title = "Deploy to staging and run the smoke suite"
     env_name = "staging"
 
+    def __init__(self, ledger: Ledger | None = None) -> None:
+        self.ledger = ledger
+
     def plan(self, ctx: StepContext) -> StepPlan:
         return _describe_plan(
             ctx,
@@ -70,10 +77,14 @@ class StagingStep:
 
     def run(self, ctx: StepContext) -> StepResult:
         started = time.monotonic()
+        refused = provenance.refused(ctx, self.ledger or ctx.target.ledger(), started)
+        if refused:
+            return refused
         env = _environment(ctx, self.env_name)
         assert ctx.release is not None
         try:
             evidence = _prepare(ctx, env, verify=False)
+            ctx.check_locks()
             rollout = env.rollout(ctx.release, ctx.options.get("rollout_deadline_s"))
         except TargetError as exc:
             return StepResult(False, f"staging: {exc}").timed(started)
@@ -126,6 +137,9 @@ class ProductionStep:
 
     def run(self, ctx: StepContext) -> StepResult:
         started = time.monotonic()
+        refused = provenance.refused(ctx, self.ledger or ctx.target.ledger(), started)
+        if refused:
+            return refused
         env = _environment(ctx, self.env_name)
         assert ctx.release is not None
         try:
@@ -136,6 +150,7 @@ class ProductionStep:
         ctx.facts["restore_command"] = env.restore_command(str(evidence["snapshot"]["id"]))
         previous = env.current_release()
         ctx.facts["production_previous_release"] = previous
+        ctx.check_locks()
         rollout = env.rollout(ctx.release, ctx.options.get("rollout_deadline_s"))
         (self.ledger or ctx.target.ledger()).append(
             ROLLOUT_ENTRY,

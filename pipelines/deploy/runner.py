@@ -16,13 +16,14 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipelines import releases
+from pipelines.deploy import provenance
 from pipelines.deploy.report import write_report
 from pipelines.deploy.steps import (
     EXIT_LOCKED,
@@ -34,7 +35,7 @@ from pipelines.deploy.steps import (
 )
 from pipelines.host.ports import drawing_from, pipeline_and_tests_ranges
 from pipelines.ledger import Ledger
-from pipelines.lock import LockHeld
+from pipelines.lock import LeaseLost, LockHeld
 from pipelines.targets import get_target
 from pipelines.targets.base import ENVIRONMENTS, Target, TargetError
 
@@ -67,19 +68,27 @@ def build_steps(ledger: Ledger) -> list[Step]:
         SecurityReviewStep(),
         MigrationsStep(),
         ReleaseNotesStep(ledger),
-        StagingStep(),
+        StagingStep(ledger),
         ProductionStep(ledger),
         VerifyStep(ledger),
     ]
 
 
 @contextlib.contextmanager
-def locks(target: Target, names: Sequence[str], purpose: str) -> Iterator[None]:
-    """Every environment the run touches, always taken in the same order."""
+def locks(target: Target, names: Sequence[str], purpose: str) -> Iterator[Callable[[], None]]:
+    """Every environment the run touches, always taken in the same order. Yields the check
+    that raises LeaseLost once any of them is no longer ours."""
     with contextlib.ExitStack() as stack:
-        for name in sorted(names, key=ENVIRONMENTS.index):
+        held = [
             stack.enter_context(target.lock(name, purpose))
-        yield
+            for name in sorted(names, key=ENVIRONMENTS.index)
+        ]
+
+        def check() -> None:
+            for holding in held:
+                holding.check()
+
+        yield check
 
 
 def context(options: DeployOptions) -> tuple[StepContext, Ledger]:
@@ -150,10 +159,12 @@ def execute(
     results: dict[int, StepResult] = {}
     failed: Step | None = None
     try:
-        with locks(ctx.target, touched, f"deploy {ctx.deploy_id}"):
+        with locks(ctx.target, touched, f"deploy {ctx.deploy_id}") as check:
+            ctx.check_locks = check
             for group in step_groups(steps):
                 group_results = run_group(group, ctx)
                 results.update(group_results)
+                provenance.record(ledger, ctx.sha, ((s, group_results[s.number]) for s in group))
                 failed = next((s for s in group if not group_results[s.number].ok), None)
                 if failed is not None:
                     break
@@ -204,6 +215,7 @@ def _record(
         "failed_step": failed.number if failed else None,
         "only": only,
         "artifact": ctx.release.artifact,
+        "artifact_commit": ctx.facts.get("artifact_commit"),
         "steps": {
             n: {"ok": r.ok, "summary": r.summary, "duration_s": r.duration_s}
             for n, r in results.items()
@@ -260,12 +272,17 @@ def run_group(group: Sequence[Step], ctx: StepContext) -> dict[int, StepResult]:
 
 def run_step(step: Step, ctx: StepContext) -> StepResult:
     """A step's run; a TargetError it lets through ends it as failed, like any failure, so
-    the report and the ledger entry are written and the deploy stops there."""
+    the report and the ledger entry are written and the deploy stops there. A step that
+    changes an environment starts only while the run's locks are still its own."""
     started = time.monotonic()
     try:
+        if not getattr(step, "reads_commit_only", False):
+            ctx.check_locks()
         return step.run(ctx)
     except TargetError as exc:
         return StepResult(False, f"{step.title}: {exc}").timed(started)
+    except LeaseLost as exc:
+        return StepResult(False, f"{step.title}: stopped: {exc}").timed(started)
 
 
 def print_json(data: Any) -> None:

@@ -2,7 +2,8 @@
 `release.notes`): print the plan, run the step, print the outcome, return its exit code.
 
 Unlike `invoke deploy`, these build no release artifact and take no lock: they read the
-repository and reports, and write only under `reports/`.
+repository and reports, and write only under `reports/` and one ledger entry each, the
+record steps 5-7 require for the commit (deploy/provenance.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipelines.deploy import provenance
 from pipelines.deploy.steps import EXIT_USAGE, Step, StepContext
 from pipelines.releases import resolve
 from pipelines.targets.base import Target, TargetError
@@ -61,6 +63,11 @@ def run_alone(
         print(f"  warn: {warning}")
     verdict = "ok" if result.ok else "FAILED"
     print(f"{step.name}: {verdict} in {result.duration_s:.1f} s: {result.summary}", flush=True)
+    try:
+        provenance.record(target.ledger(), sha, [(step, result)])
+    except TargetError as exc:
+        print(f"error: the ledger record of {step.name} failed: {exc}", file=sys.stderr)
+        return step.exit_code  # without it, steps 5-7 refuse this commit
     return 0 if result.ok else step.exit_code
 
 

@@ -9,12 +9,16 @@ deploy without anyone reading them.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from pipelines.targets.base import Release, Target
+
+
+def nothing_held() -> None:
+    """Outside a run's locks (plans, steps 1-4 alone) there is no lock to lose."""
 
 
 @dataclass
@@ -30,6 +34,9 @@ class StepContext:
     options: dict[str, Any] = field(default_factory=dict)
     # Facts later steps need from earlier ones (release notes, snapshot ids, baselines).
     facts: dict[str, Any] = field(default_factory=dict)
+    # Raises LeaseLost once a lock the run holds is no longer its own: called before every
+    # change to an environment, so a run that lost its lock stops instead of racing.
+    check_locks: Callable[[], None] = nothing_held
 
 
 @dataclass(frozen=True)

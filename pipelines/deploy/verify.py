@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.deploy import provenance
 from pipelines.deploy.rollout import ROLLOUT_ENTRY
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.ledger import Ledger
@@ -136,6 +137,9 @@ class VerifyStep:
 
     def run(self, ctx: StepContext) -> StepResult:
         started = time.monotonic()
+        refused = provenance.refused(ctx, self.ledger, started)
+        if refused:
+            return refused
         env = ctx.target.environment(self.env_name)
         seconds = self.bake_seconds(ctx)
         assert ctx.release is not None

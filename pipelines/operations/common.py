@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pipelines.lock import LockHeld
+from pipelines.lock import LeaseLost, LockHeld
 from pipelines.targets import get_target
 from pipelines.targets.base import Target, TargetError
 
@@ -30,10 +30,17 @@ def answer(call: Callable[..., str], *args: Any) -> int:
 @contextmanager
 def held(target: Target, env: str, purpose: str) -> Iterator[None]:
     """The environment's lock, the one deploys take: a rollback or a flag change never
-    replaces a rollout in progress, nor one another."""
+    replaces a rollout in progress, nor one another. A lock lost while the operation ran
+    is said, since another run may have changed the environment meanwhile."""
     try:
-        with target.lock(env, purpose):
+        with target.lock(env, purpose) as holding:
             yield
+            holding.check()
+    except LeaseLost as exc:
+        raise TargetError(
+            f"{env}: {exc}. The operation itself ran; check what {env} runs now before "
+            "changing it again"
+        ) from None
     except LockHeld as exc:
         raise TargetError(
             f"{env} is busy: {exc}. Wait for it to finish (a lock whose process is gone is "

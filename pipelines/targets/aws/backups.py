@@ -2,7 +2,8 @@
 
 - RDS snapshots: `create_db_snapshot` tagged with kind, deploy id, environment, reason and
   the date retention keeps it until, then the `db_snapshot_available` waiter; listing and
-  pruning apply the same rules as the local target (`pipelines.backups.retention.rule`).
+  pruning apply the same rules as the local target (`pipelines.backups.retention.rule`),
+  plus what drills tag on the snapshots they use and verify (`retention.py`).
 - Logical dumps: a one-off Fargate task (`python -m pipelines.targets.aws.backup_task dump`)
   writes the dump and its fingerprint to the backups bucket through presigned PUT URLs, so
   the task itself needs no S3 permission and the image no boto3.
@@ -21,16 +22,18 @@ import json
 import math
 import secrets
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from infra import outputs as out
 from infra.spec import EnvironmentSpec
-from pipelines.backups.retention import KINDS, rule
+from pipelines.backups.retention import KINDS
+from pipelines.targets.aws import retention
 from pipelines.targets.aws.common import ClientFactory, client_error, error_code
 from pipelines.targets.aws.database import snapshot_identifier, snapshot_record, tag_value
 from pipelines.targets.aws.ecs import describe_revision, register_with_image
+from pipelines.targets.aws.retention import AwsPrunePlan, epoch, iso
 from pipelines.targets.base import TargetError
 
 CONTAINER = "migrate"
@@ -51,27 +54,6 @@ class TaskResult:
     task_arn: str
     exit_code: int | None
     stopped_reason: str
-
-
-@dataclass
-class AwsPrunePlan:
-    environment: str
-    dry_run: bool
-    keep: list[tuple[str, str]] = field(default_factory=list)
-    delete: list[tuple[str, str]] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-
-
-def iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def epoch(value: Any) -> float:
-    if hasattr(value, "timestamp"):
-        return float(value.timestamp())
-    from datetime import datetime
-
-    return datetime.fromisoformat(str(value)).timestamp()
 
 
 class AwsBackups:
@@ -162,35 +144,29 @@ class AwsBackups:
         records = [r for r in records if kind is None or r.get("kind") == kind]
         return sorted(records, key=lambda r: epoch(r["created_at"]), reverse=True)
 
-    def prune(self, dry_run: bool = True) -> AwsPrunePlan:
-        """Retention from the spec; the newest available snapshot of each kind always stays."""
-        plan = AwsPrunePlan(self.env, dry_run)
-        snapshots = self.list_snapshots()
-        newest: set[str] = set()
-        for kind in KINDS:
-            available = [s for s in snapshots if s["kind"] == kind and s["status"] == "available"]
-            if available:
-                newest.add(available[0]["id"])
-        pre_deploy = [s["id"] for s in snapshots if s["kind"] == "pre-deploy"]
-        kept_pre_deploy = set(pre_deploy[: self.spec.pre_deploy_snapshots_kept])
-        for record in snapshots:
-            if record["id"] in newest:
-                plan.keep.append((record["id"], f"newest available {record['kind']} snapshot"))
+    def prune(self, dry_run: bool = True, kinds: Collection[str] = KINDS) -> AwsPrunePlan:
+        """Retention from the spec over the snapshots of `kinds` (see retention.py for what
+        always stays). Each snapshot is described again just before it is deleted, so one
+        a drill has started on since the listing is kept."""
+        now = self.now()
+        result = retention.plan(
+            self.list_snapshots(), self.spec, self.instance, now, environment=self.env, kinds=kinds
+        )
+        result.dry_run = dry_run
+        if dry_run:
+            return result
+        rds = self.clients("rds")
+        for snapshot_id, reason in list(result.delete):
+            found = rds.describe_db_snapshots(DBSnapshotIdentifier=snapshot_id)["DBSnapshots"]
+            held = retention.drill_in_progress(snapshot_record(found[0], rds), self.now())
+            if held:
+                result.delete.remove((snapshot_id, reason))
+                result.keep.append((snapshot_id, held))
                 continue
-            keep, reason = rule(
-                self.spec,
-                record["kind"] or "manual",
-                epoch(record["created_at"]),
-                self.now(),
-                among_newest_pre_deploy=record["id"] in kept_pre_deploy,
-            )
-            (plan.keep if keep else plan.delete).append((record["id"], reason))
-        if not dry_run:
-            rds = self.clients("rds")
-            for snapshot_id, _ in plan.delete:
-                rds.delete_db_snapshot(DBSnapshotIdentifier=snapshot_id)
-                plan.deleted.append(snapshot_id)
-        return plan
+            self.log(f"{self.env}: deleting snapshot {snapshot_id}: {reason}")
+            rds.delete_db_snapshot(DBSnapshotIdentifier=snapshot_id)
+            result.deleted.append(snapshot_id)
+        return result
 
     # -- one-off tasks -------------------------------------------------------------
 

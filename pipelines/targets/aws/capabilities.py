@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from infra import outputs as out
 from pipelines.targets.aws import ecs as ecs_ops
-from pipelines.targets.aws.backups import AwsBackups, epoch
+from pipelines.targets.aws.backups import AwsBackups
 from pipelines.targets.aws.common import aws_errors
+from pipelines.targets.aws.retention import epoch
 from pipelines.targets.base import (
     AlarmTransition,
     PruneItem,

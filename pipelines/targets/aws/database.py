@@ -285,20 +285,26 @@ class AwsDatabase:
     def verify_snapshot(self, snapshot_id: str) -> dict[str, Any]:
         """A snapshot a restore can rely on: available, of this instance, encrypted, sized."""
         record = self.describe_snapshot(snapshot_id)
-        problems = []
-        if record["status"] != "available":
-            problems.append(f"status is {record['status']}")
-        if record["instance"] != self.outputs[out.DB_INSTANCE_ID]:
-            problems.append(f"taken from {record['instance']}, not this environment")
-        if not record["allocated_storage_gb"]:
-            problems.append("it has no storage")
-        if not record["encrypted"]:
-            problems.append("it is not encrypted")
+        problems = restore_problems(record, self.outputs[out.DB_INSTANCE_ID])
         if problems:
             raise TargetError(
                 f"{self.env}: snapshot {snapshot_id} fails checks: {'; '.join(problems)}"
             )
         return {**record, "verified": True}
+
+
+def restore_problems(record: Mapping[str, Any], instance: str) -> list[str]:
+    """Why a restore could not rely on the snapshot; empty when it passes the checks."""
+    problems = []
+    if record["status"] != "available":
+        problems.append(f"status is {record['status']}")
+    if record["instance"] != instance:
+        problems.append(f"taken from {record['instance']}, not this environment")
+    if not record["allocated_storage_gb"]:
+        problems.append("it has no storage")
+    if not record["encrypted"]:
+        problems.append("it is not encrypted")
+    return problems
 
 
 def snapshot_identifier(instance: str, kind: str, label: str, suffix: str) -> str:
@@ -331,4 +337,5 @@ def snapshot_record(snapshot: Mapping[str, Any], rds: Any) -> dict[str, Any]:
         "deploy_id": tags.get("deploy-id", ""),
         "environment": tags.get("environment", ""),
         "reason": tags.get("reason", ""),
+        "tags": tags,  # what drills mark (pipelines/targets/aws/retention.py)
     }

@@ -5,6 +5,10 @@ one-time password set: the point where a replacement database could take traffic
 now minus the newest heartbeat in the RDS copy, measured by the task. The one-time master
 password travels in the task's environment override: it belongs to a private instance that
 is deleted when the drill ends, and is never written anywhere else.
+
+A manual snapshot carries the drill's marks (retention.py reads them): `drydock:drill-until`
+while the drill restores from it, so pruning leaves it alone, and `drydock:verified-by` and
+`drydock:verified-at` once a drill has verified it, so the newest verified snapshot stays.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.targets.aws.common import client_error, error_code
+from pipelines.targets.aws.retention import DRILL_UNTIL, VERIFIED_AT, VERIFIED_BY, iso
 from pipelines.targets.base import TargetError
 
 if TYPE_CHECKING:
@@ -111,7 +116,7 @@ def run(
         "temporary_instance": temporary,
         "ok": False,
     }
-    created = False
+    created, marked = False, ""
     try:
         snapshot = newest_snapshot(backups, snapshot_id)
         report["snapshot"] = {
@@ -129,6 +134,12 @@ def run(
             ),
             "environment": backups.env,
         }
+        if snapshot.get("SnapshotType") == "manual":  # automated ones are RDS's, never pruned
+            marked = snapshot["DBSnapshotArn"]
+            rds.add_tags_to_resource(
+                ResourceName=marked,
+                Tags=[{"Key": DRILL_UNTIL, "Value": tags["drydock:delete-after"]}],
+            )
         log(f"drill [1/4] restoring {snapshot['DBSnapshotIdentifier']} into {temporary}")
         rds.restore_db_instance_from_db_snapshot(
             **restore_request(backups, live, snapshot["DBSnapshotIdentifier"], temporary, tags)
@@ -182,6 +193,8 @@ def run(
         if created:
             log(f"drill [3/4] deleting {temporary}")
             delete_instance(backups, temporary)
+    if marked:
+        _settle_marks(backups, marked, report)
     report["seconds"] = round(backups.now() - started, 3)
     _write(report, reports)
     verdict = "DRILL PASSED" if report["ok"] else "DRILL FAILED"
@@ -190,6 +203,24 @@ def run(
     if report.get("failure"):
         log(f"  ! {report['failure']}")
     return report
+
+
+def _settle_marks(backups: AwsBackups, arn: str, report: dict[str, Any]) -> None:
+    """The drill no longer holds the snapshot; a passed drill records that it verified it.
+    A failure here is a warning: the hold lapses by itself at its deadline."""
+    rds = backups.clients("rds")
+    try:
+        rds.remove_tags_from_resource(ResourceName=arn, TagKeys=[DRILL_UNTIL])
+        if report["ok"]:
+            verified = [
+                {"Key": VERIFIED_BY, "Value": report["id"]},
+                {"Key": VERIFIED_AT, "Value": iso(backups.now())},
+            ]
+            rds.add_tags_to_resource(ResourceName=arn, Tags=verified)
+    except client_error() as exc:
+        warning = f"could not update the drill's tags on {arn}: {exc}"
+        report.setdefault("warnings", []).append(warning)
+        backups.log(f"  warn {warning}")
 
 
 def _read_report(backups: AwsBackups, key: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets as pysecrets
+import sys
 import time
 from collections.abc import Callable, Mapping
 from functools import cached_property
@@ -28,10 +29,11 @@ from pipelines.targets.aws.common import (
     OutputsProvider,
     StackOutputs,
     aws_errors,
+    client_error,
 )
 from pipelines.targets.aws.database import AwsDatabase
+from pipelines.targets.aws.lease import S3Lock
 from pipelines.targets.aws.observe import Dimensions, derive_dimensions, observe
-from pipelines.targets.aws.s3 import S3Lock
 from pipelines.targets.aws.secrets import AwsSecrets
 from pipelines.targets.aws.status import environment_status
 from pipelines.targets.base import (
@@ -69,6 +71,7 @@ class AwsEnvironment:
         rollout_timeout_s: float = ROLLOUT_TIMEOUT_S,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = check_environment_name(name)
         self.spec = spec or load_stack_file(
@@ -80,6 +83,7 @@ class AwsEnvironment:
         self.rollout_timeout_s = rollout_timeout_s
         self.sleep = sleep
         self.clock = clock
+        self.wall_clock = wall_clock  # what a lease's end is written in, for other hosts
         self._dimensions: Dimensions | None = None
         self._smoke_admin_ready = False
 
@@ -126,11 +130,12 @@ class AwsEnvironment:
         return float(self.spec.bake_window_seconds)
 
     def lock(self, on_break: Callable[[str], object] = print) -> S3Lock:
-        """This environment's deploy lock, in its own stack's backups bucket."""
+        """This environment's deploy lock, a renewed lease in its own stack's backups bucket."""
         return S3Lock(
             self.outputs[out.BACKUPS_BUCKET],
             self.name,
             client=self.clients("s3"),
+            clock=self.wall_clock,
             on_break=on_break,
         )
 
@@ -325,7 +330,27 @@ class AwsEnvironment:
         return self.database.migrate(release.artifact)
 
     def snapshot(self, kind: str, reason: str = "", deploy_id: str = "") -> dict[str, Any]:
-        return self.database.snapshot(kind, deploy_id=deploy_id, reason=reason)
+        """A manual RDS snapshot. After a pre-deploy one, the older pre-deploy snapshots
+        beyond `preDeploySnapshotsKept` are deleted (two per release would otherwise reach
+        RDS's quota of manual snapshots); the other kinds are `invoke backup.prune`'s."""
+        record = self.database.snapshot(kind, deploy_id=deploy_id, reason=reason)
+        if kind == "pre-deploy":
+            record["pruned"] = self._prune_pre_deploy()
+        return record
+
+    def _prune_pre_deploy(self) -> list[str]:
+        """The deleted ids. A failure leaves the deploy alone, which has its snapshot, and
+        says how to prune by hand."""
+        try:
+            return self.backups.store.prune(dry_run=False, kinds=("pre-deploy",)).deleted
+        except (TargetError, client_error()) as exc:
+            print(
+                f"warning: {self.name}: pruning pre-deploy snapshots failed ({exc}); the new "
+                f"snapshot is taken. Prune with: invoke backup.prune --env {self.name} "
+                "--target aws --apply",
+                file=sys.stderr,
+            )
+            return []
 
     def verify_snapshot(self, snapshot_id: str) -> dict[str, Any]:
         return self.database.verify_snapshot(snapshot_id)

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines import releases
-from pipelines.lock import environment_lock
+from pipelines.lock import LockFileHolding, environment_lock
 from pipelines.targets.base import Release
 from pipelines.targets.local.environment import LocalEnvironment
 from pipelines.targets.local.layout import state_root
@@ -31,11 +31,15 @@ class LocalTarget:
         return FileLedger(self.root / "ledger.jsonl")
 
     @contextmanager
-    def lock(self, name: str, purpose: str) -> Iterator[None]:
+    def lock(self, name: str, purpose: str) -> Iterator[LockFileHolding]:
         """One deploy, rollback or flag change at a time per environment: a lock file that
         names its holder, broken when that process is gone."""
-        with environment_lock(self.root / "locks" / f"{name}.lock", purpose):
-            yield
+        with environment_lock(self.root / "locks" / f"{name}.lock", purpose) as holding:
+            yield holding
+
+    def artifact_commit(self, release: Release) -> None:
+        """Nothing to prove: the artifact is `git archive` of the commit, made by this run."""
+        return None
 
     def release(self, ref: str | None, sha: str) -> Release:
         """The commit's artifact: `git archive` of `service/` under the state directory."""

@@ -22,6 +22,7 @@ from moto import mock_aws
 from infra.names import Names
 from infra.spec import defaults
 from pipelines import operations
+from pipelines.lock import Holding
 from pipelines.targets.aws import ecs as aws_ecs
 from pipelines.targets.aws.s3 import S3Ledger
 from pipelines.targets.aws.target import AwsTarget
@@ -302,9 +303,10 @@ def test_rollback_on_aws_is_recorded_in_the_s3_ledger(
     taken: list[str] = []
 
     @contextmanager
-    def lock(name: str, purpose: str) -> Iterator[None]:
-        taken.append(f"{name}: {purpose}")
-        yield
+    def lock(name: str, purpose: str) -> Iterator[Holding]:
+        with real(name).lock().held(purpose) as held:  # the S3 lock, in moto
+            taken.append(f"{name}: {purpose}")
+            yield held
 
     monkeypatch.setattr(
         aws, "environment", lambda name: Rolling(result) if name == "staging" else real(name)

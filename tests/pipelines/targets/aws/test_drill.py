@@ -20,6 +20,7 @@ from tests.pipelines.targets.aws.backup_fixtures import (
     capture_overrides,
     expect_task,
     moto_account,
+    tags_of,
 )
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
@@ -134,3 +135,34 @@ def test_drill_without_snapshots_says_how_to_take_one(aws: dict[str, Any], tmp_p
     assert result["ok"] is False
     assert f"{INSTANCE} has no available snapshot to drill" in result["failure"]
     assert "invoke backup.snapshot --env production" in result["failure"]
+
+
+@pytest.mark.usefixtures("drill_id")
+@pytest.mark.parametrize("passes", [True, False])
+def test_the_drill_holds_its_snapshot_while_it_runs_and_records_a_pass(
+    aws: dict[str, Any], tmp_path: Any, passes: bool
+) -> None:
+    """What retention reads: the hold while the drill restores, the pass once it has."""
+    from pipelines.targets.aws.retention import DRILL_UNTIL, VERIFIED_AT, VERIFIED_BY, iso
+
+    during: list[dict[str, str]] = []
+
+    def look(**_: Any) -> None:  # as the verification task starts
+        listing = aws["rds"].describe_db_snapshots(
+            DBInstanceIdentifier=INSTANCE, SnapshotType="manual"
+        )
+        [listed] = listing["DBSnapshots"]
+        during.append(tags_of(aws["rds"], listed["DBSnapshotIdentifier"]))
+
+    aws["ecs"].meta.events.register("provide-client-params.ecs.RunTask", look)
+    verification = {"ok": passes, "rpo_s": 1.0, "rds_copy_mismatches": []}
+    result, _ = run_drill(aws, verification, 0 if passes else 1, tmp_path)
+    assert result["ok"] is passes
+    [held] = during
+    assert held[DRILL_UNTIL] == iso(1_750_000_000.0 + 2 * 60.0)  # the drill's own deadline
+    after = tags_of(aws["rds"], result["snapshot"]["id"])
+    assert DRILL_UNTIL not in after, "the hold ends with the drill"
+    if passes:
+        assert after[VERIFIED_BY] == result["id"] and after[VERIFIED_AT].endswith("Z")
+    else:
+        assert VERIFIED_BY not in after and VERIFIED_AT not in after

@@ -97,3 +97,14 @@ def test_database_url_is_the_app_role_secret(env: AwsEnvironment) -> None:
     assert env.database.url() == "postgresql://drydock_app:x@db:5432/d"
     with pytest.raises(TargetError, match="only the app role"):
         env.database.url("superuser")
+
+
+def test_a_pre_deploy_snapshot_prunes_those_beyond_the_newest_kept(env: AwsEnvironment) -> None:
+    kept = env.spec.pre_deploy_snapshots_kept
+    older = [env.database.snapshot("pre-deploy", deploy_id=f"d{i}")["id"] for i in range(kept + 1)]
+    manual = env.database.snapshot("manual")["id"]
+    taken = env.snapshot("pre-deploy", deploy_id="d-new")
+    assert sorted(taken["pruned"]) == sorted(older[:2])
+    left = [s["id"] for s in env.database.snapshots("pre-deploy")]
+    assert left == [taken["id"], *reversed(older[2:])]
+    assert manual in [s["id"] for s in env.database.snapshots()]
