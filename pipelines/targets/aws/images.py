@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
+
+import httpx
 
 from pipelines.targets.base import TargetError
 
@@ -92,11 +92,11 @@ def _download(url: str) -> bytes:
     if not url.startswith(("https://", "http://")):
         raise TargetError(f"ECR gave a download URL that is not HTTP(S): {url[:40]}...")
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:  # noqa: S310
-            body: bytes = response.read()
-    except (urllib.error.URLError, OSError) as exc:
+        response = httpx.get(url, timeout=DOWNLOAD_TIMEOUT_S, follow_redirects=True)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
         raise TargetError(f"could not download the image's config from ECR: {exc}") from None
-    return body
+    return response.content
 
 
 def image_labels(ecr: Any, ref: ImageRef) -> dict[str, str]:
