@@ -25,6 +25,9 @@ class Decision:
 
 
 class RateLimiter(Protocol):
+    # Whether `hit` may wait on I/O; the edge then runs it inside the request's deadline.
+    waits: bool
+
     async def hit(self, key: str, limit: int, window_s: int) -> Decision: ...
 
 
@@ -37,6 +40,7 @@ class MemoryRateLimiter:
     """Per-process counters; cheap enough for every request."""
 
     MAX_KEYS = 50_000
+    waits = False
 
     def __init__(self) -> None:
         self._windows: dict[str, list[float]] = {}
@@ -60,6 +64,8 @@ class MemoryRateLimiter:
 
 class PostgresRateLimiter:
     """Counters in PostgreSQL, shared by every replica on the same database."""
+
+    waits = True
 
     _HIT = """
         INSERT INTO rate_limits AS r (bucket, window_start, hits)

@@ -35,6 +35,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"TRUSTED_PROXIES": "not-an-ip"}, "TRUSTED_PROXIES"),
         ({"JWT_PREVIOUS_SECRET": STRONG}, "JWT_PREVIOUS_KID"),
         ({"FLAG_REGISTRATION_OPEN": "sometimes"}, "FLAG_REGISTRATION_OPEN"),
+        ({"REQUEST_TIMEOUT_MS": "200", "DB_ACQUIRE_TIMEOUT_MS": "200"}, "DB_ACQUIRE_TIMEOUT_MS"),
+        ({"DB_ACQUIRE_TIMEOUT_MS": "0"}, "DB_ACQUIRE_TIMEOUT_MS"),
     ],
 )
 def test_invalid_settings_name_the_variable(
@@ -53,6 +55,15 @@ def test_production_with_strong_secret_loads(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("JWT_SECRET", STRONG)
     settings = load_settings()
     assert settings.env == "production" and settings.jwt_secret == STRONG
+
+
+def test_pool_acquire_waits_half_the_request_timeout_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REQUEST_TIMEOUT_MS", "3000")
+    assert load_settings().db_acquire_timeout_s == 1.5
+    monkeypatch.setenv("DB_ACQUIRE_TIMEOUT_MS", "250")
+    assert load_settings().db_acquire_timeout_s == 0.25
 
 
 def test_development_gets_a_default_signing_key() -> None:
