@@ -140,6 +140,7 @@ class Edge:
             return
         started = time.perf_counter()
         request_id = traceparent = forwarded = content_type = content_length = None
+        chunked = False
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 request_id = value.decode("latin-1")
@@ -151,6 +152,8 @@ class Edge:
                 content_type = value.decode("latin-1")
             elif key == b"content-length":
                 content_length = value
+            elif key == b"transfer-encoding":
+                chunked = True
         # One urandom read per request: span id, nonce, and request/trace ids when needed.
         entropy = os.urandom(56)
         if request_id is None or not _REQUEST_ID.match(request_id):
@@ -191,7 +194,9 @@ class Edge:
         method: str = scope["method"]
         limit_key = f"{klass}:{client}" if klass != "internal" else None
         refusal = (
-            self._body_refusal(content_type, content_length) if method in _BODY_METHODS else None
+            self._body_refusal(content_type, content_length, chunked)
+            if method in _BODY_METHODS
+            else None
         )
         static = self.static.get(path) if method in ("GET", "HEAD") else None
         # One deadline over everything the request does, the rate limiter's query included.
@@ -279,7 +284,7 @@ class Edge:
         )
 
     def _body_refusal(
-        self, content_type: str | None, content_length: bytes | None
+        self, content_type: str | None, content_length: bytes | None, chunked: bool
     ) -> Refusal | None:
         if content_length is not None:
             try:
@@ -287,7 +292,8 @@ class Edge:
                     return 413, f"request body exceeds {self.max_body} bytes", []
             except ValueError:
                 return 400, "invalid Content-Length", []
-        has_body = content_length not in (None, b"0")
+        # A chunked body announces no length but is a body all the same.
+        has_body = chunked or content_length not in (None, b"0")
         media = (content_type or "").split(";", 1)[0].strip().lower()
         if has_body and media != "application/json":
             return 415, "request body must be application/json", []

@@ -256,3 +256,24 @@ async def test_every_api_response_is_no_store(app: DrydockAPI) -> None:
     assert placed.status_code == 201, placed.text
     for name, response in responses.items():
         assert response.headers.get("cache-control") == "no-store", name
+
+
+async def test_chunked_body_of_the_wrong_type_is_415(app: DrydockAPI) -> None:
+    async def form() -> object:
+        yield b"email=a%40example.com&"
+        yield b"password=x"
+
+    async with client_for(app) as c:
+        responses = [
+            await c.post(
+                "/api/auth/login",
+                content=form(),  # type: ignore[arg-type]
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            ),
+            await c.post("/api/auth/login", content=form()),  # type: ignore[arg-type]
+        ]
+    for response in responses:
+        assert response.request.headers["transfer-encoding"] == "chunked"
+        assert "content-length" not in response.request.headers
+        assert response.status_code == 415, response.text
+        assert response.json()["error"]["code"] == "unsupported_media_type"
