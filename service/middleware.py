@@ -38,6 +38,7 @@ log = logging.getLogger("service.edge")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_LOOPBACK = frozenset({"127.0.0.1", "::1"})
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
     # Every answer is per caller or per moment (tokens, orders, stock, probes): no cache
@@ -104,7 +105,11 @@ class Edge:
         s = state.settings
         self.timeout_s = s.request_timeout_ms / 1000
         self.max_body = s.max_body_bytes
-        self.limits = {"auth": s.rate_limit_auth_per_minute, "api": s.rate_limit_api_per_minute}
+        self.limits = {
+            "auth": s.rate_limit_auth_per_minute,
+            "api": s.rate_limit_api_per_minute,
+            "internal": s.rate_limit_internal_per_minute,
+        }
         # A limiter that waits on I/O must run inside the request's deadline; one that never
         # suspends needs no timer, which keeps the liveness path free of one.
         self.limiter_waits = state.limiter.waits
@@ -122,6 +127,20 @@ class Edge:
             if len(self._trusted) < 1024:
                 self._trusted[host] = known
         return known
+
+    def is_health_checker(self, peer: str, forwarded_for: str | None) -> bool:
+        """The load balancer's own health checks, exempt from the per-source limit.
+
+        A proxy adds X-Forwarded-For to every request it forwards (Caddy and the ALB both
+        do), but its own health checks carry none. So a trusted proxy as the direct peer with
+        no X-Forwarded-For is the load balancer itself; no client can make a request arrive
+        that way through it. A loopback peer with no X-Forwarded-For is a process on this
+        host (the container's health check on AWS), inside the same trust boundary. The
+        User-Agent proves nothing and is not consulted.
+        """
+        if forwarded_for is not None:
+            return False
+        return self._is_trusted(peer) or peer in _LOOPBACK
 
     def client_address(self, peer: str, forwarded_for: str | None) -> str:
         """X-Forwarded-For counts only when the peer is a trusted proxy; then the client is
@@ -192,7 +211,11 @@ class Edge:
         metrics = self.state.metrics
         metrics.in_flight.inc()
         method: str = scope["method"]
-        limit_key = f"{klass}:{client}" if klass != "internal" else None
+        limit_key = (
+            f"{klass}:{client}"
+            if klass != "internal" or not self.is_health_checker(peer, forwarded)
+            else None
+        )
         refusal = (
             self._body_refusal(content_type, content_length, chunked)
             if method in _BODY_METHODS

@@ -61,9 +61,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     instance_id: str = Field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
 
-    # Edge bounds (runbook section 13). A request waits for a pooled connection at most
-    # DB_ACQUIRE_TIMEOUT_MS, by default half of REQUEST_TIMEOUT_MS, so that a busy pool
-    # answers 503 with Retry-After in time.
+    # Edge bounds (runbook sections 5 and 13). /api/_internal is limited per source like the
+    # other route classes; the load balancer's own health checks are exempt (middleware.py).
+    # A request waits for a pooled connection at most DB_ACQUIRE_TIMEOUT_MS, by default half
+    # of REQUEST_TIMEOUT_MS, so that a busy pool answers 503 with Retry-After in time.
+    rate_limit_internal_per_minute: int = Field(120, ge=1)
     db_acquire_timeout_ms: int | None = Field(None, ge=5, le=600_000)
 
     @model_validator(mode="after")

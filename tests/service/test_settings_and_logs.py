@@ -37,6 +37,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"FLAG_REGISTRATION_OPEN": "sometimes"}, "FLAG_REGISTRATION_OPEN"),
         ({"REQUEST_TIMEOUT_MS": "200", "DB_ACQUIRE_TIMEOUT_MS": "200"}, "DB_ACQUIRE_TIMEOUT_MS"),
         ({"DB_ACQUIRE_TIMEOUT_MS": "0"}, "DB_ACQUIRE_TIMEOUT_MS"),
+        ({"RATE_LIMIT_INTERNAL_PER_MINUTE": "0"}, "RATE_LIMIT_INTERNAL_PER_MINUTE"),
     ],
 )
 def test_invalid_settings_name_the_variable(
