@@ -229,18 +229,23 @@ class Edge:
             if static is None or (limit_key is not None and self.limiter_waits)
             else None
         )
+        responding = self._respond(
+            scope,
+            receive,
+            send_with_headers,
+            klass,
+            limit_key,
+            refusal,
+            static,
+            extra_headers,
+            request_id,
+        )
         try:
             if deadline is None:
-                await self._respond(
-                    scope, receive, send_with_headers, klass, limit_key, refusal, static,
-                    extra_headers, request_id,
-                )  # fmt: skip
+                await responding
             else:
                 async with deadline:
-                    await self._respond(
-                        scope, receive, send_with_headers, klass, limit_key, refusal, static,
-                        extra_headers, request_id,
-                    )  # fmt: skip
+                    await responding
         except Exception as exc:
             await self._failed(exc, deadline, scope, send_with_headers, request_id, status)
         finally:
