@@ -42,6 +42,10 @@ class LoadBalancer(pulumi.ComponentResource):
             subnets=network.public_subnet_ids,
             security_groups=[network.alb_security_group_id],
             drop_invalid_header_fields=True,
+            # Every forwarded request carries X-Forwarded-For, so one without it from inside
+            # the VPC is the ALB's own health check, which the service exempts from its
+            # per-source limit (service/middleware.py). "remove" would exempt everyone.
+            xff_header_processing_mode="append",
             desync_mitigation_mode="defensive",
             enable_http2=True,
             idle_timeout=60,

@@ -194,6 +194,10 @@ class EnvironmentSpec:
     )
     rate_limit_auth_per_minute: int = setting("rateLimitAuthPerMinute", 30, bounds=(1, 10_000))
     rate_limit_api_per_minute: int = setting("rateLimitApiPerMinute", 1200, bounds=(1, 1_000_000))
+    # /api/_internal per client; the ALB's and the container's health checks are exempt.
+    rate_limit_internal_per_minute: int = setting(
+        "rateLimitInternalPerMinute", 120, bounds=(1, 1_000_000)
+    )
     lockout_failures: int = setting("lockoutFailures", 5, bounds=(1, 100))
     lockout_minutes: int = setting("lockoutMinutes", 15, bounds=(1, 1440))
     # Platform.
@@ -228,6 +232,9 @@ class EnvironmentSpec:
     )
     local_rate_limit_api_per_minute: int = setting(
         "localRateLimitApiPerMinute", 1_000_000, bounds=(1, 100_000_000)
+    )
+    local_rate_limit_internal_per_minute: int = setting(
+        "localRateLimitInternalPerMinute", 1_000_000, bounds=(1, 100_000_000)
     )
 
     def __post_init__(self) -> None:

@@ -30,6 +30,7 @@ def app_environment(spec: EnvironmentSpec) -> list[dict[str, str]]:
         "RATE_LIMIT_BACKEND": spec.rate_limit_backend,
         "RATE_LIMIT_AUTH_PER_MINUTE": str(spec.rate_limit_auth_per_minute),
         "RATE_LIMIT_API_PER_MINUTE": str(spec.rate_limit_api_per_minute),
+        "RATE_LIMIT_INTERNAL_PER_MINUTE": str(spec.rate_limit_internal_per_minute),
         "DRAIN_SECONDS": str(spec.drain_seconds),
         # Requests arrive from the ALB inside the VPC; trust its X-Forwarded-For.
         "TRUSTED_PROXIES": spec.vpc_cidr,

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from service.failures import Failure, classify
+
 log = logging.getLogger("service.errors")
 
 _DEFAULT_CODES = {
@@ -61,6 +63,16 @@ def error_body(
     }
     error.update(details)
     return {"error": error}
+
+
+def log_failure(
+    logger: logging.Logger, failure: Failure, exc: BaseException, request_id: str, path: str
+) -> None:
+    extra = {"requestId": request_id, "route": path, "error": type(exc).__name__}
+    if failure.expected:
+        logger.warning("request failed: %s", failure.code, extra=extra)
+    else:
+        logger.error("unhandled error", exc_info=exc, extra=extra)
 
 
 def request_id_of(request: Request) -> str:
@@ -130,13 +142,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(request, 422, "request validation failed", fields=_field_errors(exc))
 
     async def unhandled(request: Request, exc: Exception) -> JSONResponse:
-        log.error(
-            "unhandled error",
-            exc_info=exc,
-            extra={"requestId": request_id_of(request), "route": request.url.path},
-        )
+        failure = classify(exc)
+        log_failure(log, failure, exc, request_id_of(request), request.url.path)
         request.scope.setdefault("state", {})["error_logged"] = True
-        return error_response(request, 500, "internal error; quote the requestId to support")
+        return error_response(
+            request, failure.status, failure.message, failure.code, failure.headers()
+        )
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -1,6 +1,10 @@
 """Structured logging: JSON lines in production, readable lines in development.
 
-Any key that looks like a credential is redacted at any depth before a record is written.
+Any key that looks like a credential is redacted at any depth before a record is written, and
+so is anything shaped like one in the message, its arguments, string fields and exception
+text: bearer tokens, JWTs, `password=...` and `"password": "..."`, and the password of a
+`scheme://user:password@` URL. All of it runs only when a record is formatted; the access
+record, whose fields the edge builds without headers or bodies, skips it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,31 @@ REDACTED = "[REDACTED]"
 _SENSITIVE = re.compile(
     r"password|passwd|token|secret|authorization|api[_-]?key|cookie", re.IGNORECASE
 )
+_KEY = r"[\w-]*(?:password|passwd|secret|token|api[_-]?key)[\w-]*"
+# (pattern, replacement), applied in order to every string a record writes.
+_SCRUBS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # scheme://user:password@host: keep the user, drop the password
+    (re.compile(r"\b([a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@]+@", re.IGNORECASE), rf"\1{REDACTED}@"),
+    (re.compile(r"\b(bearer\s+)[\w.~+/=-]+", re.IGNORECASE), rf"\1{REDACTED}"),
+    # A JWT: header and payload are base64url JSON objects, so both start "ey".
+    (re.compile(r"\bey[\w-]{8,}\.ey[\w-]{8,}\.[\w-]*"), REDACTED),
+    # "password": "value", 'api_key': 'value', token="value"
+    (
+        re.compile(rf"([\"']?\b{_KEY}[\"']?\s*[:=]\s*)([\"'])(?:\\.|(?!\2).)*\2", re.IGNORECASE),
+        rf"\1\2{REDACTED}\2",
+    ),
+    # password=value (up to whitespace or a separator)
+    (re.compile(rf"(\b{_KEY}\s*=\s*)(?![\"'\s])[^\s&,;]+", re.IGNORECASE), rf"\1{REDACTED}"),
+)
+
+
+def scrub(text: str) -> str:
+    """text with every credential-shaped part replaced by REDACTED."""
+    for pattern, replacement in _SCRUBS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -42,8 +71,11 @@ def _is_sensitive(key: object) -> bool:
 
 
 def redact(value: Any) -> Any:
-    """A copy of value with every sensitive key's value replaced, at any depth."""
-    if isinstance(value, str | int | float | bool | None):
+    """A copy of value with every sensitive key's value replaced, and every string
+    scrubbed, at any depth."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, int | float | bool | None):
         return value
     if isinstance(value, Mapping):
         return {
@@ -52,6 +84,19 @@ def redact(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [redact(item) for item in value]
     return value
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The formatted message, its arguments redacted first (a mapping's sensitive keys, too)
+    and the result scrubbed."""
+    message = str(record.msg)
+    args = record.args
+    if args:
+        if isinstance(args, Mapping):
+            message %= redact(args)
+        else:
+            message %= tuple(redact(arg) if isinstance(arg, Mapping) else arg for arg in args)
+    return scrub(message)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -76,11 +121,11 @@ class JsonFormatter(logging.Formatter):
             "time": _iso(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _message(record),
         }
         entry.update(_safe_fields(record))
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = scrub(self.formatException(record.exc_info))
         return json.dumps(entry, default=str, separators=(",", ":"))
 
 
@@ -90,10 +135,10 @@ class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = _safe_fields(record)
         extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        line = f"{_iso(record.created)[11:23]} {record.levelname:<7} {record.getMessage()}"
+        line = f"{_iso(record.created)[11:23]} {record.levelname:<7} {_message(record)}"
         line = f"{line}  {extra}" if extra else line
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + scrub(self.formatException(record.exc_info))
         return line
 
 

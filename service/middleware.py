@@ -2,7 +2,8 @@
 
 Per request it assigns the request id and trace context, makes the CSP nonce, resolves the
 client address, enforces body size, content type, rate limit and timeout, adds the security
-headers to every response, and records metrics and one JSON access-log line. It is a single
+headers to every response, and records metrics and one JSON access-log line. Whatever fails
+in it or under it, the caller gets the standard JSON error with those headers. It is a single
 layer because each extra ASGI layer costs measurable throughput (docs/BENCHMARKS.md).
 """
 
@@ -21,7 +22,8 @@ from typing import Any, NamedTuple
 
 from fastapi import HTTPException
 
-from service.errors import error_body
+from service.errors import error_body, log_failure
+from service.failures import classify
 from service.logs import AccessLog
 from service.state import AppState
 
@@ -36,8 +38,12 @@ log = logging.getLogger("service.edge")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_LOOPBACK = frozenset({"127.0.0.1", "::1"})
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
+    # Every answer is per caller or per moment (tokens, orders, stock, probes): no cache
+    # between here and the client may keep one.
+    (b"cache-control", b"no-store"),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -45,12 +51,15 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
 )
-_NO_STORE = (b"cache-control", b"no-store")
 _CSP = (
     "default-src 'none'; script-src 'nonce-{0}'; style-src 'nonce-{0}'; "
     "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'"
 )
+
+
+# (status, message, extra headers) of an answer the edge gives instead of the app.
+Refusal = tuple[int, str, list[tuple[bytes, bytes]]]
 
 
 class StaticRoute(NamedTuple):
@@ -96,7 +105,14 @@ class Edge:
         s = state.settings
         self.timeout_s = s.request_timeout_ms / 1000
         self.max_body = s.max_body_bytes
-        self.limits = {"auth": s.rate_limit_auth_per_minute, "api": s.rate_limit_api_per_minute}
+        self.limits = {
+            "auth": s.rate_limit_auth_per_minute,
+            "api": s.rate_limit_api_per_minute,
+            "internal": s.rate_limit_internal_per_minute,
+        }
+        # A limiter that waits on I/O must run inside the request's deadline; one that never
+        # suspends needs no timer, which keeps the liveness path free of one.
+        self.limiter_waits = state.limiter.waits
         self._trusted: dict[str, bool] = {}
         self.access_log = AccessLog()
 
@@ -111,6 +127,20 @@ class Edge:
             if len(self._trusted) < 1024:
                 self._trusted[host] = known
         return known
+
+    def is_health_checker(self, peer: str, forwarded_for: str | None) -> bool:
+        """The load balancer's own health checks, exempt from the per-source limit.
+
+        A proxy adds X-Forwarded-For to every request it forwards (Caddy and the ALB both
+        do), but its own health checks carry none. So a trusted proxy as the direct peer with
+        no X-Forwarded-For is the load balancer itself; no client can make a request arrive
+        that way through it. A loopback peer with no X-Forwarded-For is a process on this
+        host (the container's health check on AWS), inside the same trust boundary. The
+        User-Agent proves nothing and is not consulted.
+        """
+        if forwarded_for is not None:
+            return False
+        return self._is_trusted(peer) or peer in _LOOPBACK
 
     def client_address(self, peer: str, forwarded_for: str | None) -> str:
         """X-Forwarded-For counts only when the peer is a trusted proxy; then the client is
@@ -129,6 +159,7 @@ class Edge:
             return
         started = time.perf_counter()
         request_id = traceparent = forwarded = content_type = content_length = None
+        chunked = False
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 request_id = value.decode("latin-1")
@@ -140,6 +171,8 @@ class Edge:
                 content_type = value.decode("latin-1")
             elif key == b"content-length":
                 content_length = value
+            elif key == b"transfer-encoding":
+                chunked = True
         # One urandom read per request: span id, nonce, and request/trace ids when needed.
         entropy = os.urandom(56)
         if request_id is None or not _REQUEST_ID.match(request_id):
@@ -166,8 +199,6 @@ class Edge:
             (b"x-request-id", request_id.encode()),
             (b"traceparent", f"00-{trace_id}-{span_id}-01".encode()),
         ]
-        if klass == "auth":
-            extra_headers.append(_NO_STORE)
         status = 0
 
         async def send_with_headers(message: Message) -> None:
@@ -179,19 +210,44 @@ class Edge:
 
         metrics = self.state.metrics
         metrics.in_flight.inc()
+        method: str = scope["method"]
+        limit_key = (
+            f"{klass}:{client}"
+            if klass != "internal" or not self.is_health_checker(peer, forwarded)
+            else None
+        )
+        refusal = (
+            self._body_refusal(content_type, content_length, chunked)
+            if method in _BODY_METHODS
+            else None
+        )
+        static = self.static.get(path) if method in ("GET", "HEAD") else None
+        # One deadline over everything the request does, the rate limiter's query included.
+        # Liveness answered here, with no limiter query ahead of it, needs none.
+        deadline = (
+            asyncio.timeout(self.timeout_s)
+            if static is None or (limit_key is not None and self.limiter_waits)
+            else None
+        )
+        responding = self._respond(
+            scope,
+            receive,
+            send_with_headers,
+            klass,
+            limit_key,
+            refusal,
+            static,
+            extra_headers,
+            request_id,
+        )
         try:
-            refusal = await self._refusal(
-                scope["method"], klass, client, content_type, content_length, extra_headers
-            )
-            static = self.static.get(path) if scope["method"] in ("GET", "HEAD") else None
-            if refusal is not None:
-                code, message, headers = refusal
-                await self._send_error(send_with_headers, code, message, request_id, headers)
-            elif static is not None:
-                scope["route"] = StaticRoute(path)
-                await self._send_static(send_with_headers, static, scope["method"] == "HEAD")
+            if deadline is None:
+                await responding
             else:
-                await self._call_app(scope, receive, send_with_headers, request_id, lambda: status)
+                async with deadline:
+                    await responding
+        except Exception as exc:
+            await self._failed(exc, deadline, scope, send_with_headers, request_id, status)
         finally:
             metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
@@ -213,46 +269,65 @@ class Edge:
                 }
                 self.access_log.write(fields)
 
-    async def _refusal(
+    async def _respond(
         self,
-        method: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
         klass: str,
-        client: str,
-        content_type: str | None,
-        content_length: bytes | None,
+        limit_key: str | None,
+        refusal: Refusal | None,
+        static: bytes | None,
         extra_headers: list[tuple[bytes, bytes]],
-    ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
-        if klass != "internal":
-            limit = self.limits[klass]
-            decision = await self.state.limiter.hit(f"{klass}:{client}", limit, 60)
-            extra_headers += [
-                (b"ratelimit-limit", str(decision.limit).encode()),
-                (b"ratelimit-remaining", str(decision.remaining).encode()),
-                (b"ratelimit-reset", str(decision.reset_s).encode()),
-            ]
-            if not decision.allowed:
-                self.state.metrics.rate_limited.labels(klass).inc()
-                return (
-                    429,
-                    "too many requests; retry later",
-                    [(b"retry-after", str(decision.reset_s).encode())],
-                )
-        if method in _BODY_METHODS:
-            if content_length is not None:
-                try:
-                    if int(content_length) > self.max_body:
-                        return 413, f"request body exceeds {self.max_body} bytes", []
-                except ValueError:
-                    return 400, "invalid Content-Length", []
-            has_body = content_length not in (None, b"0")
-            media = (content_type or "").split(";", 1)[0].strip().lower()
-            if has_body and media != "application/json":
-                return 415, "request body must be application/json", []
+        request_id: str,
+    ) -> None:
+        if limit_key is not None:
+            refusal = await self._rate_limit(klass, limit_key, extra_headers) or refusal
+        if refusal is not None:
+            code, message, headers = refusal
+            await self._send_error(send, code, message, request_id, headers)
+        elif static is not None:
+            scope["route"] = StaticRoute(scope["path"])
+            await self._send_static(send, static, scope["method"] == "HEAD")
+        else:
+            await self.app(scope, self._limited_receive(receive), send)
+
+    async def _rate_limit(
+        self, klass: str, key: str, extra_headers: list[tuple[bytes, bytes]]
+    ) -> Refusal | None:
+        limit = self.limits[klass]
+        decision = await self.state.limiter.hit(key, limit, 60)
+        extra_headers += [
+            (b"ratelimit-limit", str(decision.limit).encode()),
+            (b"ratelimit-remaining", str(decision.remaining).encode()),
+            (b"ratelimit-reset", str(decision.reset_s).encode()),
+        ]
+        if decision.allowed:
+            return None
+        self.state.metrics.rate_limited.labels(klass).inc()
+        return (
+            429,
+            "too many requests; retry later",
+            [(b"retry-after", str(decision.reset_s).encode())],
+        )
+
+    def _body_refusal(
+        self, content_type: str | None, content_length: bytes | None, chunked: bool
+    ) -> Refusal | None:
+        if content_length is not None:
+            try:
+                if int(content_length) > self.max_body:
+                    return 413, f"request body exceeds {self.max_body} bytes", []
+            except ValueError:
+                return 400, "invalid Content-Length", []
+        # A chunked body announces no length but is a body all the same.
+        has_body = chunked or content_length not in (None, b"0")
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if has_body and media != "application/json":
+            return 415, "request body must be application/json", []
         return None
 
-    async def _call_app(
-        self, scope: Scope, receive: Receive, send: Send, request_id: str, status: Callable[[], int]
-    ) -> None:
+    def _limited_receive(self, receive: Receive) -> Receive:
         received = 0
 
         async def limited_receive() -> Message:
@@ -264,10 +339,19 @@ class Edge:
                     raise BodyTooLarge(self.max_body)
             return message
 
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                await self.app(scope, limited_receive, send)
-        except TimeoutError:
+        return limited_receive
+
+    async def _failed(
+        self,
+        exc: Exception,
+        deadline: asyncio.Timeout | None,
+        scope: Scope,
+        send: Send,
+        request_id: str,
+        status: int,
+    ) -> None:
+        """Answer for whatever escaped, unless a response has already started."""
+        if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
             self.state.metrics.timeouts.labels(
                 getattr(scope.get("route"), "path", "unmatched")
             ).inc()
@@ -275,22 +359,30 @@ class Edge:
                 "request timed out",
                 extra={"requestId": request_id, "timeout_ms": self.timeout_s * 1000},
             )
-            if not status():
+            if not status:
                 await self._send_error(
                     send, 503, "request timed out", request_id, [], code="timeout"
                 )
-        except BodyTooLarge:
-            if not status():
+            return
+        if isinstance(exc, BodyTooLarge):
+            if not status:
                 await self._send_error(
                     send, 413, f"request body exceeds {self.max_body} bytes", request_id, []
                 )
-        except Exception:
-            # FastAPI's error handler has already answered 500 and logged; anything that
-            # escaped before a response started still gets the standard shape.
-            if not scope["state"].get("error_logged"):
-                log.exception("unhandled error", extra={"requestId": request_id})
-            if not status():
-                await self._send_error(send, 500, "internal error", request_id, [])
+            return
+        # FastAPI's handler has already answered and logged what a route raised; this is
+        # what escaped before the framework (the rate limiter's query) or around it.
+        failure = classify(exc)
+        if not scope["state"].get("error_logged"):
+            log_failure(log, failure, exc, request_id, scope["path"])
+        if not status:
+            headers = [
+                (name.lower().encode(), value.encode())
+                for name, value in (failure.headers() or {}).items()
+            ]
+            await self._send_error(
+                send, failure.status, failure.message, request_id, headers, code=failure.code
+            )
 
     @staticmethod
     async def _send_static(send: Send, body: bytes, head: bool) -> None:

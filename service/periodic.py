@@ -12,7 +12,10 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError)
+from service.db import PoolTimeout
+
+# A busy pool (PoolTimeout) passes like an outage: the next run will likely find a connection.
+TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError, PoolTimeout)
 
 
 async def every(

@@ -12,6 +12,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
+from service.security.scram import scram_sha256_verifier
+
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -39,12 +41,17 @@ def grants(database: str, owner: str, app: str) -> list[str]:
 
 
 async def ensure_login_role(conn: asyncpg.Connection, role: str, password: str) -> None:
-    """Create the role, or set its password: after a rotation the store and the role agree."""
+    """Create the role, or set its password: after a rotation the store and the role agree.
+
+    The statement carries a SCRAM verifier, never the password: statements can reach the
+    server's log (log_statement, an error) and pg_stat_statements.
+    """
     exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
     verb = "ALTER" if exists else "CREATE"
+    verifier = scram_sha256_verifier(password)
     await conn.execute(
         f"{verb} ROLE {quote_ident(role)} LOGIN NOSUPERUSER NOCREATEDB "
-        f"NOCREATEROLE PASSWORD {quote_literal(password)}"
+        f"NOCREATEROLE PASSWORD {quote_literal(verifier)}"
     )
 
 

@@ -130,6 +130,30 @@ class Settings(BaseSettings):
             )
         return value
 
+    # Edge bounds (runbook sections 5 and 13). /api/_internal is limited per source like the
+    # other route classes; the load balancer's own health checks are exempt (middleware.py).
+    # A request waits for a pooled connection at most DB_ACQUIRE_TIMEOUT_MS, by default half
+    # of REQUEST_TIMEOUT_MS, so that a busy pool answers 503 with Retry-After in time.
+    rate_limit_internal_per_minute: int = Field(120, ge=1)
+    db_acquire_timeout_ms: int | None = Field(None, ge=5, le=600_000)
+
+    @model_validator(mode="after")
+    def _acquire_within_request(self) -> Settings:
+        if self.db_acquire_timeout_ms is None:
+            self.db_acquire_timeout_ms = self.request_timeout_ms // 2
+        elif self.db_acquire_timeout_ms >= self.request_timeout_ms:
+            raise ValueError(
+                f"DB_ACQUIRE_TIMEOUT_MS={self.db_acquire_timeout_ms} must be below "
+                f"REQUEST_TIMEOUT_MS={self.request_timeout_ms}, so that a request still answers "
+                "503 with Retry-After when no connection comes free; lower it, or leave it "
+                "unset for half the request timeout"
+            )
+        return self
+
+    @property
+    def db_acquire_timeout_s(self) -> float:
+        return (self.db_acquire_timeout_ms or self.request_timeout_ms // 2) / 1000
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from service import __version__, flags
+from service.db import PoolTimeout
 from service.deps import State, bearer_token
 from service.errors import ApiError
 from service.migrate import COMPAT_TABLE, compatibility, expected_head
@@ -57,6 +58,9 @@ async def readiness(state: AppState) -> tuple[bool, dict[str, dict[str, Any]]]:
             serves = None if current in (None, head) else await _serves_from(conn, current)
     except TimeoutError:
         checks["database"]["reason"] = f"SELECT 1 did not answer within {timeout:g} s"
+        current = None
+    except PoolTimeout:
+        checks["database"]["reason"] = "no pooled connection came free (DB_ACQUIRE_TIMEOUT_MS)"
         current = None
     except asyncpg.UndefinedTableError:
         current = None

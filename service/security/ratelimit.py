@@ -25,6 +25,9 @@ class Decision:
 
 
 class RateLimiter(Protocol):
+    # Whether `hit` may wait on I/O; the edge then runs it inside the request's deadline.
+    waits: bool
+
     async def hit(self, key: str, limit: int, window_s: int) -> Decision:
         """Count one more hit in the key's current window and judge it."""
         ...
@@ -43,6 +46,7 @@ class MemoryRateLimiter:
     """Per-process counters; cheap enough for every request."""
 
     MAX_KEYS = 50_000
+    waits = False
 
     def __init__(self) -> None:
         self._windows: dict[str, list[float]] = {}
@@ -73,6 +77,8 @@ class MemoryRateLimiter:
 
 class PostgresRateLimiter:
     """Counters in PostgreSQL, shared by every replica on the same database."""
+
+    waits = True
 
     _HIT = """
         INSERT INTO rate_limits AS r (bucket, window_start, hits)

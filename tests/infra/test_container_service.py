@@ -96,10 +96,13 @@ def test_ecs_exec_on_in_staging_off_in_production(staging: Stack, production: St
     }
 
 
-def test_alb_https_listener_and_invalid_headers_dropped(stack: Stack) -> None:
+def test_alb_https_listener_invalid_headers_dropped_and_forwarded_for_appended(
+    stack: Stack,
+) -> None:
     alb = stack.one("aws:lb/loadBalancer:LoadBalancer")
     assert alb.get("internal") is False
     assert alb.get("dropInvalidHeaderFields") is True
+    assert alb.get("xffHeaderProcessingMode") == "append"
     assert alb.get("enableDeletionProtection") is stack.spec.deletion_protection
     https = stack.one("aws:lb/listener:Listener", "ingress-https")
     assert (https.get("port"), https.get("protocol")) == (443, "HTTPS")

@@ -15,6 +15,7 @@ from service.app import DrydockAPI
 from service.logs import JsonFormatter
 from service.middleware import SECURITY_HEADERS
 from tests.service.conftest import AppFactory, client_for
+from tests.service.helpers import make_item, make_user
 
 pytestmark = pytest.mark.integration
 
@@ -231,3 +232,48 @@ async def test_405_lists_every_allowed_method(client: httpx.AsyncClient) -> None
     assert response.status_code == 405
     assert set(response.headers["allow"].split(", ")) >= {"GET", "PATCH", "DELETE"}
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_every_api_response_is_no_store(app: DrydockAPI) -> None:
+    admin = await make_user(app, "admin")
+    item_id = await make_item(app, sku="NOSTORE-1")
+    line = {"items": [{"sku": "NOSTORE-1", "quantity": 1}]}
+    async with client_for(app) as c:
+        placed = await c.post("/api/orders", json=line, headers=admin.headers)
+        responses = {
+            "order placed": placed,
+            "order read": await c.get(placed.headers["location"], headers=admin.headers),
+            "orders": await c.get("/api/orders", headers=admin.headers),
+            "item": await c.get(f"/api/inventory/{item_id}", headers=admin.headers),
+            "inventory": await c.get("/api/inventory", headers=admin.headers),
+            "no token": await c.get("/api/orders"),
+            "health": await c.get("/api/_internal/health"),
+            "ready": await c.get("/api/_internal/ready"),
+            "metrics": await c.get("/api/_internal/metrics"),
+            "flags": await c.get("/api/_internal/flags"),
+            "not found": await c.get("/api/nope"),
+        }
+    assert placed.status_code == 201, placed.text
+    for name, response in responses.items():
+        assert response.headers.get("cache-control") == "no-store", name
+
+
+async def test_chunked_body_of_the_wrong_type_is_415(app: DrydockAPI) -> None:
+    async def form() -> object:
+        yield b"email=a%40example.com&"
+        yield b"password=x"
+
+    async with client_for(app) as c:
+        responses = [
+            await c.post(
+                "/api/auth/login",
+                content=form(),  # type: ignore[arg-type]
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            ),
+            await c.post("/api/auth/login", content=form()),  # type: ignore[arg-type]
+        ]
+    for response in responses:
+        assert response.request.headers["transfer-encoding"] == "chunked"
+        assert "content-length" not in response.request.headers
+        assert response.status_code == 415, response.text
+        assert response.json()["error"]["code"] == "unsupported_media_type"

@@ -50,3 +50,38 @@ async def test_an_outage_is_logged_once_and_survived(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await db.close()
+
+
+async def test_a_saturated_pool_is_survived_like_an_outage(
+    fresh_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = logging.getLogger("tests.periodic")
+    caplog.set_level(logging.INFO, logger=log.name)
+    db = Database(
+        make_settings(fresh_database, db_pool_min=1, db_pool_max=1, request_timeout_ms=100)
+    )
+    await db.connect()
+    held = db.connection()
+    await held.__aenter__()  # the pool's only connection, taken by someone else
+    runs: list[float] = []
+
+    async def job() -> None:
+        runs.append(time.monotonic())
+        await db.execute("SELECT 1")
+
+    task = asyncio.create_task(every(0.02, job, log, "probe"))
+    try:
+        await eventually(lambda: asyncio.sleep(0, len(runs) >= 3), "three runs")
+        assert not task.done()
+        assert [r.message for r in caplog.records] == ["probe failed"]
+        assert caplog.records[0].error == "PoolTimeout"  # type: ignore[attr-defined]
+        await held.__aexit__(None, None, None)
+        await eventually(
+            lambda: asyncio.sleep(0, "probe recovered" in [r.message for r in caplog.records]),
+            "the recovery line",
+        )
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await db.close()

@@ -54,10 +54,48 @@ async def test_auth_routes_are_stricter_than_api_routes(app_factory: AppFactory)
 
 
 @integration
-async def test_internal_routes_are_not_rate_limited(app_factory: AppFactory) -> None:
-    app = await app_factory(rate_limit_auth_per_minute=1, rate_limit_api_per_minute=1)
-    async with client_for(app) as c:
-        assert await statuses(c, 3, "/api/_internal/health") == [200] * 3
+async def test_internal_routes_are_rate_limited_per_source(app_factory: AppFactory) -> None:
+    app = await app_factory(rate_limit_internal_per_minute=2)
+    async with client_for(app, client_ip="198.51.100.7") as outsider:
+        assert await statuses(outsider, 2, "/api/_internal/health") == [200, 200]
+        assert_rate_limited(await outsider.get("/api/_internal/ready"), limit=2)
+        assert_rate_limited(await outsider.get("/api/_internal/metrics"), limit=2)
+    async with client_for(app, client_ip="127.0.0.1") as proxy:
+        client = forwarded("203.0.113.9")
+        assert await statuses(proxy, 2, "/api/_internal/flags", **client) == [200, 200]
+        assert_rate_limited(await proxy.get("/api/_internal/health", headers=client), limit=2)
+        other = forwarded("203.0.113.10")
+        assert (await proxy.get("/api/_internal/health", headers=other)).status_code == 200
+    registry = app.drydock.metrics.registry
+    assert registry.get_sample_value("http_rate_limited_total", {"route_class": "internal"}) == 3
+
+
+@integration
+@pytest.mark.parametrize("backend", ["memory", "postgres"])
+async def test_load_balancer_health_checks_are_not_rate_limited(
+    app_factory: AppFactory, backend: str
+) -> None:
+    """The load balancer's probes come from a trusted proxy without X-Forwarded-For; what it
+    forwards always carries one. A User-Agent claiming to be a health checker buys nothing."""
+    app = await app_factory(
+        rate_limit_backend=backend, rate_limit_internal_per_minute=1, trusted_proxies="10.0.0.0/8"
+    )
+    checker = {"User-Agent": "ELB-HealthChecker/2.0"}
+    async with client_for(app, client_ip="10.0.3.4") as lb:
+        assert await statuses(lb, 4, "/api/_internal/ready") == [200] * 4
+        assert await statuses(lb, 4, "/api/_internal/health") == [200] * 4
+    async with client_for(app, client_ip="127.0.0.1") as container_check:
+        assert await statuses(container_check, 3, "/api/_internal/health") == [200] * 3
+    buckets = "SELECT count(*) FROM rate_limits WHERE bucket LIKE 'internal:%'"
+    if backend == "postgres":
+        assert await app.drydock.db.fetchval(buckets) == 0, "exempt probes cost no query"
+    async with client_for(app, client_ip="10.0.3.4") as lb:
+        client = forwarded("203.0.113.5")
+        assert await statuses(lb, 2, "/api/_internal/ready", **client) == [200, 429]
+    async with client_for(app, client_ip="198.51.100.7") as spoofer:
+        assert await statuses(spoofer, 2, "/api/_internal/health", **checker) == [200, 429]
+    if backend == "postgres":
+        assert await app.drydock.db.fetchval(buckets) == 2
 
 
 @integration

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import io
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 
 from service.logs import REDACTED, ConsoleFormatter, JsonFormatter, redact
+from service.security.tokens import TokenService
 from service.settings import SettingsError, load_settings
 
 pytestmark = pytest.mark.unit
@@ -41,6 +44,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"SESSION_MAX_DAYS": "3"}, "REFRESH_TOKEN_TTL_S (604800) is longer than SESSION_MAX"),
         ({"LOGIN_SOURCE_WINDOW_S": "7200"}, "LOGIN_SOURCE_WINDOW_S"),
         ({"LOGIN_SOURCE_MAX_FAILURES": "0"}, "LOGIN_SOURCE_MAX_FAILURES"),
+        ({"REQUEST_TIMEOUT_MS": "200", "DB_ACQUIRE_TIMEOUT_MS": "200"}, "DB_ACQUIRE_TIMEOUT_MS"),
+        ({"DB_ACQUIRE_TIMEOUT_MS": "0"}, "DB_ACQUIRE_TIMEOUT_MS"),
+        ({"RATE_LIMIT_INTERNAL_PER_MINUTE": "0"}, "RATE_LIMIT_INTERNAL_PER_MINUTE"),
     ],
 )
 def test_invalid_settings_name_the_variable(
@@ -59,6 +65,15 @@ def test_production_with_strong_secret_loads(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("JWT_SECRET", STRONG)
     settings = load_settings()
     assert settings.env == "production" and settings.jwt_secret == STRONG
+
+
+def test_pool_acquire_waits_half_the_request_timeout_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REQUEST_TIMEOUT_MS", "3000")
+    assert load_settings().db_acquire_timeout_s == 1.5
+    monkeypatch.setenv("DB_ACQUIRE_TIMEOUT_MS", "250")
+    assert load_settings().db_acquire_timeout_s == 0.25
 
 
 def test_development_gets_a_default_signing_key() -> None:
@@ -101,3 +116,51 @@ def test_json_formatter_writes_one_redacted_json_line() -> None:
 def test_console_formatter_is_readable_and_redacted() -> None:
     line = ConsoleFormatter().format(_record(token="abc"))
     assert "hello world" in line and "abc" not in line and REDACTED in line
+
+
+@pytest.fixture
+def captured() -> Iterator[tuple[logging.Logger, io.StringIO, io.StringIO]]:
+    """A logger writing through both formatters, JSON and console."""
+    logger = logging.getLogger("service.test.scrub")
+    streams = io.StringIO(), io.StringIO()
+    handlers = [logging.StreamHandler(stream) for stream in streams]
+    handlers[0].setFormatter(JsonFormatter())
+    handlers[1].setFormatter(ConsoleFormatter())
+    for handler in handlers:
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield logger, *streams
+    for handler in handlers:
+        logger.removeHandler(handler)
+
+
+def test_a_logged_exception_shows_neither_the_jwt_nor_the_password(
+    captured: tuple[logging.Logger, io.StringIO, io.StringIO],
+) -> None:
+    logger, json_out, console_out = captured
+    jwt = TokenService(load_settings(jwt_secret=STRONG)).issue_access(7, "admin")
+    header, payload, signature = jwt.split(".")
+    try:
+        raise RuntimeError(
+            f"login failed for {{'email': 'a@example.com', 'password': 'hunter2-quoted'}} "
+            f"with {jwt}; dsn postgresql://app:db-s3cret@db:5432/app; password=hunter2-bare"
+        )
+    except RuntimeError:
+        logger.exception(
+            "request failed: %s, Authorization: Bearer %s",
+            "password=hunter2-arg",
+            jwt,
+            extra={"detail": f'{{"password": "hunter2-field", "token": "{jwt}"}}'},
+        )
+    logger.info("settings %(api_key)s %(note)s", {"api_key": "hunter2-mapped", "note": "kept"})
+    for output in (json_out.getvalue(), console_out.getvalue()):
+        for secret in (header, payload, signature, "hunter2", "db-s3cret"):
+            assert secret not in output, (secret, output)
+        assert "RuntimeError: login failed" in output and "a@example.com" in output
+        assert "postgresql://app:[REDACTED]@db:5432/app" in output
+        assert "kept" in output
+    entry = json.loads(json_out.getvalue().splitlines()[0])
+    assert entry["message"] == (
+        f"request failed: password={REDACTED}, Authorization: Bearer {REDACTED}"
+    )
+    assert "password=[REDACTED]" in entry["exception"]

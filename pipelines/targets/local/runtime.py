@@ -91,6 +91,7 @@ def replica_env(
         "RATE_LIMIT_BACKEND": spec.rate_limit_backend,
         "RATE_LIMIT_AUTH_PER_MINUTE": str(spec.local_rate_limit_auth_per_minute),
         "RATE_LIMIT_API_PER_MINUTE": str(spec.local_rate_limit_api_per_minute),
+        "RATE_LIMIT_INTERNAL_PER_MINUTE": str(spec.local_rate_limit_internal_per_minute),
         "LOGIN_MAX_FAILURES": str(spec.lockout_failures),
         "LOGIN_LOCKOUT_S": str(spec.lockout_minutes * 60),
         "TRUSTED_PROXIES": "127.0.0.1,::1",

@@ -25,6 +25,8 @@ class Replica:
         self.hits = 0
         self.received: list[Any] = []
         self.headers: list[dict[str, str]] = []
+        self.probe_headers: list[dict[str, str]] = []
+        self.traffic_headers: list[dict[str, str]] = []
         self.status = 200
         self.metrics_body: Callable[[], bytes] = lambda: b""
         self._lock = threading.Lock()
@@ -40,6 +42,7 @@ class Replica:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path == "/ready":
+                    replica.probe_headers.append(dict(self.headers))
                     self._reply(200 if replica.ready else 503, b"ready" if replica.ready else b"")
                     return
                 if self.path == "/api/_internal/metrics":
@@ -48,6 +51,7 @@ class Replica:
                     return
                 with replica._lock:
                     replica.hits += 1
+                    replica.traffic_headers.append(dict(self.headers))
                 self._reply(replica.status, replica.name.encode())
 
             def do_POST(self) -> None:

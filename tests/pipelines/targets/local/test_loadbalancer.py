@@ -88,6 +88,32 @@ def test_traffic_reaches_only_ready_slots(
     assert [u.port for u in statuses] == lb.slot_ports
 
 
+def test_health_checks_carry_no_forwarded_for_and_forwarded_traffic_always_does(
+    make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
+) -> None:
+    """The service tells the load balancer's own probes from forwarded traffic by this, to
+    exempt the probes from its per-source limit (service/middleware.py)."""
+    a = replicas("a")
+    lb = make_lb([a.port])
+    lb.start()
+    wait_for(lambda: len(a.probe_headers) >= 2, what="two active health checks")
+    with httpx.Client(base_url=lb.url, timeout=5) as client:
+        assert client.get("/work").status_code == 200
+        spoofed = client.get("/work", headers={"X-Forwarded-For": "198.51.100.7"})
+        assert spoofed.status_code == 200
+        # A client asking for the probe's path is forwarded traffic like any other.
+        client.get("/ready")
+
+    def forwarded_for(headers: dict[str, str]) -> str | None:
+        return next((v for k, v in headers.items() if k.lower() == "x-forwarded-for"), None)
+
+    probes = [forwarded_for(headers) for headers in a.probe_headers]
+    assert probes.count(None) >= 2, "Caddy's own health checks carry none"
+    assert [hop for hop in probes if hop is not None] == ["127.0.0.1"], "the client's /ready"
+    traffic = [forwarded_for(headers) for headers in a.traffic_headers]
+    assert traffic == ["127.0.0.1", "127.0.0.1"], "Caddy sets it; a client cannot drop it"
+
+
 def test_a_slot_turning_unready_stops_getting_traffic_and_comes_back(
     make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
 ) -> None:
