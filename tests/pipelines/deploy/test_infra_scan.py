@@ -161,6 +161,7 @@ def test_the_committed_waivers_carry_reasons_and_cover_real_stacks() -> None:
         assert len(w.reason.split()) >= 15, w.id
         assert set(w.environments) <= {"staging", "production"} and w.environments, w.id
     assert policy.for_env("production").infra_failures == "block"
+    assert "checkov" in policy.for_env("production").required_artifacts
 
 
 def test_stack_config_fills_what_a_team_sets_before_the_first_up(tmp_path: Path) -> None:
