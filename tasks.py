@@ -590,4 +590,18 @@ def infra_drift(c: Context, stack: str = "staging") -> None:
     raise SystemExit(infra_ops.main("drift", stack))
 
 
-ns.add_collection(Collection("infra", infra_preview, infra_up, infra_drift))
+@task(
+    name="scan",
+    help={
+        "stack": "staging, production or all",
+        "out": "report directory (default reports/infra-scan)",
+    },
+)
+def infra_scan(c: Context, stack: str = "all", out: str = "") -> None:
+    """checkov over each stack's Terraform plan (built under mocks); waivers in security/."""
+    from pipelines.deploy.security.iac.scan import command
+
+    raise SystemExit(command(ROOT, stack, out))
+
+
+ns.add_collection(Collection("infra", infra_preview, infra_up, infra_drift, infra_scan))

@@ -1,9 +1,10 @@
-"""Findings out of the scanners' own JSON: pip-audit, bandit and OSV-Scanner.
+"""Findings out of the scanners' own JSON: pip-audit, bandit, OSV-Scanner and checkov.
 
 Each parser turns one tool's output into `Finding`s with a stable id (what a waiver names)
 and an action. pip-audit reports no severity, so its findings take the policy's
 `unknown_severity`; OSV-Scanner's severity is the group's `max_severity` (a CVSS base score),
-else the advisory's `database_specific.severity`.
+else the advisory's `database_specific.severity`. checkov reports a severity only to Prisma
+Cloud's customers, so its failed checks take `unknown_severity` too.
 """
 
 from __future__ import annotations
@@ -164,4 +165,57 @@ def osv_findings(document: Mapping[str, Any], unknown_severity: str = "high") ->
                         tuple(sorted(aliases - {ids[0]})),
                     )
                 )
+    return findings
+
+
+def checkov_reports(document: Any) -> list[Mapping[str, Any]]:
+    """checkov prints one report, a list of them (one per framework), or only a summary
+    when no resource was checked."""
+    reports = document if isinstance(document, list) else [document]
+    return [r for r in reports if isinstance(r, Mapping)]
+
+
+def checkov_counts(document: Any) -> dict[str, int]:
+    totals = {"passed": 0, "failed": 0, "skipped": 0, "parsing_errors": 0, "resource_count": 0}
+    for report in checkov_reports(document):
+        summary = report.get("summary", report)
+        for key in totals:
+            totals[key] += int(summary.get(key, 0) or 0)
+    return totals
+
+
+def checkov_findings(document: Any, stack: str, unknown_severity: str) -> list[Finding]:
+    """One finding per failed check and resource of one stack's plan. The id is
+    `<check id>:<resource address>`; a waiver names it with the stacks it covers."""
+    findings: list[Finding] = []
+    for report in checkov_reports(document):
+        for check in report.get("results", {}).get("failed_checks", []):
+            address = check.get("resource_address") or check.get("resource")
+            check_id = check.get("check_id")
+            severity = str(check.get("severity") or "").lower()
+            findings.append(
+                Finding(
+                    "infra",
+                    "checkov",
+                    f"{check_id}:{address}",
+                    severity if severity in SEVERITIES else unknown_severity,
+                    f"{address}: {check.get('check_name')}",
+                    f"change it in infra/, or waive {check_id} for this resource on {stack} "
+                    "in security/policy.yaml",
+                    stack=stack,
+                )
+            )
+    if checkov_counts(document)["parsing_errors"]:
+        findings.append(
+            Finding(
+                "scan-error",
+                "checkov",
+                f"scan-error:checkov:{stack}",
+                "n/a",
+                f"checkov could not parse the {stack} plan",
+                "rerun `invoke infra.scan` and read the plan file it names",
+                waivable=False,
+                stack=stack,
+            )
+        )
     return findings

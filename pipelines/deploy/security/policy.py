@@ -18,8 +18,9 @@ import yaml
 
 SEVERITIES = ("low", "medium", "high", "critical")
 CONFIDENCES = ("low", "medium", "high")
-ARTIFACTS = ("pip-audit", "bandit", "osv-scanner")
+ARTIFACTS = ("pip-audit", "bandit", "osv-scanner", "checkov")
 WAIVER_FIELDS = ("id", "owner", "reason", "expires")
+WAIVER_OPTIONAL = ("environments",)  # the stacks (policy environments) a waiver covers
 NEVER_DOWNGRADES = ("production",)
 _ENV_KEYS = {
     "severity_threshold",
@@ -28,6 +29,7 @@ _ENV_KEYS = {
     "max_artifact_age_hours",
     "required_artifacts",
     "unaudited",
+    "infra_failures",
 }
 
 
@@ -41,9 +43,18 @@ class Waiver:
     owner: str
     reason: str
     expires: dt.date
+    environments: tuple[str, ...] = ()  # empty: every environment
 
     def expired(self, today: dt.date) -> bool:
         return today > self.expires
+
+    def covers(self, env: str) -> bool:
+        return not self.environments or env in self.environments
+
+    @property
+    def key(self) -> str:
+        scope = f" ({', '.join(self.environments)})" if self.environments else ""
+        return f"{self.id}{scope}"
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ class EnvPolicy:
     max_artifact_age_hours: float = 24.0
     required_artifacts: tuple[str, ...] = ("pip-audit", "bandit")
     unaudited: str = "block"  # or "warn"
+    infra_failures: str = "block"  # a failed checkov check of this stack: block or "warn"
 
     def blocks(self, severity: str) -> bool:
         return SEVERITIES.index(severity) >= SEVERITIES.index(self.severity_threshold)
@@ -80,7 +92,7 @@ class Policy:
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # vulnerability, code, unaudited, missing, stale, expired-waiver, scan-error
+    kind: str  # vulnerability, code, infra, unaudited, missing, stale, expired-waiver, scan-error
     source: str  # pip-audit, osv-scanner, bandit, policy
     id: str
     severity: str  # one of SEVERITIES, or "n/a" for findings about the scan itself
@@ -88,9 +100,13 @@ class Finding:
     action: str  # what to do about it
     aliases: tuple[str, ...] = ()
     waivable: bool = True
+    stack: str = ""  # an infra finding's stack: its own policy block and waivers apply
 
     def line(self) -> str:
-        return f"[{self.source}] {self.id} ({self.severity}): {self.message} -> {self.action}"
+        where = f" [{self.stack}]" if self.stack else ""
+        return (
+            f"[{self.source}]{where} {self.id} ({self.severity}): {self.message} -> {self.action}"
+        )
 
 
 @dataclass
@@ -117,17 +133,20 @@ class Review:
             "warnings": [item(f) for f in self.warnings],
             "waived": [{**item(f), "waiver": waiver_dict(w)} for f, w in self.waived],
             "below_threshold": [item(f) for f in self.below_threshold],
-            "unused_waivers": [w.id for w in self.unused_waivers],
+            "unused_waivers": [w.key for w in self.unused_waivers],
         }
 
 
-def waiver_dict(waiver: Waiver) -> dict[str, str]:
-    return {
+def waiver_dict(waiver: Waiver) -> dict[str, Any]:
+    described: dict[str, Any] = {
         "id": waiver.id,
         "owner": waiver.owner,
         "reason": waiver.reason,
         "expires": waiver.expires.isoformat(),
     }
+    if waiver.environments:
+        described["environments"] = list(waiver.environments)
+    return described
 
 
 def _choice(value: Any, allowed: Sequence[str], where: str) -> str:
@@ -170,14 +189,19 @@ def _env_policy(name: str, raw: Mapping[str, Any], where: str) -> EnvPolicy:
         values["required_artifacts"] = tuple(
             _choice(a, ARTIFACTS, f"{where}.required_artifacts[]") for a in required
         )
-    if "unaudited" in raw:
-        values["unaudited"] = _choice(raw["unaudited"], ("block", "warn"), f"{where}.unaudited")
+    for key in ("unaudited", "infra_failures"):
+        if key in raw:
+            values[key] = _choice(raw[key], ("block", "warn"), f"{where}.{key}")
     policy = replace(policy, **values)
-    if name in NEVER_DOWNGRADES and policy.unaudited != "block":
-        raise PolicyError(
-            f"{where}.unaudited is {policy.unaudited!r}, but {name} never downgrades "
-            "unaudited dependencies to a warning: set it to 'block' (or remove it)"
-        )
+    for key, what in (
+        ("unaudited", "unaudited dependencies"),
+        ("infra_failures", "failed infrastructure checks"),
+    ):
+        if name in NEVER_DOWNGRADES and getattr(policy, key) != "block":
+            raise PolicyError(
+                f"{where}.{key} is {getattr(policy, key)!r}, but {name} never downgrades "
+                f"{what} to a warning: set it to 'block' (or remove it)"
+            )
     return policy
 
 
@@ -192,9 +216,12 @@ def _waiver(raw: Any, index: int, source: str) -> Waiver:
             f"{where}{name} is missing {', '.join(missing)}; every waiver needs "
             f"{', '.join(WAIVER_FIELDS)}"
         )
-    unknown = set(raw) - set(WAIVER_FIELDS)
+    unknown = set(raw) - set(WAIVER_FIELDS) - set(WAIVER_OPTIONAL)
     if unknown:
         raise PolicyError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    environments = raw.get("environments") or []
+    if not isinstance(environments, list) or not all(isinstance(e, str) for e in environments):
+        raise PolicyError(f"{where}.environments must be a list of environment names")
     expires = raw["expires"]
     if isinstance(expires, dt.datetime):
         expires = expires.date()
@@ -203,7 +230,9 @@ def _waiver(raw: Any, index: int, source: str) -> Waiver:
             expires = dt.date.fromisoformat(str(expires))
         except ValueError:
             raise PolicyError(f"{where}.expires={expires!r} is not a YYYY-MM-DD date") from None
-    return Waiver(str(raw["id"]), str(raw["owner"]), str(raw["reason"]), expires)
+    return Waiver(
+        str(raw["id"]), str(raw["owner"]), str(raw["reason"]), expires, tuple(environments)
+    )
 
 
 def parse_policy(document: Any, source: str = "security/policy.yaml") -> Policy:
@@ -218,11 +247,18 @@ def parse_policy(document: Any, source: str = "security/policy.yaml") -> Policy:
         merged = {**defaults, **(raw or {})}
         environments[str(name)] = _env_policy(str(name), merged, f"{source}: environments.{name}")
     waivers = tuple(_waiver(w, i, source) for i, w in enumerate(document.get("waivers") or []))
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for waiver in waivers:
-        if waiver.id in seen:
-            raise PolicyError(f"{source}: waiver {waiver.id!r} is listed twice")
-        seen.add(waiver.id)
+        for env in waiver.environments:
+            if env not in environments:
+                raise PolicyError(
+                    f"{source}: waiver {waiver.id!r} names environment {env!r}; "
+                    f"defined: {', '.join(environments)}"
+                )
+        for env in waiver.environments or ("",):
+            if (waiver.id, env) in seen or (waiver.id, "") in seen:
+                raise PolicyError(f"{source}: waiver {waiver.key!r} is listed twice")
+            seen.add((waiver.id, env))
     return Policy(environments, waivers, source)
 
 
@@ -245,15 +281,14 @@ def apply_policy(
     today = today or dt.datetime.now(dt.UTC).date()
     env_policy = policy.for_env(env)
     review = Review(env)
-    by_id = {w.id: w for w in policy.waivers}
-    used: set[str] = set()
+    used: set[Waiver] = set()
     for waiver in policy.waivers:
         if waiver.expired(today):
             review.blocking.append(
                 Finding(
                     "expired-waiver",
                     "policy",
-                    waiver.id,
+                    waiver.key,
                     "n/a",
                     f"waiver owned by {waiver.owner} expired on {waiver.expires.isoformat()}",
                     "fix the finding and remove the waiver, or renew it with a new expiry "
@@ -266,18 +301,26 @@ def apply_policy(
             target = review.warnings if env_policy.unaudited == "warn" else review.blocking
             target.append(finding)
             continue
-        if finding.waivable and not env_policy.blocks(finding.severity):
+        # An infra finding is judged by its own stack's block and waivers, whatever the
+        # environment under review.
+        scope = finding.stack or env
+        scope_policy = policy.for_env(scope) if finding.stack else env_policy
+        if finding.waivable and not scope_policy.blocks(finding.severity):
             review.below_threshold.append(finding)
             continue
+        ids = (finding.id, *finding.aliases)
         match = next(
-            (by_id[i] for i in (finding.id, *finding.aliases) if i in by_id and finding.waivable),
+            (w for w in policy.waivers if finding.waivable and w.id in ids and w.covers(scope)),
             None,
         )
         if match is not None:
-            used.add(match.id)
+            used.add(match)
             if not match.expired(today):
                 review.waived.append((finding, match))
                 continue
+        if finding.kind == "infra" and scope_policy.infra_failures == "warn":
+            review.warnings.append(finding)
+            continue
         review.blocking.append(finding)
-    review.unused_waivers = [w for w in policy.waivers if w.id not in used]
+    review.unused_waivers = [w for w in policy.waivers if w not in used]
     return review

@@ -2,7 +2,8 @@
 artifacts against `security/policy.yaml` (`invoke security.review`).
 
 Artifacts live in `reports/security/`: `pip-audit.json`, `bandit.json`, an optional
-`osv-scanner.json`, and `scan.json`, the manifest saying when each was made, for which commit,
+`osv-scanner.json`, `infra/` (the infra scan: checkov over each Pulumi stack's plan, see
+`iac/scan.py`), and `scan.json`, the manifest saying when each was made, for which commit,
 by which tool version, and whether the tool could do its job ("unaudited" when pip-audit
 cannot reach a vulnerability database).
 """
@@ -21,9 +22,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pipelines.deploy.security.iac import scan as infra_scan
 from pipelines.deploy.security.parsers import bandit_findings, osv_findings, pip_audit_findings
 from pipelines.deploy.security.policy import (
+    EnvPolicy,
     Finding,
+    Policy,
     PolicyError,
     Review,
     apply_policy,
@@ -34,9 +38,16 @@ from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_
 ARTIFACTS_DIR = Path("reports") / "security"
 POLICY = Path("security") / "policy.yaml"
 MANIFEST = "scan.json"
-FILES = {"pip-audit": "pip-audit.json", "bandit": "bandit.json", "osv-scanner": "osv-scanner.json"}
+FILES = {
+    "pip-audit": "pip-audit.json",
+    "bandit": "bandit.json",
+    "osv-scanner": "osv-scanner.json",
+    "checkov": f"infra/{infra_scan.MANIFEST}",
+}
 BANDIT_PATHS = ("service", "pipelines", "infra")
 SCAN_TIMEOUT_S = 600
+# The first infra scan on a machine also installs checkov into its own venv.
+INFRA_SCAN_TIMEOUT_S = 1800
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -56,18 +67,20 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-def _run_tool(argv: Sequence[str], root: Path, runner: Runner) -> tuple[int | None, str]:
+def _run_tool(
+    argv: Sequence[str], root: Path, runner: Runner, timeout: float = SCAN_TIMEOUT_S
+) -> tuple[int | None, str]:
     try:
         proc = runner(
             list(argv),
             cwd=root,
             capture_output=True,
             text=True,
-            timeout=SCAN_TIMEOUT_S,
+            timeout=timeout,
             check=False,
         )
     except subprocess.TimeoutExpired:
-        return None, f"timed out after {SCAN_TIMEOUT_S} s"
+        return None, f"timed out after {timeout:g} s"
     except OSError as exc:
         return None, str(exc)
     return proc.returncode, (proc.stderr or "").strip()[-2000:]
@@ -123,6 +136,31 @@ def _bandit(root: Path, out: Path, runner: Runner) -> dict[str, Any]:
     }
 
 
+def _checkov(root: Path, out: Path, runner: Runner) -> dict[str, Any]:
+    """The infra scan in a process of its own (it runs the Pulumi program under mocks).
+    Its exit status is 1 when a finding blocks; the manifest it writes is what counts."""
+    manifest = out / FILES["checkov"]
+    manifest.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "pipelines.deploy.security.iac", "--root", str(root)]
+    argv += ["--out", str(manifest.parent)]
+    started = time.time()
+    code, stderr = _run_tool(argv, root, runner, timeout=INFRA_SCAN_TIMEOUT_S)
+    ok = manifest.exists() and code in (0, 1)
+    try:
+        version = json.loads(manifest.read_text()).get("checkov", "unknown") if ok else None
+    except ValueError:
+        ok, version = False, None
+    return {
+        "command": " ".join(argv),
+        "exit_status": code,
+        "status": "ok" if ok else "error",
+        "error": None if ok else stderr or "the infra scan wrote no manifest",
+        "started": _iso(started),
+        "finished": _iso(time.time()),
+        "version": version,
+    }
+
+
 def _osv(source: Path, out: Path) -> tuple[dict[str, Any], float]:
     """OSV-Scanner runs elsewhere (it is a Go binary); its JSON is taken as it is."""
     document = json.loads(source.read_text())
@@ -141,13 +179,16 @@ def scan(
     runner: Runner = subprocess.run,
     out: Path | None = None,
 ) -> dict[str, Any]:
-    """Run pip-audit and bandit, take an OSV-Scanner file if given, write the manifest."""
+    """Run pip-audit, bandit and the infra scan (where there is a Pulumi program), take an
+    OSV-Scanner file if given, write the manifest."""
     out = out or root / ARTIFACTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     tools: dict[str, Any] = {
         "pip-audit": {**_pip_audit(root, out, runner), "file": FILES["pip-audit"]},
         "bandit": {**_bandit(root, out, runner), "file": FILES["bandit"]},
     }
+    if (root / "Pulumi.yaml").exists():
+        tools["checkov"] = {**_checkov(root, out, runner), "file": FILES["checkov"]}
     osv_source = osv_file or (out / FILES["osv-scanner"])
     if osv_source.exists():
         entry, made = _osv(osv_source, out)
@@ -204,10 +245,12 @@ def collect_findings(
     bandit_min_confidence: str,
     now: float | None = None,
     root: Path | None = None,
+    policy: Policy | None = None,
 ) -> list[Finding]:
     """Every finding in the artifacts, plus findings about the artifacts themselves. With
     `root`, a scan of another commit with the same content key counts as this commit's: it
-    is then judged by its age alone."""
+    is then judged by its age alone. `policy` gives each stack's severity for checkov's
+    failed checks (without it, `unknown_severity`)."""
     now = time.time() if now is None else now
     try:
         manifest = json.loads((artifacts / MANIFEST).read_text())
@@ -261,9 +304,28 @@ def collect_findings(
                 findings.append(_unaudited(f"{count} ({names}{more}); {reason}"))
         elif name == "bandit":
             findings += bandit_findings(document, bandit_min_confidence)
+        elif name == "checkov":
+            findings += _infra_findings(document, path.parent, policy, unknown_severity, rescan)
         else:
             findings += osv_findings(document, unknown_severity)
     return findings
+
+
+def _infra_findings(
+    manifest: Mapping[str, Any],
+    out: Path,
+    policy: Policy | None,
+    unknown_severity: str,
+    rescan: str,
+) -> list[Finding]:
+    stacks = [str(entry.get("stack")) for entry in manifest.get("stacks", [])]
+    if policy is None:
+        defaults = {s: EnvPolicy(s, unknown_severity=unknown_severity) for s in stacks}
+        policy = Policy(defaults, ())
+    try:
+        return infra_scan.findings(manifest, out, policy)
+    except (OSError, ValueError, KeyError, PolicyError) as exc:
+        return [_scan_problem("scan-error", "checkov", f"unreadable report: {exc}", rescan)]
 
 
 def _scan_problem(kind: str, tool: str, message: str, action: str) -> Finding:
@@ -316,6 +378,7 @@ def review(
         env_policy.bandit_min_confidence,
         now,
         root,
+        policy,
     )
     return apply_policy(findings, policy, env, today)
 
@@ -377,7 +440,7 @@ class SecurityReviewStep:
                 )
             return StepPlan(
                 f"scan {ctx.sha[:12]}, then review ({env} policy)",
-                ("run pip-audit and bandit", *actions),
+                ("run pip-audit, bandit and the infra scan (checkov)", *actions),
             )
         try:
             result = review(ctx.root, ctx.sha, env)
@@ -390,7 +453,7 @@ class SecurityReviewStep:
         started = time.monotonic()
         env = self._env(ctx)
         if self.scan_if_missing and not self._scanned_this_commit(ctx):
-            print(f"security: scanning {ctx.sha[:12]} (pip-audit, bandit)...", flush=True)
+            print(f"security: scanning {ctx.sha[:12]} (pip-audit, bandit, checkov)...", flush=True)
             scan(ctx.root, ctx.sha)
         try:
             result = review(ctx.root, ctx.sha, env)
@@ -417,7 +480,8 @@ class SecurityReviewStep:
 
 
 def scan_command(root: Path, osv: str = "") -> int:
-    """`invoke security.scan`: the scanners over this checkout, into reports/security/."""
+    """`invoke security.scan`: the scanners over this checkout, into reports/security/.
+    The infra scan's findings are the review's to judge, so its exit status is not ours."""
     from pipelines.releases import resolve
 
     manifest = scan(root, resolve("HEAD", root), Path(osv) if osv else None)
