@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from infra import outputs
+from infra.policy.rules import RULES, evaluate
 from infra.spec import SpecError, defaults, from_pulumi_config, require_for_aws
 from tests.infra.harness import (
     ACCOUNT,
@@ -257,3 +258,26 @@ def test_aws_needs_the_repository_before_any_resource() -> None:
     )
     with pytest.raises(SpecError, match="drydock:githubRepository is required"):
         build_stack("staging", **{"drydock:certificateArn": CERTIFICATE})
+
+
+def test_the_policy_pack_refuses_the_role_once_its_subject_is_a_pattern(staging: Stack) -> None:
+    (rule,) = [r for r in RULES if r.name == "oidc-trust-exact"]
+    view = staging.policy_view()
+    assert evaluate(view, [rule]) == []
+    loosened = [
+        replace(
+            res,
+            props={
+                **res.props,
+                "assumeRolePolicy": res.props["assumeRolePolicy"].replace(
+                    ":environment:staging", ":*"
+                ),
+            },
+        )
+        if res.name == "github-oidc-deploy"
+        else res
+        for res in view
+    ]
+    (violation,) = evaluate(loosened, [rule])
+    assert violation.resource == "github-oidc-deploy"
+    assert f"{GITHUB}:sub with StringEquals and exact values only" in violation.message
