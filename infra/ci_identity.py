@@ -109,6 +109,11 @@ def permissions(scope: Scope) -> dict[str, Any]:
                 scope.arn("rds", f"snapshot:{n.db_instance}-*"),
             ],
         ),
+        _allow(  # each deploy prunes pre-deploy snapshots to preDeploySnapshotsKept
+            "PruneItsSnapshots",
+            ["rds:DeleteDBSnapshot"],
+            scope.arn("rds", f"snapshot:{n.db_instance}-*"),
+        ),
         _allow(
             "ReadItsLogs",
             ["logs:FilterLogEvents", "logs:GetLogEvents"],
@@ -143,6 +148,7 @@ def permissions(scope: Scope) -> dict[str, Any]:
                 "ecr:CompleteLayerUpload",
                 "ecr:PutImage",
                 "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",  # steps 5-7 read the revision label
             ],
             scope.arn("ecr", f"repository/{n.repository}"),
         ),

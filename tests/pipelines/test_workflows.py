@@ -151,12 +151,16 @@ def test_deploy_runs_the_seven_steps_on_aws_after_ci() -> None:
     assert jobs["checks"]["needs"] == "ci"
     assert jobs["production"]["environment"] == "production"
     assert set(jobs["production"]["needs"]) == {"build", "staging"}
-    commands = [step["run"] for _, step in steps(deploy) if "run" in step]
-    tasks = [c.split()[2] for c in commands]
-    assert [t for t in tasks if t in DEPLOY_STEPS] == list(DEPLOY_STEPS)
-    for command in commands:
-        if command.split()[2] in DEPLOY_STEPS:
-            assert "--target aws" in command, command
+    on_aws = [
+        step["run"].split()[2]
+        for _, step in steps(deploy)
+        if "run" in step and "--target aws" in step["run"]
+    ]
+    assert [t for t in on_aws if t in DEPLOY_STEPS] == list(DEPLOY_STEPS)
+    # Steps 1-2 first run with no AWS, for a verdict before anyone approves; the ledger
+    # record steps 5-7 require is written when preflight runs them again on AWS.
+    assert tasks_of(jobs["checks"])[0:1] == ["gates.ci"]
+    assert all("--target aws" not in step.get("run", "") for step in jobs["checks"]["steps"])
     [build] = [s for s in jobs["build"]["steps"] if "docker/build-push-action" in s.get("uses", "")]
     assert build["with"]["build-args"] == "REVISION=${{ github.sha }}", "the image names its commit"
     for name, job in jobs.items():
@@ -226,5 +230,10 @@ def test_each_deploy_job_assumes_its_own_environments_role() -> None:
     assert "id-token" not in jobs["checks"]["permissions"]
     assert "PULUMI_ACCESS_TOKEN" not in str(jobs["checks"])
     # Steps 3-4 read production (step 3 with the admin credentials) before staging changes.
-    assert set(tasks_of(jobs["preflight"])) == {"db.migrations", "release.notes"}
+    assert tasks_of(jobs["preflight"]) == [
+        "gates.ci",
+        "security.review",
+        "db.migrations",
+        "release.notes",
+    ]
     assert "preflight" in jobs["staging"]["needs"]
