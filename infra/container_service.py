@@ -27,6 +27,7 @@ class ContainerService(pulumi.ComponentResource):
     repository_name: pulumi.Output[str]
     cluster_name: pulumi.Output[str]
     log_group_name: pulumi.Output[str]
+    role_arns: list[pulumi.Output[str]]
 
     def __init__(
         self,
@@ -155,6 +156,8 @@ class ContainerService(pulumi.ComponentResource):
         self.repository_name = repository.name
         self.cluster_name = cluster.name
         self.log_group_name = log_group.name
+        # The roles its task definitions name: those a deployer passes to ECS.
+        self.role_arns = [app_execution.arn, migrate_execution.arn, task_role.arn]
         if spec.image is not None:
 
             def task_definition(

@@ -30,6 +30,8 @@ LOG_GROUP_NAME = "log_group_name"
 ECR_REPOSITORY_URL = "ecr_repository_url"
 ECR_REPOSITORY_NAME = "ecr_repository_name"
 RELEASED_IMAGE = "released_image"
+# The role the GitHub environment named like the stack assumes (its AWS_DEPLOY_ROLE_ARN).
+GITHUB_DEPLOY_ROLE_ARN = "github_deploy_role_arn"
 
 ALL = (
     SERVICE_URL,
@@ -56,4 +58,5 @@ ALL = (
     ECR_REPOSITORY_URL,
     ECR_REPOSITORY_NAME,
     RELEASED_IMAGE,
+    GITHUB_DEPLOY_ROLE_ARN,
 )

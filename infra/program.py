@@ -16,6 +16,7 @@ from infra.app_secrets import Secrets
 from infra.backups import Backups
 from infra.container_service import ContainerService
 from infra.database import Database
+from infra.github_oidc import GithubOidc
 from infra.load_balancer import LoadBalancer
 from infra.names import Names
 from infra.network import Network
@@ -41,6 +42,7 @@ def build(spec: EnvironmentSpec) -> dict[str, Any]:
         database,
         alarms.deployment_alarm_names,
     )
+    ci = GithubOidc("github-oidc", spec, service.role_arns, backups.bucket_arn)
     host = spec.domain_name or load_balancer.dns_name
     result: dict[str, Any] = {
         out.SERVICE_URL: pulumi.Output.concat("https://", host),
@@ -67,5 +69,6 @@ def build(spec: EnvironmentSpec) -> dict[str, Any]:
         out.ECR_REPOSITORY_URL: service.repository_url,
         out.ECR_REPOSITORY_NAME: service.repository_name,
         out.RELEASED_IMAGE: spec.image or "",
+        out.GITHUB_DEPLOY_ROLE_ARN: ci.role_arn,
     }
     return result

@@ -212,6 +212,16 @@ class EnvironmentSpec:
     availability_zones: int = setting("availabilityZones", 2, 3, bounds=(2, 3))
     nat_gateways: int = setting("natGateways", 1, 3, bounds=(1, 3))
     ecr_images_kept: int = setting("ecrImagesKept", 30, 100, bounds=(5, 1000))
+    # CI's AWS identity (infra/github_oidc.py): the repository whose GitHub environment named
+    # like the stack may assume its deploy role, and whether this stack creates the account's
+    # one GitHub OIDC provider (README, "CI's AWS identity").
+    github_repository: str | None = setting(
+        "githubRepository",
+        None,
+        pattern=r"(?!-)[A-Za-z0-9-]{1,39}/(?!\.\.?$)[A-Za-z0-9._-]{1,100}",
+        hint="the GitHub repository as owner/name, spelt as GitHub does, e.g. acme/drydock",
+    )
+    create_github_oidc_provider: bool = setting("createGithubOidcProvider", False)
     # The local target (one machine, everything on 127.0.0.1).
     local_lb_port: int = setting("localLoadBalancerPort", 8180, 8280, bounds=_PORT)
     local_postgres_port: int = setting("localPostgresPort", 15432, 15433, bounds=_PORT)
@@ -295,6 +305,13 @@ def require_for_aws(spec: EnvironmentSpec) -> None:
         raise SpecError(
             f"{spec.source}: drydock:certificateArn is required to provision AWS; allowed: an "
             "ACM certificate ARN (pulumi config set drydock:certificateArn arn:aws:acm:...)"
+        )
+    if spec.github_repository is None:
+        raise SpecError(
+            f"{spec.source}: drydock:githubRepository is required to provision AWS: the "
+            f"stack's deploy role trusts only that repository's GitHub environment "
+            f"'{spec.stack}'; allowed: owner/name (pulumi config set drydock:githubRepository "
+            f"acme/drydock --stack {spec.stack})"
         )
 
 

@@ -249,3 +249,52 @@ def ecr_scan_on_push(r: Resource) -> Iterator[str]:
     scanning = r.props.get("imageScanningConfiguration") or {}
     if r.type == REPOSITORY and scanning.get("scanOnPush") is not True:
         yield f"{r.name}: set image_scanning_configuration scan_on_push=True"
+
+
+IAM_ROLE = "aws:iam/role:Role"
+WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
+
+
+def _statements(document: Any) -> list[dict[str, Any]]:
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except json.JSONDecodeError:
+            return []
+    found = document.get("Statement") if isinstance(document, Mapping) else None
+    found = [found] if isinstance(found, Mapping) else found or []
+    return [s for s in found if isinstance(s, dict)]
+
+
+@resource_rule(
+    "oidc-trust-exact",
+    "a role a web identity assumes names its subject and audience exactly, with no wildcard",
+)
+def oidc_trust_exact(r: Resource) -> Iterator[str]:
+    # A pattern or a missing subject lets any branch, pull request or repository the
+    # provider signs for assume the role (for GitHub: every repository on github.com).
+    if r.type != IAM_ROLE:
+        return
+    for statement in _statements(r.props.get("assumeRolePolicy")):
+        if statement.get("Effect") != "Allow" or WEB_IDENTITY not in str(statement.get("Action")):
+            continue
+        principal = statement.get("Principal")
+        federated = principal.get("Federated") if isinstance(principal, Mapping) else principal
+        host = str(federated).split("oidc-provider/", 1)[-1]
+        conditions = statement.get("Condition") or {}
+        for claim in ("sub", "aud"):
+            key = f"{host}:{claim}"
+            named = (conditions.get("StringEquals") or {}).get(key)
+            values = named if isinstance(named, list) else [named]
+            operators = [
+                op for op, keys in conditions.items() if isinstance(keys, Mapping) and key in keys
+            ]
+            if operators != ["StringEquals"] or not values or not all(map(_exact, values)):
+                yield (
+                    f"{r.name}: the trust policy must name {key} with StringEquals and exact "
+                    "values only (no pattern, no wildcard)"
+                )
+
+
+def _exact(value: Any) -> bool:
+    return isinstance(value, str) and value != "" and not set(value) & set("*?")

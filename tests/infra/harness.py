@@ -32,7 +32,12 @@ ZONES = [f"{REGION}a", f"{REGION}b", f"{REGION}c"]
 # How a secret input arrives at the mocks: wrapped, so tests can tell secrets from plain text.
 SIG_KEY, SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
 # What a platform team sets before the first release (see README "Provision AWS").
-RELEASE_CONFIG = {"drydock:certificateArn": CERTIFICATE, "drydock:image": IMAGE}
+REPOSITORY = "acme/drydock"
+RELEASE_CONFIG = {
+    "drydock:certificateArn": CERTIFICATE,
+    "drydock:githubRepository": REPOSITORY,
+    "drydock:image": IMAGE,
+}
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ def _computed(token: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         state["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{given}"
     elif token == "aws:s3/bucket:Bucket":
         state["bucket"] = f"{inputs['bucketPrefix']}20250101"
+        state["arn"] = f"arn:aws:s3:::{state['bucket']}"
     elif token == "aws:kms/key:Key":
         state["keyId"] = f"key-{name}"
     state.setdefault("name", given)
@@ -138,6 +144,14 @@ class _Mocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": ZONES, "zoneIds": [f"euw1-az{i}" for i in (1, 2, 3)]}, []
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/ops",
+                "id": ACCOUNT,
+            }, []
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, []
         return {}, []
 
 

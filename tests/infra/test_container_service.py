@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.harness import CERTIFICATE, IMAGE, Stack, build_stack
+from tests.infra.harness import CERTIFICATE, IMAGE, REPOSITORY, Stack, build_stack
 
 pytestmark = pytest.mark.unit
 
@@ -154,7 +154,8 @@ def test_autoscaling_on_cpu_and_requests_per_target(stack: Stack) -> None:
 
 
 def test_before_the_first_release_there_is_no_service_and_alarms_stay_quiet() -> None:
-    bootstrap = build_stack("staging", **{"drydock:certificateArn": CERTIFICATE})
+    config = {"drydock:certificateArn": CERTIFICATE, "drydock:githubRepository": REPOSITORY}
+    bootstrap = build_stack("staging", **config)
     assert bootstrap.spec.image is None
     for token in (
         "aws:ecs/taskDefinition:TaskDefinition",

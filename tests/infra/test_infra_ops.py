@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pipelines import infra_ops, provision
-from tests.infra.harness import CERTIFICATE, ROOT
+from tests.infra.harness import CERTIFICATE, REPOSITORY, ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -64,12 +64,12 @@ def fake_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeStack:
     monkeypatch.setattr(infra_ops, "select_stack", lambda name, found: stack)
     real_load = infra_ops.load_stack_file
 
-    def with_certificate(name: str) -> Any:
+    def with_aws_settings(name: str) -> Any:
         from dataclasses import replace
 
-        return replace(real_load(name), certificate_arn=CERTIFICATE)
+        return replace(real_load(name), certificate_arn=CERTIFICATE, github_repository=REPOSITORY)
 
-    monkeypatch.setattr(infra_ops, "load_stack_file", with_certificate)
+    monkeypatch.setattr(infra_ops, "load_stack_file", with_aws_settings)
     return stack
 
 

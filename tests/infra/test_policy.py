@@ -57,6 +57,21 @@ def alarm(metric: str, actions: list[str] | None) -> Resource:
 
 SLO_ALARMS = [alarm(m, ["arn:topic"]) for m in r.SLO_METRICS.values()]
 
+GITHUB = "token.actions.githubusercontent.com"
+SUB, AUD, STS = f"{GITHUB}:sub", f"{GITHUB}:aud", "sts.amazonaws.com"
+
+
+def github_role(**condition: Any) -> Resource:
+    trust = {
+        "Effect": "Allow",
+        "Principal": {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{GITHUB}"},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": condition,
+    }
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [trust]})
+    return Resource(r.IAM_ROLE, "deploy", {"assumeRolePolicy": policy})
+
+
 # rule name -> (resources that pass, resources that fail)
 CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
     "rds-storage-encrypted": ([db()], [db(storageEncrypted=False)]),
@@ -115,6 +130,15 @@ CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
     "ecr-scan-on-push": (
         [Resource(r.REPOSITORY, "repo", {"imageScanningConfiguration": {"scanOnPush": True}})],
         [Resource(r.REPOSITORY, "repo", {"imageScanningConfiguration": {"scanOnPush": False}})],
+    ),
+    "oidc-trust-exact": (
+        [github_role(StringEquals={SUB: "repo:acme/drydock:environment:staging", AUD: STS})],
+        [
+            github_role(StringEquals={AUD: STS}, StringLike={SUB: "repo:acme/drydock:*"}),
+            github_role(StringEquals={SUB: "repo:acme/*", AUD: STS}),
+            github_role(StringEquals={SUB: ["repo:acme/drydock:environment:staging", "*"]}),
+            github_role(StringEquals={AUD: STS}),
+        ],
     ),
 }
 
