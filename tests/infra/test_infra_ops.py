@@ -156,7 +156,7 @@ def test_tasks_are_registered_and_listing_them_imports_no_pulumi() -> None:
     code = (
         "import sys, tasks\n"
         "names = set(tasks.ns.collections['infra'].tasks)\n"
-        "assert names == {'preview', 'up', 'drift'}, names\n"
+        "assert names == {'preview', 'up', 'drift', 'scan'}, names\n"
         "assert not [m for m in sys.modules if m.startswith('pulumi')]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)

@@ -47,6 +47,7 @@ BEFORE_FIRST_UP: dict[str, Any] = {
         f"{_ACCOUNT}.dkr.ecr.{{region}}.amazonaws.com/drydock-{{stack}}@sha256:" + "0" * 64
     ),
     "drydock:alarmEmails": ["oncall@drydock.example.com"],
+    "drydock:githubRepository": "acme/drydock",
     "drydock:drRegion": "eu-central-1",
 }
 CHECK_ID = re.compile(r"CKV2?_[A-Z0-9]+_\d+:")
