@@ -120,13 +120,15 @@ def permissions(scope: Scope) -> dict[str, Any]:
             scope.arn("logs", f"log-group:{n.log_group}:*"),
         ),
         _allow(
-            "MetricsAlarmsAndTargetGroupsTakeNoResource",
-            [
-                "cloudwatch:GetMetricData",
-                "cloudwatch:DescribeAlarms",
-                "elasticloadbalancing:DescribeTargetGroups",
-            ],
+            "MetricsAndTargetGroupsTakeNoResource",
+            ["cloudwatch:GetMetricData", "elasticloadbalancing:DescribeTargetGroups"],
             "*",
+        ),
+        # By name: the pipeline asks for its stack's alarms (AlarmNames), all named so.
+        _allow(
+            "ReadItsAlarms",
+            ["cloudwatch:DescribeAlarms"],
+            scope.arn("cloudwatch", f"alarm:{n.prefix}-*"),
         ),
         _allow(
             "ItsOwnSecrets",
@@ -183,10 +185,12 @@ def _ecs(scope: Scope, n: Names) -> list[dict[str, Any]]:
                 "ecs:RegisterTaskDefinition",
                 "ecs:DescribeTaskDefinition",
                 "ecs:ListTaskDefinitions",
-                "ecs:ListTasks",
             ],
             "*",
         ),
+        # IAM names container instances as ListTasks' resource, which Fargate has none of;
+        # the cluster condition is how ECS scopes it (its developer guide's own example).
+        _allow("ListItsClustersTasks", ["ecs:ListTasks"], "*", ArnEquals={"ecs:cluster": cluster}),
         _allow(
             "PassItsTaskRolesToEcsOnly",
             ["iam:PassRole"],
