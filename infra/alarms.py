@@ -37,7 +37,7 @@ class Alarms(pulumi.ComponentResource):
     ) -> None:
         super().__init__("drydock:infra:Alarms", name, None, opts)
         n = Names(spec.stack)
-        tags = n.tags()
+        tags = n.tags(spec.environment_class)
         child = pulumi.ResourceOptions(parent=self)
 
         # Not KMS-encrypted: CloudWatch cannot publish to a topic under the AWS-managed key,

@@ -37,7 +37,7 @@ class Secrets(pulumi.ComponentResource):
     ) -> None:
         super().__init__("drydock:infra:Secrets", name, None, opts)
         names = Names(spec.stack)
-        tags = names.tags()
+        tags = names.tags(spec.environment_class)
         child = pulumi.ResourceOptions(parent=self)
         # Production keeps a deleted secret recoverable for the longest window AWS allows.
         recovery_days = 30 if spec.is_production else 7

@@ -29,7 +29,7 @@ class Backups(pulumi.ComponentResource):
     ) -> None:
         super().__init__("drydock:infra:Backups", name, None, opts)
         names = Names(spec.stack)
-        tags = names.tags()
+        tags = names.tags(spec.environment_class)
         child = pulumi.ResourceOptions(parent=self)
         # Recovery points and dumps must survive a destroy of the stack: keep them in AWS.
         guarded = pulumi.ResourceOptions(

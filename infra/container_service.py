@@ -42,7 +42,7 @@ class ContainerService(pulumi.ComponentResource):
     ) -> None:
         super().__init__("drydock:infra:ContainerService", name, None, opts)
         n = Names(spec.stack)
-        tags = n.tags()
+        tags = n.tags(spec.environment_class)
         child = pulumi.ResourceOptions(parent=self)
 
         repository = aws.ecr.Repository(
@@ -240,7 +240,7 @@ class ContainerService(pulumi.ComponentResource):
             ],
             propagate_tags="SERVICE",
             enable_ecs_managed_tags=True,
-            tags=n.tags(),
+            tags=n.tags(spec.environment_class),
             # Autoscaling owns the running count after creation.
             opts=pulumi.ResourceOptions(
                 parent=self,

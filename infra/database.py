@@ -34,7 +34,7 @@ class Database(pulumi.ComponentResource):
     ) -> None:
         super().__init__("drydock:infra:Database", name, None, opts)
         names = Names(spec.stack)
-        tags = names.tags()
+        tags = names.tags(spec.environment_class)
         child = pulumi.ResourceOptions(parent=self)
         # Snapshots outlive the instance (the final one above all), so their key outlives the
         # stack: a destroy leaves it in AWS instead of scheduling its deletion.

@@ -36,7 +36,7 @@ class GithubOidc(pulumi.ComponentResource):
         if repository is None:  # require_for_aws refuses this before any resource exists
             raise ValueError("drydock:githubRepository is not set")
         n = Names(spec.stack)
-        tags = n.tags()
+        tags = n.tags(spec.environment_class)
         child = pulumi.ResourceOptions(parent=self)
         partition = aws.get_partition_output()
         account = aws.get_caller_identity_output()

@@ -32,7 +32,7 @@ class LoadBalancer(pulumi.ComponentResource):
     ) -> None:
         super().__init__("drydock:infra:LoadBalancer", name, None, opts)
         names = Names(spec.stack)
-        tags = names.tags()
+        tags = names.tags(spec.environment_class)
         child = pulumi.ResourceOptions(parent=self)
 
         alb = aws.lb.LoadBalancer(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infra import environment_class as env_class
+
 PROJECT = "drydock"
 
 
@@ -97,5 +99,12 @@ class Names:
             "db_connections": f"{self.prefix}-db-connections",
         }
 
-    def tags(self) -> dict[str, str]:
-        return {"project": PROJECT, "environment": self.stack, "managed-by": "pulumi"}
+    def tags(self, environment_class: str) -> dict[str, str]:
+        """Every taggable resource's tags. The class is how the policy pack, which sees
+        resources only, tells what a stack is held to (infra/environment_class.py)."""
+        return {
+            "project": PROJECT,
+            "environment": self.stack,
+            env_class.TAG: environment_class,
+            "managed-by": "pulumi",
+        }

@@ -31,7 +31,7 @@ class Network(pulumi.ComponentResource):
     ) -> None:
         super().__init__("drydock:infra:Network", name, None, opts)
         names = Names(spec.stack)
-        tags = names.tags()
+        tags = names.tags(spec.environment_class)
         child = pulumi.ResourceOptions(parent=self)
 
         zones = aws.get_availability_zones_output(

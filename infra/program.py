@@ -25,7 +25,8 @@ from infra.spec import EnvironmentSpec, require_for_aws
 
 def build(spec: EnvironmentSpec) -> dict[str, Any]:
     """Declare every resource of the stack `spec` describes; return the outputs contract."""
-    require_for_aws(spec)
+    for warning in require_for_aws(spec):
+        pulumi.log.warn(warning)
     n = Names(spec.stack)
     network = Network("network", spec)
     database = Database("database", spec, network)

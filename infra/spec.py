@@ -18,6 +18,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from infra import environment_class as env_class
 from infra._settings import (
     SpecError,
     coerce,
@@ -57,6 +58,15 @@ _IGNORED_KEYS = frozenset({"aws:profile", "aws:defaultTags", "aws:allowedAccount
 class EnvironmentSpec:
     stack: str = "staging"
     source: str = field(default="defaults", compare=False)
+    # Keys set with `pulumi config set --secret`: the file loader cannot read their values,
+    # but they are set, which is what `require_for_aws` asks of a subscriber.
+    sealed: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+    # What the stack is held to (infra/environment_class.py). Defaults to `production` for
+    # the stack named so; any other name is `staging` unless its file says otherwise.
+    environment_class: str = setting(
+        "environmentClass", env_class.STAGING, env_class.PRODUCTION, choices=env_class.CLASSES
+    )
 
     region: str = setting(
         "aws:region",
@@ -181,6 +191,14 @@ class EnvironmentSpec:
         "enhancedMonitoringIntervalSeconds", 60, choices=(1, 5, 10, 15, 30, 60)
     )
     backups_expiry_days: int = setting("backupsBucketExpiryDays", 30, 90, bounds=(7, 3650))
+    # The second region that AWS Backup copies recovery points to and the backups bucket
+    # replicates into (infra/dr_backups.py); required in production (`require_for_aws`).
+    dr_region: str | None = setting(
+        "drRegion",
+        None,
+        pattern=r"[a-z]{2}(-[a-z]+)+-\d",
+        hint="an AWS region other than aws:region, such as eu-central-1",
+    )
     pre_deploy_snapshots_kept: int = setting("preDeploySnapshotsKept", 5, 10, bounds=(1, 100))
     # Secret rotation through Pulumi (runbook §12): bump a generation to issue a new value.
     db_password_generation: int = setting("dbPasswordGeneration", 1, bounds=(1, 10_000))
@@ -201,7 +219,7 @@ class EnvironmentSpec:
     lockout_failures: int = setting("lockoutFailures", 5, bounds=(1, 100))
     lockout_minutes: int = setting("lockoutMinutes", 15, bounds=(1, 1440))
     # Platform.
-    log_retention_days: int = setting("logRetentionDays", 30, 90, choices=LOG_RETENTION_DAYS)
+    log_retention_days: int = setting("logRetentionDays", 30, 365, choices=LOG_RETENTION_DAYS)
     vpc_cidr: str = setting(
         "vpcCidr",
         "10.40.0.0/16",
@@ -254,7 +272,16 @@ class EnvironmentSpec:
 
     @property
     def is_production(self) -> bool:
-        return self.stack == "production"
+        return self.environment_class == env_class.PRODUCTION
+
+    @property
+    def has_subscriber(self) -> bool:
+        """Someone hears the alarms: an email, or a webhook (perhaps set as a secret)."""
+        return bool(
+            self.alarm_emails
+            or self.alarm_https_endpoint
+            or "drydock:alarmHttpsEndpoint" in self.sealed
+        )
 
     @property
     def released(self) -> bool:
@@ -299,20 +326,45 @@ def from_pulumi_config(config: Mapping[str, Any], stack: str) -> EnvironmentSpec
     return _build(config, stack, source=f"Pulumi.{stack}.yaml")
 
 
-def require_for_aws(spec: EnvironmentSpec) -> None:
-    """Settings the local target can do without but AWS cannot."""
+def require_for_aws(spec: EnvironmentSpec) -> list[str]:
+    """Settings the local target can do without but AWS cannot. Raises SpecError naming
+    every missing key; returns the warnings for what a staging stack may leave out."""
+    problems, warnings = [], []
     if spec.certificate_arn is None:
-        raise SpecError(
-            f"{spec.source}: drydock:certificateArn is required to provision AWS; allowed: an "
+        problems.append(
+            "drydock:certificateArn is required to provision AWS; allowed: an "
             "ACM certificate ARN (pulumi config set drydock:certificateArn arn:aws:acm:...)"
         )
     if spec.github_repository is None:
-        raise SpecError(
-            f"{spec.source}: drydock:githubRepository is required to provision AWS: the "
+        problems.append(
+            f"drydock:githubRepository is required to provision AWS: the "
             f"stack's deploy role trusts only that repository's GitHub environment "
             f"'{spec.stack}'; allowed: owner/name (pulumi config set drydock:githubRepository "
             f"acme/drydock --stack {spec.stack})"
         )
+    if not spec.has_subscriber:
+        missing = (
+            "drydock:alarmEmails or drydock:alarmHttpsEndpoint: without a subscriber the "
+            "alarms (SLOs, database, failed backups) page nobody; allowed: email addresses "
+            f"(pulumi config set --path 'drydock:alarmEmails[0]' oncall@example.com --stack "
+            f"{spec.stack}) or an https:// URL (pulumi config set --secret "
+            f"drydock:alarmHttpsEndpoint https://... --stack {spec.stack})"
+        )
+        if spec.is_production:
+            problems.append(f"{missing} (one is required in production)")
+        else:
+            warnings.append(f"{spec.source}: no alarm subscriber: {missing}")
+    if spec.is_production and spec.dr_region is None:
+        problems.append(
+            "drydock:drRegion is required in production: recovery points and the backups "
+            "bucket are copied to that second region, out of reach of a regional outage or "
+            "of a mistake in this one; allowed: an AWS region other than "
+            f"{spec.region} (pulumi config set drydock:drRegion eu-central-1 --stack "
+            f"{spec.stack})"
+        )
+    if problems:
+        raise SpecError("\n".join(f"{spec.source}: {p}" for p in problems))
+    return warnings
 
 
 def _build(config: Mapping[str, Any], stack: str, source: str) -> EnvironmentSpec:
@@ -322,7 +374,7 @@ def _build(config: Mapping[str, Any], stack: str, source: str) -> EnvironmentSpe
             "at most 24 characters (it prefixes AWS resource names)"
         )
     values = {name: s.default(stack) for name, s in SETTINGS.values()}
-    problems = []
+    problems, sealed = [], set()
     for key, raw in config.items():
         if key.startswith("pulumi:") or key in _IGNORED_KEYS:
             continue
@@ -337,6 +389,7 @@ def _build(config: Mapping[str, Any], stack: str, source: str) -> EnvironmentSpe
                     f"plain text (pulumi config set {key} ...)"
                 )
             values[name] = None
+            sealed.add(key)
             continue
         try:
             values[name] = coerce(raw, _TYPES[name])
@@ -347,7 +400,7 @@ def _build(config: Mapping[str, Any], stack: str, source: str) -> EnvironmentSpe
         # Report range problems of the well-typed values too: one round trip per fix is enough.
         problems += [p for n, s in SETTINGS.values() if (p := s.problem(values[n]))]
         raise SpecError("\n".join(f"{source}: {p}" for p in problems))
-    return EnvironmentSpec(stack=stack, source=source, **values)
+    return EnvironmentSpec(stack=stack, source=source, sealed=frozenset(sealed), **values)
 
 
 def _field_problems(spec: EnvironmentSpec) -> Iterator[str]:
@@ -396,6 +449,18 @@ def _cross_problems(s: EnvironmentSpec) -> Iterator[str]:
         ipaddress.ip_network(s.vpc_cidr)
     except ValueError as exc:
         yield f"drydock:vpcCidr={s.vpc_cidr} is not a network address ({exc})"
+    minimum = env_class.MIN_LOG_RETENTION_DAYS[s.environment_class]
+    if s.log_retention_days < minimum:
+        allowed = ", ".join(str(d) for d in LOG_RETENTION_DAYS if d >= minimum)
+        yield (
+            f"drydock:logRetentionDays={s.log_retention_days} is below the {minimum} days a "
+            f"{s.environment_class} stack keeps its logs; allowed: {allowed}"
+        )
+    if s.dr_region is not None and s.dr_region == s.region:
+        yield (
+            f"drydock:drRegion={s.dr_region} is the stack's own aws:region; allowed: "
+            "another region, so that the copies survive this one"
+        )
     if s.is_production and not s.deletion_protection:
         yield "drydock:deletionProtection=false is not allowed in production; allowed: true"
     if s.is_production and s.ecs_exec:

@@ -108,7 +108,8 @@ def main(action: str, stack: str, out: Printer = print, **options: Any) -> int:
     """Run one action; returns the exit code and prints any failure as one clear message."""
     try:
         cli = pulumi_cli()
-        require_for_aws(load_stack_file(stack))
+        for warning in require_for_aws(load_stack_file(stack)):
+            print(f"warning: {warning}", file=sys.stderr)
     except (PulumiCliMissing, SpecError) as exc:
         print(str(exc), file=sys.stderr)
         return USAGE

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pulumi
 import pytest
 
-from tests.infra.harness import RELEASE_CONFIG, Stack, build_stack
+from tests.infra.harness import PRODUCTION_CONFIG, RELEASE_CONFIG, Stack, build_stack
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,7 @@ def staging() -> Stack:
 
 @pytest.fixture(scope="session")
 def production() -> Stack:
-    return build_stack("production", **RELEASE_CONFIG)
+    return build_stack("production", **PRODUCTION_CONFIG)
 
 
 @pytest.fixture(scope="session", params=["staging", "production"])

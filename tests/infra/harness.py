@@ -38,6 +38,15 @@ RELEASE_CONFIG = {
     "drydock:githubRepository": REPOSITORY,
     "drydock:image": IMAGE,
 }
+# What production requires on top (infra/spec.py `require_for_aws`): someone to page and a
+# second region for the backups. Staging is built without both: it may go without.
+ONCALL = "oncall@example.com"
+DR_REGION = "eu-central-1"
+PRODUCTION_CONFIG = {
+    **RELEASE_CONFIG,
+    "drydock:alarmEmails": [ONCALL],
+    "drydock:drRegion": DR_REGION,
+}
 
 
 @dataclass(frozen=True)

@@ -249,7 +249,14 @@ def test_aws_needs_the_repository_before_any_resource() -> None:
     spec = from_pulumi_config({"drydock:githubRepository": "Acme-Corp/drydock.api_2"}, "staging")
     assert spec.github_repository == "Acme-Corp/drydock.api_2"
     with pytest.raises(SpecError) as caught:
-        require_for_aws(replace(defaults("production"), certificate_arn=CERTIFICATE))
+        require_for_aws(
+            replace(
+                defaults("production"),
+                certificate_arn=CERTIFICATE,
+                alarm_emails=("oncall@example.com",),
+                dr_region="eu-central-1",
+            )
+        )
     assert str(caught.value) == (
         "defaults for production: drydock:githubRepository is required to provision AWS: the "
         "stack's deploy role trusts only that repository's GitHub environment 'production'; "
