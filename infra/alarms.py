@@ -33,6 +33,7 @@ class Alarms(pulumi.ComponentResource):
         spec: EnvironmentSpec,
         load_balancer: LoadBalancer,
         db_identifier: pulumi.Input[str],
+        topic_key_arn: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("drydock:infra:Alarms", name, None, opts)
@@ -40,9 +41,15 @@ class Alarms(pulumi.ComponentResource):
         tags = n.tags(spec.environment_class)
         child = pulumi.ResourceOptions(parent=self)
 
-        # Not KMS-encrypted: CloudWatch cannot publish to a topic under the AWS-managed key,
-        # and alarm notifications carry no secrets.
-        topic = aws.sns.Topic(f"{name}-topic", name=f"{n.prefix}-alarms", tags=tags, opts=child)
+        # Under a customer key whose policy admits CloudWatch (infra/keys.py): CloudWatch
+        # cannot publish to a topic under the AWS-managed key.
+        topic = aws.sns.Topic(
+            f"{name}-topic",
+            name=f"{n.prefix}-alarms",
+            kms_master_key_id=topic_key_arn,
+            tags=tags,
+            opts=child,
+        )
         for i, email in enumerate(spec.alarm_emails):
             aws.sns.TopicSubscription(
                 f"{name}-email-{i}", topic=topic.arn, protocol="email", endpoint=email, opts=child

@@ -15,6 +15,7 @@ import pulumi_aws as aws
 from infra._aws import assume_role_policy, managed_policy, policy_document
 from infra.app_secrets import Secrets
 from infra.database import Database
+from infra.keys import EncryptionKeys
 from infra.load_balancer import LoadBalancer
 from infra.names import Names
 from infra.network import Network
@@ -37,6 +38,7 @@ class ContainerService(pulumi.ComponentResource):
         load_balancer: LoadBalancer,
         secrets: Secrets,
         database: Database,
+        keys: EncryptionKeys,
         deployment_alarm_names: pulumi.Input[list[str]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -50,7 +52,9 @@ class ContainerService(pulumi.ComponentResource):
             name=n.repository,
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration={"scan_on_push": True},
-            encryption_configurations=[{"encryption_type": "KMS"}],
+            encryption_configurations=[
+                {"encryption_type": "KMS", "kms_key": keys.repository_key_arn}
+            ],
             force_delete=False,
             tags=tags,
             opts=child,
@@ -72,6 +76,7 @@ class ContainerService(pulumi.ComponentResource):
             f"{name}-logs",
             name=n.log_group,
             retention_in_days=spec.log_retention_days,
+            kms_key_id=keys.logs_key_arn,
             tags=tags,
             opts=child,
         )

@@ -30,6 +30,7 @@ class Database(pulumi.ComponentResource):
         name: str,
         spec: EnvironmentSpec,
         network: Network,
+        logs_key_arn: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("drydock:infra:Database", name, None, opts)
@@ -89,6 +90,7 @@ class Database(pulumi.ComponentResource):
                 f"{name}-{export}-logs",
                 name=names.db_log_group(export),
                 retention_in_days=spec.log_retention_days,
+                kms_key_id=logs_key_arn,
                 tags=tags,
                 opts=child,
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from infra.audit_logs import ALB_PREFIX, AuditLogs
 from infra.names import Names
 from infra.network import Network
 from infra.spec import EnvironmentSpec
@@ -17,6 +18,7 @@ TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
 
 class LoadBalancer(pulumi.ComponentResource):
+    arn: pulumi.Output[str]
     dns_name: pulumi.Output[str]
     arn_suffix: pulumi.Output[str]
     target_group_arn: pulumi.Output[str]
@@ -28,6 +30,7 @@ class LoadBalancer(pulumi.ComponentResource):
         name: str,
         spec: EnvironmentSpec,
         network: Network,
+        audit: AuditLogs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("drydock:infra:LoadBalancer", name, None, opts)
@@ -50,8 +53,10 @@ class LoadBalancer(pulumi.ComponentResource):
             enable_http2=True,
             idle_timeout=60,
             enable_deletion_protection=spec.deletion_protection,
+            # Every request, into the audit bucket (infra/audit_logs.py).
+            access_logs={"bucket": audit.bucket, "prefix": ALB_PREFIX, "enabled": True},
             tags={**tags, "Name": names.prefix},
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[audit.delivery_policy]),
         )
         target_group = aws.lb.TargetGroup(
             f"{name}-tg",
@@ -100,6 +105,7 @@ class LoadBalancer(pulumi.ComponentResource):
             opts=child,
         )
 
+        self.arn = alb.arn
         self.dns_name = alb.dns_name
         self.arn_suffix = alb.arn_suffix
         self.target_group_arn = target_group.arn

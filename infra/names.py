@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from infra import environment_class as env_class
 
 PROJECT = "drydock"
+# The backups bucket's layout, as pipelines/targets/aws writes it: the drill's dumps
+# (dumps/<env>/<id>/), the release history (ledger/<env>/...) and the deploy locks.
+DUMPS_PREFIX = "dumps/"
+LEDGER_PREFIX = "ledger/"
+LOCKS_PREFIX = "locks/"
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,19 @@ class Names:
     def log_group(self) -> str:
         return f"/{PROJECT}/{self.stack}/api"
 
+    @property
+    def flow_log_group(self) -> str:
+        return f"/{PROJECT}/{self.stack}/vpc-flow-logs"
+
+    @property
+    def waf_log_group(self) -> str:
+        # WAF delivers only to log groups whose name starts with aws-waf-logs-.
+        return f"aws-waf-logs-{self.prefix}"
+
+    @property
+    def web_acl(self) -> str:
+        return self.prefix
+
     def db_log_group(self, export: str) -> str:
         # The group RDS writes an exported log to; declared by us so that it has a retention.
         return f"/aws/rds/instance/{self.db_instance}/{export}"
@@ -86,6 +104,11 @@ class Names:
     @property
     def backup_vault(self) -> str:
         return self.prefix
+
+    @property
+    def dr_backup_vault(self) -> str:
+        # In the DR region, where the name alone would not tell a copy from an original.
+        return f"{self.prefix}-dr"
 
     @property
     def alarms(self) -> dict[str, str]:

@@ -13,14 +13,19 @@ import pulumi
 from infra import outputs as out
 from infra.alarms import Alarms
 from infra.app_secrets import Secrets
+from infra.audit_logs import AuditLogs
+from infra.backup_alerts import BackupAlerts
 from infra.backups import Backups
 from infra.container_service import ContainerService
 from infra.database import Database
+from infra.dr_backups import DisasterRecovery
 from infra.github_oidc import GithubOidc
+from infra.keys import EncryptionKeys
 from infra.load_balancer import LoadBalancer
 from infra.names import Names
 from infra.network import Network
 from infra.spec import EnvironmentSpec, require_for_aws
+from infra.web_firewall import WebFirewall
 
 
 def build(spec: EnvironmentSpec) -> dict[str, Any]:
@@ -28,12 +33,17 @@ def build(spec: EnvironmentSpec) -> dict[str, Any]:
     for warning in require_for_aws(spec):
         pulumi.log.warn(warning)
     n = Names(spec.stack)
+    keys = EncryptionKeys("keys", spec)
     network = Network("network", spec)
-    database = Database("database", spec, network)
+    audit = AuditLogs("audit", spec, network, keys.logs_key_arn)
+    database = Database("database", spec, network, keys.logs_key_arn)
     secrets = Secrets("secrets", spec, database)
-    backups = Backups("backups", spec, database)
-    load_balancer = LoadBalancer("ingress", spec, network)
-    alarms = Alarms("alarms", spec, load_balancer, database.identifier)
+    dr = DisasterRecovery("dr", spec, spec.dr_region) if spec.dr_region else None
+    backups = Backups("backups", spec, database, audit, dr)
+    load_balancer = LoadBalancer("ingress", spec, network, audit)
+    WebFirewall("firewall", spec, load_balancer, keys.logs_key_arn)
+    alarms = Alarms("alarms", spec, load_balancer, database.identifier, keys.topic_key_arn)
+    BackupAlerts("backup-alerts", spec, backups, alarms.topic_arn)
     service = ContainerService(
         "service",
         spec,
@@ -41,6 +51,7 @@ def build(spec: EnvironmentSpec) -> dict[str, Any]:
         load_balancer,
         secrets,
         database,
+        keys,
         alarms.deployment_alarm_names,
     )
     ci = GithubOidc("github-oidc", spec, service.role_arns, backups.bucket_arn)

@@ -116,20 +116,37 @@ def rds_storage_encrypted(r: Resource) -> Iterator[str]:
         yield f"{r.name}: set storage_encrypted=True and kms_key_id"
 
 
-@stack_rule("s3-bucket-encrypted", "every S3 bucket has SSE-KMS default encryption")
+# A bucket tagged `purpose: access-logs` takes SSE-S3 instead: ELB access logs and S3 server
+# access logs can be delivered to nothing else. Any other bucket holds data: SSE-KMS.
+ACCESS_LOGS = "access-logs"
+KMS_ALGORITHMS = frozenset({"aws:kms", "aws:kms:dsse"})
+
+
+@stack_rule(
+    "s3-bucket-encrypted",
+    "every S3 bucket has SSE-KMS default encryption; an access-log bucket, SSE-S3",
+)
 def s3_bucket_encrypted(resources: Sequence[Resource]) -> Iterator[str]:
-    encrypted = set()
+    algorithms: dict[Any, set[Any]] = {}
     for r in resources:
         if r.type in BUCKET_SSE:
-            rules = r.props.get("rules") or []
-            algorithms = {
+            algorithms.setdefault(r.props.get("bucket"), set()).update(
                 (rule.get("applyServerSideEncryptionByDefault") or {}).get("sseAlgorithm")
-                for rule in rules
-            }
-            if algorithms & {"aws:kms", "aws:kms:dsse"}:
-                encrypted.add(r.props.get("bucket"))
+                for rule in r.props.get("rules") or []
+            )
     for r in resources:
-        if r.type in BUCKETS and not {r.props.get("bucket"), r.props.get("id")} & encrypted:
+        if r.type not in BUCKETS:
+            continue
+        found = algorithms.get(r.props.get("bucket"), set()) | algorithms.get(
+            r.props.get("id"), set()
+        )
+        if (r.props.get("tags") or {}).get("purpose") == ACCESS_LOGS:
+            if "AES256" not in found:
+                yield (
+                    f"{r.name}: an access-log bucket needs SSE-S3 (AES256): ELB and S3 server "
+                    "access logs cannot be delivered under a KMS key"
+                )
+        elif not found & KMS_ALGORITHMS:
             yield f"{r.name}: add a BucketServerSideEncryptionConfiguration using aws:kms"
 
 

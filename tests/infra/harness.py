@@ -47,6 +47,8 @@ PRODUCTION_CONFIG = {
     "drydock:alarmEmails": [ONCALL],
     "drydock:drRegion": DR_REGION,
 }
+# The regional Elastic Load Balancing account that writes access logs (AWS's table).
+ELB_ACCOUNTS = {"eu-west-1": "156460612806", "eu-central-1": "054676820928"}
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,9 @@ class Stack:
 def _computed(token: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     service = token.split(":")[1].split("/")[0]
     given = inputs.get("name") or name
-    state: dict[str, Any] = {"arn": f"arn:aws:{service}:{REGION}:{ACCOUNT}:{given}"}
+    # A resource placed in another region (pulumi-aws 7's `region` argument) lives there.
+    region = inputs.get("region") or REGION
+    state: dict[str, Any] = {"arn": f"arn:aws:{service}:{region}:{ACCOUNT}:{given}"}
     if token == "aws:lb/loadBalancer:LoadBalancer":
         state |= {"arnSuffix": f"app/{name}/50dc6c495c0c9188", "dnsName": f"{name}.elb.aws"}
     elif token == "aws:lb/targetGroup:TargetGroup":
@@ -135,6 +139,8 @@ def _computed(token: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         state["arn"] = f"arn:aws:s3:::{state['bucket']}"
     elif token == "aws:kms/key:Key":
         state["keyId"] = f"key-{name}"
+    elif token == "aws:ec2/vpc:Vpc":
+        state["arn"] = f"arn:aws:ec2:{region}:{ACCOUNT}:vpc/{name}-id"  # ends with its id
     state.setdefault("name", given)
     return state
 
@@ -161,6 +167,9 @@ class _Mocks(pulumi.runtime.Mocks):
             }, []
         if args.token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, []
+        if args.token == "aws:elb/getServiceAccount:getServiceAccount":
+            account = ELB_ACCOUNTS[args.args.get("region") or REGION]
+            return {"arn": f"arn:aws:iam::{account}:root", "id": account}, []
         return {}, []
 
 

@@ -11,6 +11,13 @@ from tests.infra.harness import Stack, walk
 pytestmark = pytest.mark.unit
 
 RDS = "aws:rds/instance:Instance"
+LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
+ABORT_UPLOADS = {
+    "id": "abort-incomplete-uploads",
+    "status": "Enabled",
+    "filter": {},
+    "abortIncompleteMultipartUpload": {"daysAfterInitiation": 1},
+}
 
 
 def _key_arn(stack: Stack, component: str) -> str:
@@ -58,6 +65,7 @@ def test_rds_log_exports_have_retention(stack: Stack) -> None:
     for export in db.get("enabledCloudwatchLogsExports"):
         group = groups[f"/aws/rds/instance/drydock-{stack.name}/{export}"]
         assert group.get("retentionInDays") == stack.spec.log_retention_days
+        assert group.get("kmsKeyId") == stack.one("aws:kms/key:Key", "keys-logs").state["arn"]
 
 
 def test_master_password_is_managed_by_rds_and_never_in_clear(stack: Stack) -> None:
@@ -84,18 +92,27 @@ def test_production_protects_the_database_staging_does_not(
         "backups-bucket",
         "backups-vault",
         "database-instance",
+        "keys-logs",
+        "keys-repository",
+        *DR_KEPT,
     }
     assert {r.name for r in production.resources if r.protect} == guarded
     assert not [r.name for r in staging.resources if r.protect]
 
 
-def test_a_destroy_leaves_backups_and_the_keys_that_decrypt_them(stack: Stack) -> None:
+# What the second region holds: its key, its vault of copies, the bucket's replica.
+DR_KEPT = {"dr-key", "dr-vault", "dr-bucket"}
+
+
+def test_a_destroy_leaves_backups_logs_and_the_keys_that_decrypt_them(stack: Stack) -> None:
     retained = {r.name for r in stack.resources if r.retain_on_delete}
-    assert retained == {"database-key", "backups-key", "backups-bucket", "backups-vault"}
+    kept = {"database-key", "backups-key", "backups-bucket", "backups-vault"}
+    kept |= {"keys-logs", "keys-repository", "audit-bucket"}
+    assert retained == kept | (DR_KEPT if stack.spec.dr_region else set())
 
 
 def test_aws_backup_plan_daily_and_weekly_in_a_kms_vault(stack: Stack) -> None:
-    vault = stack.one("aws:backup/vault:Vault")
+    vault = stack.one("aws:backup/vault:Vault", "backups-vault")
     assert vault.get("kmsKeyArn") == _key_arn(stack, "backups")
     assert vault.get("forceDestroy") is False
     rules = {r["ruleName"]: r for r in stack.one("aws:backup/plan:Plan").get("rules")}
@@ -111,16 +128,17 @@ def test_aws_backup_plan_daily_and_weekly_in_a_kms_vault(stack: Stack) -> None:
 
 
 def test_backups_bucket_versioned_kms_private_tls_only_and_expiring(stack: Stack) -> None:
-    bucket = stack.one("aws:s3/bucket:Bucket")
+    bucket = stack.one("aws:s3/bucket:Bucket", "backups-bucket")
     name = bucket.id
     assert bucket.get("forceDestroy") is False
-    versioning = stack.one("aws:s3/bucketVersioning:BucketVersioning")
+    versioning = stack.one("aws:s3/bucketVersioning:BucketVersioning", "backups-versioning")
     assert (versioning.get("bucket"), versioning.get("versioningConfiguration.status")) == (
         name,
         "Enabled",
     )
     sse = stack.one(
-        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "backups-encryption",
     )
     (rule,) = sse.get("rules")
     assert sse.get("bucket") == name
@@ -128,21 +146,41 @@ def test_backups_bucket_versioned_kms_private_tls_only_and_expiring(stack: Stack
         "sseAlgorithm": "aws:kms",
         "kmsMasterKeyId": _key_arn(stack, "backups"),
     }
-    block = stack.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    block = stack.one(
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "backups-public-access"
+    )
     flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
     assert all(block.get(f) is True for f in flags)
-    policy = json.loads(stack.one("aws:s3/bucketPolicy:BucketPolicy").get("policy"))
+    policy = json.loads(
+        stack.one("aws:s3/bucketPolicy:BucketPolicy", "backups-tls-only").get("policy")
+    )
     (deny,) = policy["Statement"]
     assert deny["Effect"] == "Deny"
     assert deny["Action"] == "s3:*"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert set(deny["Resource"]) == {bucket.state["arn"], bucket.state["arn"] + "/*"}
-    (lifecycle,) = stack.one(
-        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
-    ).get("rules")
-    assert lifecycle["status"] == "Enabled"
-    assert lifecycle["expiration"]["days"] == stack.spec.backups_expiry_days
     assert stack.outputs["backups_bucket"] == name
+
+
+def test_the_bucket_lifecycle_expires_the_drills_dumps_only(stack: Stack) -> None:
+    rules = stack.one(LIFECYCLE, "backups-lifecycle").get("rules")
+    expiring = [r for r in rules if r.get("expiration")]
+    (dumps,) = expiring
+    assert dumps["status"] == "Enabled"
+    assert dumps["filter"] == {"prefix": "dumps/"}
+    assert dumps["expiration"]["days"] == stack.spec.backups_expiry_days
+    # The ledger (release history) and the deploy locks are never expired; the locks'
+    # superseded versions (one per lease renewal) are.
+    locks = next(r for r in rules if r["filter"] == {"prefix": "locks/"})
+    assert locks["noncurrentVersionExpiration"] == {"noncurrentDays": 1}
+    assert "expiration" not in locks
+    assert not [r for r in rules if "ledger" in json.dumps(r)]
+
+
+def test_failed_multipart_uploads_are_dropped_in_every_bucket(stack: Stack) -> None:
+    for lifecycle in stack.of_type(LIFECYCLE):
+        whole = [r for r in lifecycle.get("rules") if r["filter"] == {}]
+        assert whole == [ABORT_UPLOADS], lifecycle.name
 
 
 def test_no_resource_anywhere_is_public_or_unencrypted_by_flag(stack: Stack) -> None:

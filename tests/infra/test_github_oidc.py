@@ -164,7 +164,7 @@ def test_scoped_permissions_name_only_the_stacks_own_resources(stack: Stack) -> 
     own = [
         f"drydock-{stack.name}",
         f"drydock/{stack.name}/",
-        stack.one("aws:s3/bucket:Bucket").state["arn"],
+        stack.one("aws:s3/bucket:Bucket", "backups-bucket").state["arn"],
     ]
     by_sid = {s["Sid"]: s for s in statements(stack)}
     for sid, statement in by_sid.items():
@@ -200,7 +200,7 @@ def test_scoped_permissions_name_only_the_stacks_own_resources(stack: Stack) -> 
 def test_staging_reaches_production_only_to_read_and_append_its_ledger(
     staging: Stack, production: Stack
 ) -> None:
-    bucket = production.one("aws:s3/bucket:Bucket").state["arn"]
+    bucket = production.one("aws:s3/bucket:Bucket", "backups-bucket").state["arn"]
     reaching = {
         s["Sid"]: s
         for s in statements(staging)

@@ -40,13 +40,15 @@ def container(**env: str) -> Resource:
     return Resource(r.TASK_DEFINITION, "task", {"containerDefinitions": json.dumps(containers)})
 
 
-def bucket_pair(algorithm: str) -> list[Resource]:
+def bucket_pair(algorithm: str, purpose: str | None = None) -> list[Resource]:
+    name = f"b-{purpose}"
     sse = {
-        "bucket": "b1",
+        "bucket": name,
         "rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": algorithm}}],
     }
+    tags = {"purpose": purpose} if purpose else {}
     return [
-        Resource(r.BUCKETS[0], "bucket", {"bucket": "b1"}),
+        Resource(r.BUCKETS[0], f"bucket-{purpose}", {"bucket": name, "tags": tags}),
         Resource(r.BUCKET_SSE[0], "sse", sse),
     ]
 
@@ -75,7 +77,10 @@ def github_role(**condition: Any) -> Resource:
 # rule name -> (resources that pass, resources that fail)
 CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
     "rds-storage-encrypted": ([db()], [db(storageEncrypted=False)]),
-    "s3-bucket-encrypted": (bucket_pair("aws:kms"), bucket_pair("AES256")),
+    "s3-bucket-encrypted": (
+        [*bucket_pair("aws:kms"), *bucket_pair("AES256", purpose="access-logs")],
+        [*bucket_pair("AES256"), *bucket_pair("aws:kms", purpose="access-logs")],
+    ),
     "secrets-kms-encrypted": (
         [Resource(r.SECRETS_MANAGER_SECRET, "s", {"kmsKeyId": "arn:key"}), db()],
         [Resource(r.SECRETS_MANAGER_SECRET, "s", {}), db(masterUserSecretKmsKeyId=None)],

@@ -51,13 +51,18 @@ DIFFERENCES: dict[str, tuple[Callable[[Stack], Any], Any, Any]] = {
         30,
     ),
     "backups bucket expiry": (
-        lambda s: s.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").get(
-            "rules"
-        )[0]["expiration"]["days"],
+        lambda s: s.one(
+            "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "backups-lifecycle"
+        ).get("rules")[0]["expiration"]["days"],
         30,
         90,
     ),
     "environment class": (lambda s: s.spec.environment_class, "staging", "production"),
+    "vault locked in compliance mode": (
+        lambda s: len(s.of_type("aws:backup/vaultLockConfiguration:VaultLockConfiguration")),
+        0,
+        2,  # its own vault and the second region's
+    ),
 }
 
 
@@ -75,6 +80,10 @@ def test_everything_else_has_the_same_shape(staging: Stack, production: Stack) -
         return {re.sub(r"-\d+$", "", r.name) for r in stack.resources}
 
     assert shape(staging) - shape(production) == {"service-task-exec"}
-    # Production is built as it must be set: with someone to page (infra/spec.py,
-    # require_for_aws); staging may go without.
-    assert shape(production) - shape(staging) == {"alarms-email"}
+    # Production is built as it must be set: someone to page, and a second region for the
+    # backups (the `dr` component, the bucket's replication into it). Staging may go
+    # without both (infra/spec.py, require_for_aws); production's vaults are locked.
+    dr = {f"dr-{part}" for part in ("bucket", "encryption", "key", "key-alias", "lifecycle")}
+    dr |= {f"dr-{part}" for part in ("ownership", "public-access", "tls-only", "vault")}
+    dr |= {"dr", "dr-versioning", "dr-vault-lock", "backups-replication"}
+    assert shape(production) - shape(staging) == {"alarms-email", "backups-vault-lock", *dr}

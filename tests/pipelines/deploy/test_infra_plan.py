@@ -43,6 +43,10 @@ URN = "urn:pulumi:production::drydock::drydock:infra:X${}::{}"
         ("aws:rds/instance:Instance", "aws_db_instance"),
         ("aws:rds/subnetGroup:SubnetGroup", "aws_db_subnet_group"),
         ("aws:s3/bucketV2:BucketV2", "aws_s3_bucket"),
+        (
+            "aws:s3/bucketReplicationConfig:BucketReplicationConfig",
+            "aws_s3_bucket_replication_configuration",
+        ),
         # no twin, or not a bridged provider's resource at all
         ("random:index/randomPassword:RandomPassword", None),
         ("drydock:infra:Network", None),

@@ -35,6 +35,10 @@ EXCEPTIONS = {
         "aws_s3_bucket_server_side_encryption_configuration"
     ),
     "aws:s3/bucketLoggingV2:BucketLoggingV2": "aws_s3_bucket_logging",
+    # Pulumi shortened Terraform's `_configuration`.
+    "aws:s3/bucketReplicationConfig:BucketReplicationConfig": (
+        "aws_s3_bucket_replication_configuration"
+    ),
 }
 
 # Modules whose Terraform types carry no module prefix.
