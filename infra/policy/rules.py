@@ -2,33 +2,66 @@
 
 Importable without pulumi_policy: building a `PolicyPack` starts a server that blocks, so only
 `__main__.py` does that. Tests feed these rules the resources registered under Pulumi's mocks.
+The rules here are the first ones; the modules imported below add the rest to the same list
+(`registry.RULES`), one module per concern. Production's rules key on each resource's
+environment class (its `environment-class` tag), never on the stack's name.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-RDS = "aws:rds/instance:Instance"
-BUCKETS = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
-BUCKET_SSE = (
-    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-    "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
+from infra import environment_class as env_class
+from infra.policy import alerting_rules, audit_rules, backup_rules, edge_rules, encryption_rules
+from infra.policy.alerting_rules import subscribed_topics
+from infra.policy.backup_rules import MIN_BACKUP_DAYS
+from infra.policy.registry import (
+    RULES,
+    Resource,
+    Rule,
+    Violation,
+    class_of,
+    evaluate,
+    is_production,
+    resource_rule,
+    stack_of,
+    stack_rule,
+    tags_of,
 )
-SECRETS_MANAGER_SECRET = "aws:secretsmanager/secret:Secret"  # noqa: S105 - a type token
-BACKUP_PLAN = "aws:backup/plan:Plan"
-TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
-SERVICE = "aws:ecs/service:Service"
-TARGET_GROUPS = ("aws:lb/targetGroup:TargetGroup", "aws:alb/targetGroup:TargetGroup")
-ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
-LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
-REPOSITORY = "aws:ecr/repository:Repository"
+from infra.policy.registry import number as _number
+from infra.policy.registry import statements as _statements
+from infra.policy.tokens import (
+    ALARM,
+    BACKUP_PLAN,
+    BUCKET_SSE,
+    BUCKETS,
+    IAM_ROLE,
+    LOG_GROUP,
+    RDS,
+    REPOSITORY,
+    SECRETS_MANAGER_SECRET,
+    SERVICE,
+    TARGET_GROUPS,
+    TASK_DEFINITION,
+)
 
-MIN_BACKUP_DAYS = 7
-PRODUCTION = "production"
+__all__ = [
+    "RULES",
+    "Resource",
+    "Rule",
+    "Violation",
+    "alerting_rules",
+    "audit_rules",
+    "backup_rules",
+    "edge_rules",
+    "encryption_rules",
+    "evaluate",
+    "stack_of",
+]
+
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|ACCESS_KEY|CREDENTIAL")
 SECRET_VALUE = re.compile(r"://[^/\s:@]+:[^/\s@]+@|AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY")
 # Each SLO of the runbook (§3) and how to recognise the alarm that watches it.
@@ -37,77 +70,6 @@ SLO_METRICS = {
     "error rate": "HTTPCode_Target_5XX_Count",
     "availability": "HealthyHostCount",
 }
-
-
-@dataclass(frozen=True)
-class Resource:
-    type: str
-    name: str
-    props: Mapping[str, Any]
-    stack: str = ""
-    protect: bool = False
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    description: str
-    check_resource: Callable[[Resource], Iterable[str]] | None = None
-    check_stack: Callable[[Sequence[Resource]], Iterable[str]] | None = None
-
-
-@dataclass(frozen=True)
-class Violation:
-    rule: str
-    resource: str
-    message: str
-
-
-RULES: list[Rule] = []
-
-
-def resource_rule(name: str, description: str) -> Callable[[Any], Any]:
-    def register(fn: Callable[[Resource], Iterable[str]]) -> Callable[[Resource], Iterable[str]]:
-        RULES.append(Rule(name, description, check_resource=fn))
-        return fn
-
-    return register
-
-
-def stack_rule(name: str, description: str) -> Callable[[Any], Any]:
-    def register(
-        fn: Callable[[Sequence[Resource]], Iterable[str]],
-    ) -> Callable[[Sequence[Resource]], Iterable[str]]:
-        RULES.append(Rule(name, description, check_stack=fn))
-        return fn
-
-    return register
-
-
-def evaluate(resources: Sequence[Resource], rules: Iterable[Rule] | None = None) -> list[Violation]:
-    """Every violation of `rules` (default: all) by `resources`."""
-    found = []
-    for rule in RULES if rules is None else rules:
-        if rule.check_resource is not None:
-            for resource in resources:
-                found += [
-                    Violation(rule.name, resource.name, m) for m in rule.check_resource(resource)
-                ]
-        if rule.check_stack is not None:
-            found += [Violation(rule.name, "(stack)", m) for m in rule.check_stack(resources)]
-    return found
-
-
-def stack_of(urn: str) -> str:
-    """The stack name inside a URN: urn:pulumi:<stack>::<project>::<type>::<name>."""
-    return urn.split("::", 1)[0].rsplit(":", 1)[-1]
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return 0.0
 
 
 @resource_rule("rds-storage-encrypted", "RDS storage is encrypted with a KMS key")
@@ -140,7 +102,7 @@ def s3_bucket_encrypted(resources: Sequence[Resource]) -> Iterator[str]:
         found = algorithms.get(r.props.get("bucket"), set()) | algorithms.get(
             r.props.get("id"), set()
         )
-        if (r.props.get("tags") or {}).get("purpose") == ACCESS_LOGS:
+        if tags_of(r).get("purpose") == ACCESS_LOGS:
             if "AES256" not in found:
                 yield (
                     f"{r.name}: an access-log bucket needs SSE-S3 (AES256): ELB and S3 server "
@@ -177,6 +139,14 @@ def backup_retention(r: Resource) -> Iterator[str]:
             if _number((rule.get("lifecycle") or {}).get("deleteAfter")) < MIN_BACKUP_DAYS:
                 rule_name = rule.get("ruleName")
                 yield f"{r.name}: rule {rule_name} must keep points >= {MIN_BACKUP_DAYS} days"
+            for copy in rule.get("copyActions") or []:
+                # A copy with no lifecycle is kept for good.
+                after = (copy.get("lifecycle") or {}).get("deleteAfter")
+                if after is not None and _number(after) < MIN_BACKUP_DAYS:
+                    yield (
+                        f"{r.name}: rule {rule.get('ruleName')} must keep its copies >= "
+                        f"{MIN_BACKUP_DAYS} days"
+                    )
 
 
 @resource_rule("final-snapshot", "deleting a database leaves a final snapshot")
@@ -189,11 +159,17 @@ def final_snapshot(r: Resource) -> Iterator[str]:
 
 @resource_rule("production-deletion-protection", "production databases cannot be deleted")
 def production_deletion_protection(r: Resource) -> Iterator[str]:
-    if r.type == RDS and r.stack == PRODUCTION:
+    if r.type == RDS and is_production(r):
         if r.props.get("deletionProtection") is not True:
             yield f"{r.name}: deletion_protection must be True in production"
         if not r.protect:
             yield f"{r.name}: must be declared with protect=True in production"
+
+
+@resource_rule("production-multi-az", "production databases run in two zones (Multi-AZ)")
+def production_multi_az(r: Resource) -> Iterator[str]:
+    if r.type == RDS and is_production(r) and r.props.get("multiAz") is not True:
+        yield f"{r.name}: set multi_az=True in production (drydock:multiAz)"
 
 
 def _containers(props: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -244,21 +220,52 @@ def _watches(alarm: Resource, metric: str) -> bool:
     return any((q.get("metric") or {}).get("metricName") == metric for q in queries)
 
 
-@stack_rule("slo-alarms", "every SLO has an alarm, and every alarm has an action")
+@stack_rule(
+    "slo-alarms",
+    "every SLO has an alarm, every alarm an action, enabled once a service runs, and in "
+    "production a subscriber on its topic",
+)
 def slo_alarms(resources: Sequence[Resource]) -> Iterator[str]:
     alarms = [r for r in resources if r.type == ALARM]
+    # Before the first release nothing serves, and the alarms are declared with their
+    # actions off (README, "Provision AWS"); from then on an alarm that cannot act is mute.
+    serving = any(r.type == SERVICE for r in resources)
+    subscribed = subscribed_topics(resources)
     for alarm in alarms:
         if not alarm.props.get("alarmActions"):
             yield f"{alarm.name}: alarm has no alarm_actions"
+        elif serving and alarm.props.get("actionsEnabled") is False:
+            yield f"{alarm.name}: actions_enabled is False while a service runs; set it True"
     for slo, metric in SLO_METRICS.items():
-        if not any(_watches(a, metric) and a.props.get("alarmActions") for a in alarms):
+        watching = [a for a in alarms if _watches(a, metric) and a.props.get("alarmActions")]
+        if not watching:
             yield f"no alarm with an action watches the {slo} SLO ({metric})"
+        for alarm in watching:
+            topics = set(alarm.props.get("alarmActions") or [])
+            if is_production(alarm) and not topics & subscribed:
+                yield (
+                    f"{alarm.name}: no topic it notifies has a subscriber; add an email or "
+                    "https subscription (drydock:alarmEmails, drydock:alarmHttpsEndpoint)"
+                )
 
 
-@resource_rule("log-retention", "log groups expire their events")
+@resource_rule(
+    "log-retention",
+    "log groups expire their events, after at least the class's minimum "
+    f"({', '.join(f'{c} {d} days' for c, d in env_class.MIN_LOG_RETENTION_DAYS.items())})",
+)
 def log_retention(r: Resource) -> Iterator[str]:
-    if r.type == LOG_GROUP and _number(r.props.get("retentionInDays")) <= 0:
-        yield f"{r.name}: set retention_in_days"
+    if r.type != LOG_GROUP:
+        return
+    days = _number(r.props.get("retentionInDays"))
+    minimum = env_class.MIN_LOG_RETENTION_DAYS[class_of(r)]
+    if days <= 0:
+        yield f"{r.name}: set retention_in_days (at least {minimum})"
+    elif days < minimum:
+        yield (
+            f"{r.name}: retention_in_days={int(days)} is below the {minimum} days a "
+            f"{class_of(r)} stack keeps its logs"
+        )
 
 
 @resource_rule("ecr-scan-on-push", "container images are scanned on push")
@@ -268,19 +275,7 @@ def ecr_scan_on_push(r: Resource) -> Iterator[str]:
         yield f"{r.name}: set image_scanning_configuration scan_on_push=True"
 
 
-IAM_ROLE = "aws:iam/role:Role"
 WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
-
-
-def _statements(document: Any) -> list[dict[str, Any]]:
-    if isinstance(document, str):
-        try:
-            document = json.loads(document)
-        except json.JSONDecodeError:
-            return []
-    found = document.get("Statement") if isinstance(document, Mapping) else None
-    found = [found] if isinstance(found, Mapping) else found or []
-    return [s for s in found if isinstance(s, dict)]
 
 
 @resource_rule(

@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 
+from infra import environment_class as env_class
 from infra.policy import rules as r
+from infra.policy import tokens as t
 from infra.policy.rules import RULES, Resource, evaluate, stack_of
 from tests.infra.harness import ROOT, Stack
+from tests.infra.policy_cases import CASES as LATER_CASES
 
 pytestmark = pytest.mark.unit
 
@@ -26,18 +29,24 @@ SAFE_DB = {
     "skipFinalSnapshot": False,
     "finalSnapshotIdentifier": "db-final",
     "deletionProtection": True,
+    "multiAz": True,
     "manageMasterUserPassword": True,
     "masterUserSecretKmsKeyId": "arn:key",
 }
 
 
-def db(stack: str = "production", protect: bool = True, **props: Any) -> Resource:
-    return Resource(r.RDS, "db", {**SAFE_DB, **props}, stack, protect)
+def db(
+    stack: str = "production", protect: bool = True, cls: str | None = None, **props: Any
+) -> Resource:
+    """A database in the stack named `stack`; tagged with the class `cls` if given (an
+    untagged one is held to production's rules)."""
+    tags = {env_class.TAG: cls} if cls else {}
+    return Resource(t.RDS, "db", {**SAFE_DB, "tags": tags, **props}, stack, protect)
 
 
 def container(**env: str) -> Resource:
     containers = [{"name": "api", "environment": [{"name": k, "value": v} for k, v in env.items()]}]
-    return Resource(r.TASK_DEFINITION, "task", {"containerDefinitions": json.dumps(containers)})
+    return Resource(t.TASK_DEFINITION, "task", {"containerDefinitions": json.dumps(containers)})
 
 
 def bucket_pair(algorithm: str, purpose: str | None = None) -> list[Resource]:
@@ -48,16 +57,39 @@ def bucket_pair(algorithm: str, purpose: str | None = None) -> list[Resource]:
     }
     tags = {"purpose": purpose} if purpose else {}
     return [
-        Resource(r.BUCKETS[0], f"bucket-{purpose}", {"bucket": name, "tags": tags}),
-        Resource(r.BUCKET_SSE[0], "sse", sse),
+        Resource(t.BUCKETS[0], f"bucket-{purpose}", {"bucket": name, "tags": tags}),
+        Resource(t.BUCKET_SSE[0], "sse", sse),
     ]
 
 
-def alarm(metric: str, actions: list[str] | None) -> Resource:
-    return Resource(r.ALARM, f"alarm-{metric}", {"metricName": metric, "alarmActions": actions})
+def alarm(metric: str, actions: list[str] | None, enabled: bool = True, **tags: str) -> Resource:
+    props = {"metricName": metric, "alarmActions": actions, "actionsEnabled": enabled}
+    return Resource(t.ALARM, f"alarm-{metric}", {**props, "tags": tags})
 
 
-SLO_ALARMS = [alarm(m, ["arn:topic"]) for m in r.SLO_METRICS.values()]
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:alarms"
+SUBSCRIBED = Resource(t.SUBSCRIPTION, "oncall", {"topic": TOPIC, "protocol": "email"})
+SERVICE = Resource(t.SERVICE, "svc", {})
+SLO_ALARMS = [alarm(m, [TOPIC]) for m in r.SLO_METRICS.values()]
+STAGING_SLO_ALARMS = [
+    alarm(m, [TOPIC], **{env_class.TAG: env_class.STAGING}) for m in r.SLO_METRICS.values()
+]
+MUTED_SLO_ALARMS = [alarm(m, [TOPIC], enabled=False) for m in r.SLO_METRICS.values()]
+
+
+def log_group(days: int | None, cls: str) -> Resource:
+    props = {"retentionInDays": days, "tags": {env_class.TAG: cls}}
+    return Resource(t.LOG_GROUP, f"logs-{cls}-{days}", props)
+
+
+def backup_plan(keep: int, copies_keep: int | None = None) -> Resource:
+    rule: dict[str, Any] = {"ruleName": "daily", "lifecycle": {"deleteAfter": keep}}
+    if copies_keep is not None:
+        rule["copyActions"] = [
+            {"destinationVaultArn": "arn:v", "lifecycle": {"deleteAfter": copies_keep}}
+        ]
+    return Resource(t.BACKUP_PLAN, "plan", {"rules": [rule]})
+
 
 GITHUB = "token.actions.githubusercontent.com"
 SUB, AUD, STS = f"{GITHUB}:sub", f"{GITHUB}:aud", "sts.amazonaws.com"
@@ -71,32 +103,45 @@ def github_role(**condition: Any) -> Resource:
         "Condition": condition,
     }
     policy = json.dumps({"Version": "2012-10-17", "Statement": [trust]})
-    return Resource(r.IAM_ROLE, "deploy", {"assumeRolePolicy": policy})
+    return Resource(t.IAM_ROLE, "deploy", {"assumeRolePolicy": policy})
 
 
-# rule name -> (resources that pass, resources that fail)
+# rule name -> (resources that pass, resources that fail); the later rule modules' cases
+# are in policy_cases.py.
 CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
+    **LATER_CASES,
     "rds-storage-encrypted": ([db()], [db(storageEncrypted=False)]),
     "s3-bucket-encrypted": (
         [*bucket_pair("aws:kms"), *bucket_pair("AES256", purpose="access-logs")],
         [*bucket_pair("AES256"), *bucket_pair("aws:kms", purpose="access-logs")],
     ),
     "secrets-kms-encrypted": (
-        [Resource(r.SECRETS_MANAGER_SECRET, "s", {"kmsKeyId": "arn:key"}), db()],
-        [Resource(r.SECRETS_MANAGER_SECRET, "s", {}), db(masterUserSecretKmsKeyId=None)],
+        [Resource(t.SECRETS_MANAGER_SECRET, "s", {"kmsKeyId": "arn:key"}), db()],
+        [Resource(t.SECRETS_MANAGER_SECRET, "s", {}), db(masterUserSecretKmsKeyId=None)],
     ),
     "rds-not-public": ([db()], [db(publiclyAccessible=True)]),
     "backup-retention": (
-        [db(), Resource(r.BACKUP_PLAN, "plan", {"rules": [{"lifecycle": {"deleteAfter": 14}}]})],
-        [
-            db(backupRetentionPeriod=1),
-            Resource(r.BACKUP_PLAN, "plan", {"rules": [{"lifecycle": {"deleteAfter": 3}}]}),
-        ],
+        [db(), backup_plan(14), backup_plan(14, copies_keep=14)],
+        [db(backupRetentionPeriod=1), backup_plan(3), backup_plan(14, copies_keep=3)],
     ),
     "final-snapshot": ([db()], [db(skipFinalSnapshot=True), db(finalSnapshotIdentifier="")]),
+    # The class decides, not the stack's name: a staging-class stack named production may
+    # go unprotected, a production-class one named staging may not.
     "production-deletion-protection": (
-        [db(), db("staging", protect=False, deletionProtection=False)],
-        [db(deletionProtection=False), db(protect=False)],
+        [
+            db(),
+            db("staging", protect=False, cls="staging", deletionProtection=False),
+            db("production", protect=False, cls="staging", deletionProtection=False),
+        ],
+        [
+            db(deletionProtection=False),
+            db(protect=False),
+            db("staging", protect=False, cls="production"),
+        ],
+    ),
+    "production-multi-az": (
+        [db(), db("production", cls="staging", multiAz=False)],
+        [db(multiAz=False), db(multiAz=None), db("staging", cls="production", multiAz=False)],
     ),
     "no-plain-secrets": (
         [container(ENV="production", JWT_KID="k1", LOG_LEVEL="INFO")],
@@ -110,31 +155,45 @@ CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
     "circuit-breaker": (
         [
             Resource(
-                r.SERVICE, "svc", {"deploymentCircuitBreaker": {"enable": True, "rollback": True}}
+                t.SERVICE, "svc", {"deploymentCircuitBreaker": {"enable": True, "rollback": True}}
             )
         ],
         [
             Resource(
-                r.SERVICE, "svc", {"deploymentCircuitBreaker": {"enable": True, "rollback": False}}
+                t.SERVICE, "svc", {"deploymentCircuitBreaker": {"enable": True, "rollback": False}}
             ),
-            Resource(r.SERVICE, "svc", {}),
+            Resource(t.SERVICE, "svc", {}),
         ],
     ),
     "target-group-health-check": (
-        [Resource(r.TARGET_GROUPS[0], "tg", {"healthCheck": {"enabled": True, "path": "/ready"}})],
+        [Resource(t.TARGET_GROUPS[0], "tg", {"healthCheck": {"enabled": True, "path": "/ready"}})],
         [
-            Resource(r.TARGET_GROUPS[0], "tg", {}),
-            Resource(r.TARGET_GROUPS[0], "tg", {"healthCheck": {"enabled": False, "path": "/r"}}),
+            Resource(t.TARGET_GROUPS[0], "tg", {}),
+            Resource(t.TARGET_GROUPS[0], "tg", {"healthCheck": {"enabled": False, "path": "/r"}}),
         ],
     ),
-    "slo-alarms": (SLO_ALARMS, [*SLO_ALARMS[:2], alarm("HealthyHostCount", [])]),
+    "slo-alarms": (
+        [*SLO_ALARMS, SUBSCRIBED, SERVICE, *STAGING_SLO_ALARMS],
+        [
+            *SLO_ALARMS[:2],
+            alarm("HealthyHostCount", []),  # the availability SLO without an action
+            SUBSCRIBED,
+            *MUTED_SLO_ALARMS,  # actions off while a service runs
+            SERVICE,
+        ],
+    ),
     "log-retention": (
-        [Resource(r.LOG_GROUP, "logs", {"retentionInDays": 30})],
-        [Resource(r.LOG_GROUP, "logs", {})],
+        [log_group(365, "production"), log_group(30, "staging"), log_group(731, "production")],
+        [
+            log_group(None, "staging"),
+            log_group(90, "production"),
+            log_group(14, "staging"),
+            Resource(t.LOG_GROUP, "untagged", {"retentionInDays": 30}),
+        ],
     ),
     "ecr-scan-on-push": (
-        [Resource(r.REPOSITORY, "repo", {"imageScanningConfiguration": {"scanOnPush": True}})],
-        [Resource(r.REPOSITORY, "repo", {"imageScanningConfiguration": {"scanOnPush": False}})],
+        [Resource(t.REPOSITORY, "repo", {"imageScanningConfiguration": {"scanOnPush": True}})],
+        [Resource(t.REPOSITORY, "repo", {"imageScanningConfiguration": {"scanOnPush": False}})],
     ),
     "oidc-trust-exact": (
         [github_role(StringEquals={SUB: "repo:acme/drydock:environment:staging", AUD: STS})],
@@ -172,12 +231,73 @@ def test_both_stacks_pass_the_whole_pack(staging: Stack, production: Stack) -> N
 
 def test_the_pack_catches_an_unsafe_change_to_a_real_stack(production: Stack) -> None:
     resources = [
-        replace(res, props={**res.props, "deletionProtection": False}) if res.type == r.RDS else res
+        replace(res, props={**res.props, "deletionProtection": False}) if res.type == t.RDS else res
         for res in production.policy_view()
     ]
     (violation,) = evaluate(resources)
     assert violation.rule == "production-deletion-protection"
     assert "deletion_protection must be True in production" in violation.message
+
+
+def test_alarms_may_be_muted_and_staging_unsubscribed_before_the_first_release() -> None:
+    (rule,) = [rule for rule in RULES if rule.name == "slo-alarms"]
+    assert evaluate([*MUTED_SLO_ALARMS, SUBSCRIBED], [rule]) == []  # no service yet
+    assert evaluate([*STAGING_SLO_ALARMS, SERVICE], [rule]) == []  # staging: the spec warns
+    unheard = evaluate([*SLO_ALARMS, SERVICE], [rule])
+    assert {v.resource for v in unheard} == {"(stack)"}
+    assert len(unheard) == len(r.SLO_METRICS)
+    assert all("no topic it notifies has a subscriber" in v.message for v in unheard)
+
+
+@pytest.mark.parametrize(
+    ("removed", "broken"),
+    [
+        ("aws:ec2/flowLog:FlowLog", {"vpc-flow-logs"}),
+        ("aws:sns/topicSubscription:TopicSubscription", {"alarm-topic-subscribed", "slo-alarms"}),
+        ("aws:backup/vaultLockConfiguration:VaultLockConfiguration", {"production-vault-lock"}),
+        ("aws:wafv2/webAclAssociation:WebAclAssociation", {"alb-waf"}),
+        ("aws:cloudwatch/eventTarget:EventTarget", {"backup-failures-notify"}),
+    ],
+)
+def test_production_without_one_of_its_controls_fails_that_rule(
+    production: Stack, removed: str, broken: set[str]
+) -> None:
+    view = [res for res in production.policy_view() if res.type != removed]
+    assert {v.rule for v in evaluate(view)} == broken
+
+
+def test_a_lifecycle_over_the_whole_bucket_fails_on_a_real_stack(production: Stack) -> None:
+    def widen(res: Resource) -> Resource:
+        if res.name != "backups-lifecycle":
+            return res
+        rules = [{**rule, "filter": {"prefix": ""}} for rule in res.props["rules"]]
+        return replace(res, props={**res.props, "rules": rules})
+
+    (violation,) = evaluate([widen(res) for res in production.policy_view()])
+    assert violation.rule == "lifecycle-spares-ledger"
+    assert "expire-dumps expires objects under the whole bucket" in violation.message
+
+
+def test_the_pack_keys_on_the_class_not_the_stack_name(staging: Stack) -> None:
+    def as_production(res: Resource) -> Resource:
+        tags = res.props.get("tags")
+        if not tags:
+            return res
+        return replace(res, props={**res.props, "tags": {**tags, env_class.TAG: "production"}})
+
+    # Staging's own resources pass as staging; relabelled production, in a stack still
+    # named staging, they are held to production's rules.
+    assert evaluate(staging.policy_view()) == []
+    broken = {v.rule for v in evaluate([as_production(res) for res in staging.policy_view()])}
+    assert broken == {
+        "production-deletion-protection",
+        "production-multi-az",
+        "production-vault-lock",
+        "backup-copy-to-second-region",
+        "alarm-topic-subscribed",
+        "slo-alarms",
+        "log-retention",
+    }
 
 
 def test_stack_name_comes_from_the_urn() -> None:
@@ -210,7 +330,7 @@ def test_pack_entry_point_wraps_every_rule(monkeypatch: pytest.MonkeyPatch) -> N
         additional_secret_outputs=[],
     )
     args = pulumi_policy.ResourceValidationArgs(
-        r.RDS,
+        t.RDS,
         {**SAFE_DB},
         "urn:pulumi:production::drydock::aws:rds/instance:Instance::db",
         "db",
