@@ -10,6 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from service import __version__
+from service.security.events import SECURITY_EVENTS
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.4, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -56,6 +57,8 @@ class Metrics:
         info = Gauge("app_info", "Build information", ["version"], registry=r)
         info.labels(version=__version__).set(1)
         r.register(_PoolCollector(pool_stats))
+        # Counted where they happen (security/events.py), not per app: one series per process.
+        r.register(SECURITY_EVENTS)
         self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}
 
