@@ -268,6 +268,7 @@ class LocalEnvironment(Rollouts):
             drain_seconds=float(self.spec.local_drain_seconds),
             env_for=env_for,
             lb_health=lb_health,
+            internal_token=lambda: self.secrets.get(NAMES.metrics),
         )
 
     def make_monitor(self) -> Any:
