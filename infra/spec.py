@@ -131,6 +131,15 @@ class EnvironmentSpec:
     alarm_https_endpoint: str | None = setting(
         "alarmHttpsEndpoint", None, pattern=r"https://\S+", hint="an https:// URL", secret=True
     )
+    # Security-event spikes (runbook §3, §5): an alarm when one period counts this many of an
+    # event, on both targets. Smoke runs reuse a refresh token once on purpose.
+    security_alarm_period_seconds: int = setting(
+        "securityAlarmPeriodSeconds", 300, choices=(60, 300, 900, 3600)
+    )
+    refresh_reuse_alarm_threshold: int = setting(
+        "refreshReuseAlarmThreshold", 5, bounds=(2, 100_000)
+    )
+    lockout_alarm_threshold: int = setting("lockoutAlarmThreshold", 10, bounds=(1, 100_000))
     # PostgreSQL and backups (runbook §6).
     db_engine_version: str = setting("dbEngineVersion", "18", choices=("16", "17", "18"))
     db_instance_class: str = setting(
