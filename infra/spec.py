@@ -205,6 +205,14 @@ class EnvironmentSpec:
     rate_limit_api_per_minute: int = setting("rateLimitApiPerMinute", 1200, bounds=(1, 1_000_000))
     lockout_failures: int = setting("lockoutFailures", 5, bounds=(1, 100))
     lockout_minutes: int = setting("lockoutMinutes", 15, bounds=(1, 1440))
+    # The environment's first admin, made by the pipeline with a password from the secret
+    # store (never by registering); `python -m service create-admin` makes the others.
+    admin_email: str = setting(
+        "adminEmail",
+        "admin@drydock.example.com",
+        pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+",
+        hint="an email address",
+    )
     # Platform.
     log_retention_days: int = setting("logRetentionDays", 30, 90, choices=LOG_RETENTION_DAYS)
     vpc_cidr: str = setting(
