@@ -82,6 +82,10 @@ class Names:
         return f"{PROJECT}/{self.stack}/jwt"
 
     @property
+    def metrics_secret(self) -> str:
+        return f"{PROJECT}/{self.stack}/metrics"
+
+    @property
     def backup_vault(self) -> str:
         return self.prefix
 

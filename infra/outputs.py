@@ -30,6 +30,7 @@ LOG_GROUP_NAME = "log_group_name"
 ECR_REPOSITORY_URL = "ecr_repository_url"
 ECR_REPOSITORY_NAME = "ecr_repository_name"
 RELEASED_IMAGE = "released_image"
+METRICS_TOKEN_SECRET_ARN = "metrics_token_secret_arn"  # noqa: S105 - an output name
 
 ALL = (
     SERVICE_URL,
@@ -56,4 +57,5 @@ ALL = (
     ECR_REPOSITORY_URL,
     ECR_REPOSITORY_NAME,
     RELEASED_IMAGE,
+    METRICS_TOKEN_SECRET_ARN,
 )

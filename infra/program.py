@@ -67,5 +67,6 @@ def build(spec: EnvironmentSpec) -> dict[str, Any]:
         out.ECR_REPOSITORY_URL: service.repository_url,
         out.ECR_REPOSITORY_NAME: service.repository_name,
         out.RELEASED_IMAGE: spec.image or "",
+        out.METRICS_TOKEN_SECRET_ARN: secrets.metrics_arn,
     }
     return result

@@ -194,6 +194,7 @@ class EnvironmentSpec:
     # Secret rotation through Pulumi (runbook §12): bump a generation to issue a new value.
     db_password_generation: int = setting("dbPasswordGeneration", 1, bounds=(1, 10_000))
     jwt_key_generation: int = setting("jwtKeyGeneration", 1, bounds=(1, 10_000))
+    metrics_token_generation: int = setting("metricsTokenGeneration", 1, bounds=(1, 10_000))
     # Deploy verification.
     bake_window_seconds: int = setting("bakeWindowSeconds", 600, bounds=(60, 3600))
     local_bake_window_seconds: int = setting("localBakeWindowSeconds", 60, bounds=(10, 3600))

@@ -69,6 +69,7 @@ def app_container(
     log_group: pulumi.Input[str],
     app_db_arn: pulumi.Input[str],
     jwt_arn: pulumi.Input[str],
+    metrics_arn: pulumi.Input[str],
 ) -> dict[str, Any]:
     port = spec.container_port
     probe = (
@@ -86,6 +87,7 @@ def app_container(
             {"name": "DATABASE_URL", "valueFrom": value_from(app_db_arn, "url")},
             {"name": "JWT_SECRET", "valueFrom": value_from(jwt_arn, "secret")},
             {"name": "JWT_KID", "valueFrom": value_from(jwt_arn, "kid")},
+            {"name": "METRICS_TOKEN", "valueFrom": value_from(metrics_arn, "token")},
         ],
         "healthCheck": {
             "command": ["CMD", "python", "-c", probe],
