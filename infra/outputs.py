@@ -31,6 +31,7 @@ ECR_REPOSITORY_URL = "ecr_repository_url"
 ECR_REPOSITORY_NAME = "ecr_repository_name"
 RELEASED_IMAGE = "released_image"
 METRICS_TOKEN_SECRET_ARN = "metrics_token_secret_arn"  # noqa: S105 - an output name
+SECURITY_ALARM_NAMES = "security_alarm_names"
 
 ALL = (
     SERVICE_URL,
@@ -58,4 +59,5 @@ ALL = (
     ECR_REPOSITORY_NAME,
     RELEASED_IMAGE,
     METRICS_TOKEN_SECRET_ARN,
+    SECURITY_ALARM_NAMES,
 )
