@@ -175,6 +175,13 @@ class Settings(BaseSettings):
                     f'(ENV={self.env}); generate one with `python -c "import secrets; '
                     f'print(secrets.token_urlsafe(48))"`'
                 )
+            if len(self.metrics_token.encode()) < MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"METRICS_TOKEN is missing or shorter than {MIN_SECRET_BYTES} bytes "
+                    f"(ENV={self.env}); it guards /api/_internal/metrics, /flags and the "
+                    "readiness details. The targets generate it in their secret store; by "
+                    'hand: `python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+                )
         elif not self.jwt_secret:
             self.jwt_secret = DEV_JWT_SECRET
         if self.refresh_token_ttl_s > self.session_max_days * 86_400:
@@ -256,6 +263,15 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.env == "development"
+
+    # Internal routes (/api/_internal). Outside development they are closed unless the caller
+    # presents METRICS_TOKEN. Staging and production refuse to start without one (above);
+    # ENV=test starts without one, with the routes closed to everyone: tests run the
+    # production code path, and a missing token can only close a route, never open it.
+    @property
+    def internal_routes_open(self) -> bool:
+        """True only in development without a token: a laptop's metrics need no secret."""
+        return self.is_development and not self.metrics_token
 
 
 def _default_env() -> str:

@@ -13,6 +13,9 @@ from service.app import DrydockAPI, create_app
 from service.settings import Settings
 
 TEST_SECRET = "test-signing-key-0123456789abcdef-0123456789"
+METRICS_TOKEN = "metrics-token-for-tests-0123456789abcdef"
+# What the pipelines and the monitor send to /api/_internal: the token, as a bearer.
+INTERNAL = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 AppFactory = Callable[..., Awaitable[DrydockAPI]]
 
@@ -22,6 +25,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "env": "test",
         "database_url": database_url,
         "jwt_secret": TEST_SECRET,
+        "metrics_token": METRICS_TOKEN,
         "access_log": True,
         "drain_seconds": 0,
         "rate_limit_api_per_minute": 100_000,
