@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -12,8 +13,9 @@ import pytest
 from service.app import DrydockAPI, create_app
 from service.settings import Settings
 
-TEST_SECRET = "test-signing-key-0123456789abcdef-0123456789"
-METRICS_TOKEN = "metrics-token-for-tests-0123456789abcdef"
+# Generated per process: staging and production refuse a secret written in the repository.
+TEST_SECRET = "test-signing-key-" + secrets.token_hex(16)
+METRICS_TOKEN = "metrics-token-for-tests-" + secrets.token_hex(16)
 # What the pipelines and the monitor send to /api/_internal: the token, as a bearer.
 INTERNAL = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
