@@ -8,6 +8,7 @@ import getpass
 import json
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service import __version__
@@ -103,6 +104,11 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
         print("the two passwords differ; nothing was changed", file=sys.stderr)
         return 2
     problem = password_problem(password)
+    if problem is None and settings.breached_passwords_file:
+        from service.security.breached import BreachedPasswords
+
+        if BreachedPasswords(Path(settings.breached_passwords_file)).seen(password):
+            problem = "it appears in BREACHED_PASSWORDS_FILE, a list of breached passwords"
     if problem:
         print(f"password rejected: {problem}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ import os
 import time
 from datetime import datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -153,6 +154,25 @@ class Settings(BaseSettings):
     @property
     def db_acquire_timeout_s(self) -> float:
         return (self.db_acquire_timeout_ms or self.request_timeout_ms // 2) / 1000
+
+    # -- breached passwords (ASVS 2.1.7) -------------------------------------------------------
+    # Have I Been Pwned's Pwned Passwords list, SHA-1 form sorted by hash, searched in place
+    # (service/security/breached.py). Unset: only the bundled list of common ones is checked.
+    breached_passwords_file: str = ""
+
+    @field_validator("breached_passwords_file")
+    @classmethod
+    def _breached_list_readable(cls, value: str) -> str:
+        if value:
+            from service.security.breached import BreachedPasswords
+
+            try:
+                BreachedPasswords(Path(value))
+            except OSError as exc:
+                raise ValueError(f"BREACHED_PASSWORDS_FILE cannot be read: {exc}") from None
+            except ValueError as exc:
+                raise ValueError(f"BREACHED_PASSWORDS_FILE: {exc}") from None
+        return value
 
     @field_validator("log_level")
     @classmethod
