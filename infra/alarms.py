@@ -1,5 +1,5 @@
 """Alarms: an SNS topic, one CloudWatch alarm per SLO (runbook §3) and per database limit,
-and a dashboard of the same numbers.
+a dashboard of the same numbers, and alarms on security-event spikes (`SecurityAlarms`).
 
 Each alarm states what missing data means, because "no data" is the normal state of some
 metrics (no traffic: no latency samples) and the failure state of others (no healthy hosts).
@@ -207,3 +207,82 @@ class Alarms(pulumi.ComponentResource):
             *(alarms[k].name for k in DEPLOYMENT_ALARMS)
         )
         self.register_outputs({"names": self.names, "topic_arn": self.topic_arn})
+
+
+# The events whose spikes raise an alarm, and how they read in the alarm's description.
+SECURITY_EVENTS = {
+    "refresh_reused": "refresh-token reuses (a stolen refresh token in use)",
+    "account_locked": "accounts locked after failed logins (guessing at scale)",
+}
+
+
+def security_event_pattern(event: str) -> str:
+    """The metric filter matching one event in the service's JSON log lines
+    (service/security/events.py puts `security_event` at the top level)."""
+    return f'{{ $.security_event = "{event}" }}'
+
+
+class SecurityAlarms(pulumi.ComponentResource):
+    """A metric filter per event on the service's log group, and an alarm on each, wired to
+    the alarm topic. Declared after the service because the log group is its; kept out of
+    the deployment alarms and out of the `alarm_names` output that deploy verification
+    reads: an attack during a rollout is not the release's doing."""
+
+    names: pulumi.Output[dict[str, str]]
+
+    def __init__(
+        self,
+        name: str,
+        spec: EnvironmentSpec,
+        log_group_name: pulumi.Input[str],
+        topic_arn: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("drydock:infra:SecurityAlarms", name, None, opts)
+        n = Names(spec.stack)
+        child = pulumi.ResourceOptions(parent=self)
+        thresholds = {
+            "refresh_reused": spec.refresh_reuse_alarm_threshold,
+            "account_locked": spec.lockout_alarm_threshold,
+        }
+        alarms: dict[str, aws.cloudwatch.MetricAlarm] = {}
+        for event, what in SECURITY_EVENTS.items():
+            key = event.replace("_", "-")
+            metric = aws.cloudwatch.LogMetricFilter(
+                f"{name}-{key}",
+                name=f"{n.prefix}-{key}",
+                log_group_name=log_group_name,
+                pattern=security_event_pattern(event),
+                metric_transformation={
+                    "name": event,
+                    "namespace": n.security_metrics_namespace,
+                    "value": "1",
+                    "default_value": "0",  # lines of other kinds count 0: OK comes back
+                    "unit": "Count",
+                },
+                opts=child,
+            )
+            alarms[event] = aws.cloudwatch.MetricAlarm(
+                f"{name}-{key}-alarm",
+                name=n.security_alarms[event],
+                alarm_description=(
+                    f"Security: {thresholds[event]} or more {what} "
+                    f"in {spec.security_alarm_period_seconds} s"
+                ),
+                namespace=n.security_metrics_namespace,
+                metric_name=event,
+                statistic="Sum",
+                period=spec.security_alarm_period_seconds,
+                evaluation_periods=1,
+                datapoints_to_alarm=1,
+                threshold=thresholds[event],
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                treat_missing_data="notBreaching",  # no log lines, no attack to report
+                actions_enabled=spec.released,
+                alarm_actions=[topic_arn],
+                ok_actions=[topic_arn],
+                tags=n.tags(spec.environment_class),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[metric]),
+            )
+        self.names = pulumi.Output.all(**{k: a.name for k, a in alarms.items()})
+        self.register_outputs({"names": self.names})

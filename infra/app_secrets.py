@@ -1,4 +1,5 @@
-"""Secrets: the app's database credentials and the JWT signing key, in Secrets Manager.
+"""Secrets: the app's database credentials, the JWT signing key and the token of the internal
+routes (METRICS_TOKEN), in Secrets Manager.
 
 Values are generated with pulumi_random (they live in Pulumi state only as secrets) and
 encrypted with a customer-managed KMS key. Tasks receive them as ECS `secrets` by ARN.
@@ -8,7 +9,8 @@ The JWT secret is a JSON keyring (`kid`, `secret`, and after a routine rotation
 only. Rotation (runbook §12): `invoke secrets.rotate --target aws --name jwt
 [--compromised]` writes new versions. Bumping `drydock:jwtKeyGeneration` makes Pulumi
 replace the keyring with a fresh key and no previous one, a compromise rotation, and
-`drydock:dbPasswordGeneration` the database password; see docs/RUNBOOK.md for the steps.
+`drydock:dbPasswordGeneration` the database password and `drydock:metricsTokenGeneration`
+the internal routes' token; see docs/RUNBOOK.md for the steps.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Secrets(pulumi.ComponentResource):
     key_arn: pulumi.Output[str]
     app_db_arn: pulumi.Output[str]
     jwt_arn: pulumi.Output[str]
+    metrics_arn: pulumi.Output[str]
 
     def __init__(
         self,
@@ -113,7 +116,34 @@ class Secrets(pulumi.ComponentResource):
             opts=secret_output,
         )
 
+        # The service refuses to start in staging and production without it (>= 32 bytes).
+        metrics_token = random.RandomPassword(
+            f"{name}-metrics-token",
+            length=48,
+            special=False,
+            keepers={"generation": str(spec.metrics_token_generation)},
+            opts=child,
+        )
+        metrics = aws.secretsmanager.Secret(
+            f"{name}-metrics",
+            name=names.metrics_secret,
+            description=f"{names.prefix}: bearer token of the service's internal routes",
+            kms_key_id=key.arn,
+            recovery_window_in_days=recovery_days,
+            tags=tags,
+            opts=child,
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{name}-metrics",
+            secret_id=metrics.id,
+            secret_string=pulumi.Output.json_dumps({"token": metrics_token.result}),
+            opts=secret_output,
+        )
+
         self.key_arn = key.arn
         self.app_db_arn = app_db.arn
         self.jwt_arn = jwt.arn
-        self.register_outputs({"app_db_arn": self.app_db_arn, "jwt_arn": self.jwt_arn})
+        self.metrics_arn = metrics.arn
+        self.register_outputs(
+            {"app_db_arn": self.app_db_arn, "jwt_arn": self.jwt_arn, "metrics_arn": metrics.arn}
+        )

@@ -124,7 +124,7 @@ class ContainerService(pulumi.ComponentResource):
             return exec_role
 
         app_execution = execution_role(
-            "api", [secrets.app_db_arn, secrets.jwt_arn], [secrets.key_arn]
+            "api", [secrets.app_db_arn, secrets.jwt_arn, secrets.metrics_arn], [secrets.key_arn]
         )
         migrate_execution = execution_role(
             "migrate",
@@ -192,7 +192,14 @@ class ContainerService(pulumi.ComponentResource):
                 "task",
                 n.task_family,
                 app_execution,
-                app_container(spec, spec.image, logs, secrets.app_db_arn, secrets.jwt_arn),
+                app_container(
+                    spec,
+                    spec.image,
+                    logs,
+                    secrets.app_db_arn,
+                    secrets.jwt_arn,
+                    secrets.metrics_arn,
+                ),
             )
             task_definition(
                 "migrate-task",

@@ -2,9 +2,16 @@
 
 Part of the container service; a component of its own so that the SLO alarms (which need the
 ALB's metric dimensions) exist before the ECS service that names them as deployment alarms.
+
+The HTTPS listener answers every /api/_internal path except the two probes with a fixed 404
+(the service guards them with METRICS_TOKEN as well): metrics, flags and whatever is added
+there later are for the VPC, never for the internet. The policy pack's
+`internal-routes-closed` rule checks it.
 """
 
 from __future__ import annotations
+
+import json
 
 import pulumi
 import pulumi_aws as aws
@@ -15,6 +22,13 @@ from infra.network import Network
 from infra.spec import EnvironmentSpec
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+INTERNAL_PREFIX = "/api/_internal"
+# Path patterns are compared case-sensitively with the path as sent, and the service decodes
+# it: `%5F` and `%2F` spellings of the prefix reach the same routes. Without a slash after the
+# prefix, `/api/_internal*` also covers `/api/_internal%2Fmetrics`.
+CLOSED_PATTERNS = (f"{INTERNAL_PREFIX}*", "/api/%5Finternal*", "/api/%5finternal*")
+PROBES_PRIORITY, CLOSED_PRIORITY = 10, 20
+NOT_FOUND_BODY = json.dumps({"error": {"code": "not_found", "message": "not found"}})
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -87,6 +101,35 @@ class LoadBalancer(pulumi.ComponentResource):
             ssl_policy=TLS_POLICY,
             certificate_arn=spec.certificate_arn,
             default_actions=[{"type": "forward", "target_group_arn": target_group.arn}],
+            tags=tags,
+            opts=child,
+        )
+        # Rules are evaluated by ascending priority: the probes first, then the closed prefix;
+        # everything else falls through to the default forward.
+        aws.lb.ListenerRule(
+            f"{name}-probes",
+            listener_arn=self.https_listener.arn,
+            priority=PROBES_PRIORITY,
+            conditions=[{"path_pattern": {"values": [spec.readiness_path, spec.liveness_path]}}],
+            actions=[{"type": "forward", "target_group_arn": target_group.arn}],
+            tags=tags,
+            opts=child,
+        )
+        aws.lb.ListenerRule(
+            f"{name}-internal-closed",
+            listener_arn=self.https_listener.arn,
+            priority=CLOSED_PRIORITY,
+            conditions=[{"path_pattern": {"values": list(CLOSED_PATTERNS)}}],
+            actions=[
+                {
+                    "type": "fixed-response",
+                    "fixed_response": {
+                        "status_code": "404",
+                        "content_type": "application/json",
+                        "message_body": NOT_FOUND_BODY,
+                    },
+                }
+            ],
             tags=tags,
             opts=child,
         )

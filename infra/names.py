@@ -102,6 +102,10 @@ class Names:
         return f"{PROJECT}/{self.stack}/jwt"
 
     @property
+    def metrics_secret(self) -> str:
+        return f"{PROJECT}/{self.stack}/metrics"
+
+    @property
     def backup_vault(self) -> str:
         return self.prefix
 
@@ -121,6 +125,19 @@ class Names:
             "db_free_storage": f"{self.prefix}-db-free-storage",
             "db_connections": f"{self.prefix}-db-connections",
         }
+
+    @property
+    def security_alarms(self) -> dict[str, str]:
+        """Alarm names by the security event whose spikes they watch (runbook §3, §5)."""
+        return {
+            "refresh_reused": f"{self.prefix}-security-refresh-reuse",
+            "account_locked": f"{self.prefix}-security-account-lockout",
+        }
+
+    @property
+    def security_metrics_namespace(self) -> str:
+        """Where the log group's metric filters count security events, one metric each."""
+        return f"{PROJECT}/{self.stack}/security-events"
 
     def tags(self, environment_class: str) -> dict[str, str]:
         """Every taggable resource's tags. The class is how the policy pack, which sees

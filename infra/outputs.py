@@ -32,6 +32,8 @@ ECR_REPOSITORY_NAME = "ecr_repository_name"
 RELEASED_IMAGE = "released_image"
 # The role the GitHub environment named like the stack assumes (its AWS_DEPLOY_ROLE_ARN).
 GITHUB_DEPLOY_ROLE_ARN = "github_deploy_role_arn"
+METRICS_TOKEN_SECRET_ARN = "metrics_token_secret_arn"  # noqa: S105 - an output name
+SECURITY_ALARM_NAMES = "security_alarm_names"
 
 ALL = (
     SERVICE_URL,
@@ -59,4 +61,6 @@ ALL = (
     ECR_REPOSITORY_NAME,
     RELEASED_IMAGE,
     GITHUB_DEPLOY_ROLE_ARN,
+    METRICS_TOKEN_SECRET_ARN,
+    SECURITY_ALARM_NAMES,
 )

@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 
 from infra import outputs as out
-from infra.alarms import Alarms
+from infra.alarms import Alarms, SecurityAlarms
 from infra.app_secrets import Secrets
 from infra.audit_logs import AuditLogs
 from infra.backup_alerts import BackupAlerts
@@ -55,6 +55,9 @@ def build(spec: EnvironmentSpec) -> dict[str, Any]:
         alarms.deployment_alarm_names,
     )
     ci = GithubOidc("github-oidc", spec, service.role_arns, backups.bucket_arn)
+    security_alarms = SecurityAlarms(
+        "security-alarms", spec, service.log_group_name, alarms.topic_arn
+    )
     host = spec.domain_name or load_balancer.dns_name
     result: dict[str, Any] = {
         out.SERVICE_URL: pulumi.Output.concat("https://", host),
@@ -82,5 +85,7 @@ def build(spec: EnvironmentSpec) -> dict[str, Any]:
         out.ECR_REPOSITORY_NAME: service.repository_name,
         out.RELEASED_IMAGE: spec.image or "",
         out.GITHUB_DEPLOY_ROLE_ARN: ci.role_arn,
+        out.METRICS_TOKEN_SECRET_ARN: secrets.metrics_arn,
+        out.SECURITY_ALARM_NAMES: security_alarms.names,
     }
     return result

@@ -141,6 +141,15 @@ class EnvironmentSpec:
     alarm_https_endpoint: str | None = setting(
         "alarmHttpsEndpoint", None, pattern=r"https://\S+", hint="an https:// URL", secret=True
     )
+    # Security-event spikes (runbook §3, §5): an alarm when one period counts this many of an
+    # event, on both targets. Smoke runs reuse a refresh token once on purpose.
+    security_alarm_period_seconds: int = setting(
+        "securityAlarmPeriodSeconds", 300, choices=(60, 300, 900, 3600)
+    )
+    refresh_reuse_alarm_threshold: int = setting(
+        "refreshReuseAlarmThreshold", 5, bounds=(2, 100_000)
+    )
+    lockout_alarm_threshold: int = setting("lockoutAlarmThreshold", 10, bounds=(1, 100_000))
     # PostgreSQL and backups (runbook §6).
     db_engine_version: str = setting("dbEngineVersion", "18", choices=("16", "17", "18"))
     db_instance_class: str = setting(
@@ -203,6 +212,7 @@ class EnvironmentSpec:
     # Secret rotation through Pulumi (runbook §12): bump a generation to issue a new value.
     db_password_generation: int = setting("dbPasswordGeneration", 1, bounds=(1, 10_000))
     jwt_key_generation: int = setting("jwtKeyGeneration", 1, bounds=(1, 10_000))
+    metrics_token_generation: int = setting("metricsTokenGeneration", 1, bounds=(1, 10_000))
     # Deploy verification.
     bake_window_seconds: int = setting("bakeWindowSeconds", 600, bounds=(60, 3600))
     local_bake_window_seconds: int = setting("localBakeWindowSeconds", 60, bounds=(10, 3600))
@@ -218,6 +228,14 @@ class EnvironmentSpec:
     )
     lockout_failures: int = setting("lockoutFailures", 5, bounds=(1, 100))
     lockout_minutes: int = setting("lockoutMinutes", 15, bounds=(1, 1440))
+    # The environment's first admin, made by the pipeline with a password from the secret
+    # store (never by registering); `python -m service create-admin` makes the others.
+    admin_email: str = setting(
+        "adminEmail",
+        "admin@drydock.example.com",
+        pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+",
+        hint="an email address",
+    )
     # Platform.
     log_retention_days: int = setting("logRetentionDays", 30, 365, choices=LOG_RETENTION_DAYS)
     vpc_cidr: str = setting(

@@ -70,6 +70,7 @@ def app_container(
     log_group: pulumi.Input[str],
     app_db_arn: pulumi.Input[str],
     jwt_arn: pulumi.Input[str],
+    metrics_arn: pulumi.Input[str],
 ) -> dict[str, Any]:
     port = spec.container_port
     probe = (
@@ -90,6 +91,7 @@ def app_container(
             # 12). A JSON key that may be absent cannot be referenced on its own: ECS refuses
             # to start a task whose secret lacks a referenced key.
             {"name": "JWT_KEYS", "valueFrom": jwt_arn},
+            {"name": "METRICS_TOKEN", "valueFrom": value_from(metrics_arn, "token")},
         ],
         "healthCheck": {
             "command": ["CMD", "python", "-c", probe],

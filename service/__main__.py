@@ -8,11 +8,13 @@ import getpass
 import json
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service import __version__
 
 if TYPE_CHECKING:
+    from service.provision import AdminOutcome
     from service.settings import Settings
 
 
@@ -57,39 +59,66 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _create_admin(database_url: str, email: str, password: str) -> str:
+async def _create_admin(
+    database_url: str, email: str, password: str, promote_existing: bool
+) -> AdminOutcome:
     import asyncpg
 
     from service.db import asyncpg_dsn
+    from service.provision import ensure_admin
     from service.security.passwords import hash_password
 
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        row = await conn.fetchrow(
-            "INSERT INTO users (email, password_hash, role) VALUES ($1, $2, 'admin') "
-            "ON CONFLICT (email) DO UPDATE SET role = 'admin' RETURNING (xmax = 0) AS created",
-            email,
-            hash_password(password),
+        return await ensure_admin(
+            conn, email, hash_password(password), promote_existing=promote_existing
         )
     finally:
         await conn.close()
-    return "created" if row and row["created"] else "promoted to admin"
+
+
+def _admin_password() -> str | None:
+    """ADMIN_PASSWORD, else typed twice; None when the two differ."""
+    given = os.environ.get("ADMIN_PASSWORD")
+    if given:
+        return given
+    typed = getpass.getpass("admin password: ")
+    return typed if getpass.getpass("again: ") == typed else None
 
 
 def cmd_create_admin(args: argparse.Namespace) -> int:
     from service.models import normalise_email, password_problem
+    from service.provision import AccountExists
 
     settings = _settings()
     if not settings.database_url:
         print("DATABASE_URL is required", file=sys.stderr)
         return 2
-    email = normalise_email(args.email)
-    password = os.environ.get("ADMIN_PASSWORD") or getpass.getpass("admin password: ")
+    try:
+        email = normalise_email(args.email)
+    except ValueError as exc:
+        print(f"create-admin {args.email!r}: {exc}", file=sys.stderr)
+        return 2
+    password = _admin_password()
+    if password is None:
+        print("the two passwords differ; nothing was changed", file=sys.stderr)
+        return 2
     problem = password_problem(password)
+    if problem is None and settings.breached_passwords_file:
+        from service.security.breached import BreachedPasswords
+
+        if BreachedPasswords(Path(settings.breached_passwords_file)).seen(password):
+            problem = "it appears in BREACHED_PASSWORDS_FILE, a list of breached passwords"
     if problem:
         print(f"password rejected: {problem}", file=sys.stderr)
         return 2
-    outcome = asyncio.run(_create_admin(settings.database_url, email, password))
+    try:
+        outcome = asyncio.run(
+            _create_admin(settings.database_url, email, password, args.promote_existing)
+        )
+    except AccountExists as refusal:
+        print(str(refusal), file=sys.stderr)
+        return 1
     print(f"{email}: {outcome}")
     return 0
 
@@ -124,8 +153,18 @@ def main(argv: list[str] | None = None) -> int:
     migrate = sub.add_parser("migrate", help="apply migrations (alembic upgrade)")
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(func=cmd_migrate)
-    admin = sub.add_parser("create-admin", help="create the first admin (ADMIN_PASSWORD or prompt)")
+    admin = sub.add_parser(
+        "create-admin",
+        help="create an admin account with the password in ADMIN_PASSWORD (or typed twice)",
+    )
     admin.add_argument("email")
+    admin.add_argument(
+        "--promote-existing",
+        action="store_true",
+        help="make an existing non-admin account with this address an admin, with the given "
+        "password, ending its sessions (without it, such an account is refused: whoever "
+        "registered the address holds its password)",
+    )
     admin.set_defaults(func=cmd_create_admin)
     flags = sub.add_parser("flags", help="list feature flags in force (runbook section 9)")
     flags.add_argument("--json", action="store_true")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -19,6 +20,7 @@ from service.heartbeat import run_heartbeat
 from service.housekeeping import run_housekeeping
 from service.metrics import Metrics
 from service.middleware import Edge
+from service.security.breached import BreachedPasswords
 from service.security.ratelimit import MemoryRateLimiter, RateLimiter
 from service.security.tokens import TokenService
 from service.settings import Settings, load_settings
@@ -53,6 +55,11 @@ def create_app(settings: Settings | None = None, *, heartbeat: bool = True) -> D
         metrics=Metrics(db.stats),
         tokens=TokenService(settings),
         limiter=make_limiter(settings, db),
+        breached=(
+            BreachedPasswords(Path(settings.breached_passwords_file))
+            if settings.breached_passwords_file
+            else None
+        ),
     )
 
     @contextlib.asynccontextmanager

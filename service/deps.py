@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 
 from service.db import Database
 from service.errors import ApiError
+from service.security.events import security_event
 from service.security.tokens import InvalidToken
 from service.settings import Settings
 from service.state import AppState
@@ -76,6 +77,7 @@ CurrentUser = Annotated[Principal, Depends(current_user)]
 
 async def admin_user(user: CurrentUser) -> Principal:
     if not user.is_admin:
+        security_event("access_denied", user_id=user.user_id, needed="admin")
         raise ApiError(403, "admin role required")
     return user
 

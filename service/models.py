@@ -12,6 +12,8 @@ from typing import Annotated
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
+from service.security.breached import is_common
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 128
@@ -42,6 +44,8 @@ def password_problem(value: str) -> str | None:
         return f"must be at most {MAX_PASSWORD} characters"
     if _CONTROL.search(value):
         return "must not contain control characters"
+    if is_common(value):
+        return "is one of the passwords most often found in breaches; choose another"
     return None
 
 

@@ -1,13 +1,20 @@
-"""The database roles the service expects: migrations run as the schema owner; the app role
-the replicas use may read and write rows but not change the schema.
+"""What an environment needs before it serves: the database roles, and its first admin.
 
-`python -m service migrate` applies this first when it is given admin credentials
-(DB_ADMIN_USERNAME / DB_ADMIN_PASSWORD, plus DB_APP_PASSWORD), as the AWS migrate task is.
-The local target applies the same statements with its own roles.
+Migrations run as the schema owner; the app role the replicas use may read and write rows
+but not change the schema. `python -m service migrate` applies this first when it is given
+admin credentials (DB_ADMIN_USERNAME / DB_ADMIN_PASSWORD, plus DB_APP_PASSWORD), as the AWS
+migrate task is. The local target applies the same statements with its own roles.
+
+Admins are made here and nowhere else (`ensure_admin`, behind `python -m service
+create-admin` and the AWS migrate task). Registration is open and emails are not verified,
+so an account that already exists under the admin's address is somebody's, possibly an
+attacker's who registered it first: it is never promoted unless the operator says so.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import StrEnum
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
@@ -81,3 +88,82 @@ async def ensure_app_role(
     finally:
         await conn.close()
     return admin_url
+
+
+class AdminOutcome(StrEnum):
+    CREATED = "created"
+    UNCHANGED = "already an admin; left as it is (its password was not changed)"
+    PASSWORD_SET = "already an admin; its password set to the one given"  # noqa: S105
+    PROMOTED = "promoted to admin; its password set to the one given, its sessions ended"
+
+
+class AccountExists(Exception):
+    """The address belongs to an account that is not an admin, and promotion was not asked."""
+
+    def __init__(self, email: str, user_id: int, registered_at: datetime) -> None:
+        super().__init__(email, user_id, registered_at)
+        self.email = email
+        self.user_id = user_id
+        self.registered_at = registered_at
+
+    def __str__(self) -> str:
+        return (
+            f"refusing to make {self.email} an admin: account {self.user_id} already has that "
+            f"address (registered {self.registered_at:%Y-%m-%d %H:%M %Z}) and is not an admin. "
+            "Registration is open and addresses are not verified, so whoever registered it "
+            "holds its password. If the account is yours, run create-admin again with "
+            "--promote-existing: it becomes an admin with the password given, and its "
+            f"sessions end. Otherwise delete it (DELETE /api/admin/users/{self.user_id}) "
+            "and run create-admin again."
+        )
+
+
+async def ensure_admin(
+    conn: asyncpg.Connection,
+    email: str,
+    password_hash: str,
+    *,
+    promote_existing: bool = False,
+    reset_password: bool = False,
+) -> AdminOutcome:
+    """Make `email` an admin with `password_hash` (argon2id, service/security/passwords.py).
+
+    A new address becomes a new admin account. An existing admin is left alone unless
+    `reset_password` (for an account the pipeline owns, whose password lives in the secret
+    store). Any other existing account raises AccountExists, unless `promote_existing`: then
+    it becomes an admin with the given password and every refresh token it holds is revoked,
+    since a refresh reads the role afresh and would otherwise mint admin access tokens for
+    whoever held the account before."""
+    async with conn.transaction():
+        created = await conn.fetchval(
+            "INSERT INTO users (email, password_hash, role) VALUES ($1, $2, 'admin') "
+            "ON CONFLICT (email) DO NOTHING RETURNING id",
+            email,
+            password_hash,
+        )
+        if created is not None:
+            return AdminOutcome.CREATED
+        row = await conn.fetchrow(
+            "SELECT id, role, created_at FROM users WHERE email = $1 FOR UPDATE", email
+        )
+        assert row is not None, "ON CONFLICT saw the row; it is locked until we commit"
+        if row["role"] == "admin":
+            if not reset_password:
+                return AdminOutcome.UNCHANGED
+            await conn.execute(
+                "UPDATE users SET password_hash = $2 WHERE id = $1", row["id"], password_hash
+            )
+            return AdminOutcome.PASSWORD_SET
+        if not promote_existing:
+            raise AccountExists(email, row["id"], row["created_at"])
+        await conn.execute(
+            "UPDATE users SET role = 'admin', password_hash = $2 WHERE id = $1",
+            row["id"],
+            password_hash,
+        )
+        await conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = now() "
+            "WHERE user_id = $1 AND revoked_at IS NULL",
+            row["id"],
+        )
+        return AdminOutcome.PROMOTED

@@ -14,6 +14,7 @@ import os
 import time
 from datetime import datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -154,6 +155,25 @@ class Settings(BaseSettings):
     def db_acquire_timeout_s(self) -> float:
         return (self.db_acquire_timeout_ms or self.request_timeout_ms // 2) / 1000
 
+    # -- breached passwords (ASVS 2.1.7) -------------------------------------------------------
+    # Have I Been Pwned's Pwned Passwords list, SHA-1 form sorted by hash, searched in place
+    # (service/security/breached.py). Unset: only the bundled list of common ones is checked.
+    breached_passwords_file: str = ""
+
+    @field_validator("breached_passwords_file")
+    @classmethod
+    def _breached_list_readable(cls, value: str) -> str:
+        if value:
+            from service.security.breached import BreachedPasswords
+
+            try:
+                BreachedPasswords(Path(value))
+            except OSError as exc:
+                raise ValueError(f"BREACHED_PASSWORDS_FILE cannot be read: {exc}") from None
+            except ValueError as exc:
+                raise ValueError(f"BREACHED_PASSWORDS_FILE: {exc}") from None
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -174,6 +194,13 @@ class Settings(BaseSettings):
                     f"JWT_SECRET is missing or weaker than {MIN_SECRET_BYTES} bytes "
                     f'(ENV={self.env}); generate one with `python -c "import secrets; '
                     f'print(secrets.token_urlsafe(48))"`'
+                )
+            if len(self.metrics_token.encode()) < MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"METRICS_TOKEN is missing or shorter than {MIN_SECRET_BYTES} bytes "
+                    f"(ENV={self.env}); it guards /api/_internal/metrics, /flags and the "
+                    "readiness details. The targets generate it in their secret store; by "
+                    'hand: `python -c "import secrets; print(secrets.token_urlsafe(32))"`'
                 )
         elif not self.jwt_secret:
             self.jwt_secret = DEV_JWT_SECRET
@@ -256,6 +283,15 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.env == "development"
+
+    # Internal routes (/api/_internal). Outside development they are closed unless the caller
+    # presents METRICS_TOKEN. Staging and production refuse to start without one (above);
+    # ENV=test starts without one, with the routes closed to everyone: tests run the
+    # production code path, and a missing token can only close a route, never open it.
+    @property
+    def internal_routes_open(self) -> bool:
+        """True only in development without a token: a laptop's metrics need no secret."""
+        return self.is_development and not self.metrics_token
 
 
 def _default_env() -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from service.db import Database
 from service.faults import FaultInjector
 from service.metrics import Metrics
+from service.security.breached import BreachedPasswords
 from service.security.ratelimit import RateLimiter
 from service.security.tokens import TokenService
 from service.settings import Settings
@@ -23,3 +24,4 @@ class AppState:
     draining: bool = False
     order_faults: FaultInjector = field(default_factory=FaultInjector)
     started_at: float = field(default_factory=time.time)
+    breached: BreachedPasswords | None = None  # BREACHED_PASSWORDS_FILE, when set

@@ -39,6 +39,9 @@ from infra.policy.tokens import (
     BUCKET_SSE,
     BUCKETS,
     IAM_ROLE,
+    LISTENER_RULES,
+    LISTENERS,
+    LOAD_BALANCERS,
     LOG_GROUP,
     RDS,
     REPOSITORY,
@@ -47,6 +50,10 @@ from infra.policy.tokens import (
     TARGET_GROUPS,
     TASK_DEFINITION,
 )
+
+# Paths under the service's internal prefix that no public listener may forward: the ones
+# there now, and one that stands for whatever is added there later.
+INTERNAL_PATHS = ("/api/_internal/metrics", "/api/_internal/flags", "/api/_internal/anything")
 
 __all__ = [
     "RULES",
@@ -310,3 +317,66 @@ def oidc_trust_exact(r: Resource) -> Iterator[str]:
 
 def _exact(value: Any) -> bool:
     return isinstance(value, str) and value != "" and not set(value) & set("*?")
+
+
+def _path_pattern_matches(pattern: str, path: str) -> bool:
+    """An ALB path pattern: case-sensitive, `*` any run of characters, `?` exactly one."""
+    regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.fullmatch(regex, path) is not None
+
+
+def _condition_matches(condition: Mapping[str, Any], path: str) -> bool | None:
+    """True or False for a path condition; None for any other kind, which the sender of
+    the request controls (host, headers, method, query, source)."""
+    paths = condition.get("pathPattern")
+    if not isinstance(paths, Mapping):
+        return None
+    if any(_path_pattern_matches(str(p), path) for p in paths.get("values") or []):
+        return True
+    return any(re.search(str(r), path) for r in paths.get("regexValues") or [])
+
+
+def _forwards(actions: Any) -> bool:
+    return any((a or {}).get("type") == "forward" for a in actions or [])
+
+
+def _reaches_targets(listener: Resource, rules: Sequence[Resource], path: str) -> bool:
+    """Whether some request for `path` is forwarded: rules in priority order (unknown last),
+    then the listener's default. A rule that also needs a condition the client controls
+    decides nothing, unless it forwards: then a client can meet it."""
+    for rule in sorted(rules, key=lambda r: _number(r.props.get("priority")) or float("inf")):
+        verdicts = [_condition_matches(c, path) for c in rule.props.get("conditions") or []]
+        if False in verdicts:
+            continue
+        if _forwards(rule.props.get("actions")):
+            return True
+        if None not in verdicts:
+            return False  # a fixed response, redirect or authentication answers it
+    return _forwards(listener.props.get("defaultActions"))
+
+
+@stack_rule(
+    "internal-routes-closed",
+    "no public load balancer forwards /api/_internal paths other than the probes",
+)
+def internal_routes_closed(resources: Sequence[Resource]) -> Iterator[str]:
+    internal_lbs = {
+        r.props.get("arn")
+        for r in resources
+        if r.type in LOAD_BALANCERS and r.props.get("internal") is True
+    }
+    for listener in (r for r in resources if r.type in LISTENERS):
+        if listener.props.get("loadBalancerArn") in internal_lbs:
+            continue
+        rules = [
+            r
+            for r in resources
+            if r.type in LISTENER_RULES and r.props.get("listenerArn") == listener.props.get("arn")
+        ]
+        leaks = [p for p in INTERNAL_PATHS if _reaches_targets(listener, rules, p)]
+        if leaks:
+            yield (
+                f"{listener.name}: a public listener forwards {', '.join(leaks)} to the "
+                "service; add a listener rule answering /api/_internal* with a fixed 404, "
+                "after a rule that forwards only the readiness and liveness paths"
+            )

@@ -154,6 +154,7 @@ def run(duration: float = 10, connections: int = 32, report: Path = Path("report
             "ENV": "production",
             "DATABASE_URL": url,
             "JWT_SECRET": secret,
+            "METRICS_TOKEN": secrets.token_urlsafe(32),
             "RATE_LIMIT_API_PER_MINUTE": "100000000",
             "RATE_LIMIT_AUTH_PER_MINUTE": "100000000",
             "DB_POOL_MAX": "10",

@@ -1,4 +1,5 @@
-"""The smoke suite of deploy step 5: auth, inventory and orders, through the public API only.
+"""The smoke suite of deploy step 5: auth, inventory and orders, through the public API only,
+and the internal routes closed to a caller without the token.
 
 Every check is recorded with its outcome and timing; whatever it created (a user with its
 orders, an item) is deleted at the end, pass or fail.
@@ -220,6 +221,25 @@ class Smoke:
         )
         return "order placed, retry replayed, over-stock refused with 409 and no change"
 
+    # -- internal routes -------------------------------------------------------
+
+    def internal_routes_closed(self) -> str:
+        """What the internet sees: 401 from the service, or 404 from the AWS load balancer,
+        whose listener answers /api/_internal itself; the readiness verdict alone."""
+        for path in ("/api/_internal/metrics", "/api/_internal/flags"):
+            status = self.client.get(path).status_code
+            if status not in (401, 404):
+                raise SmokeFailure(
+                    f"{path} without a token: expected 401 (the service) or 404 (the load "
+                    f"balancer), got {status}"
+                )
+        shown = self.client.get("/api/_internal/ready").json()
+        if set(shown) != {"status"}:
+            raise SmokeFailure(
+                f"readiness without a token shows more than its verdict: {sorted(shown)}"
+            )
+        return "metrics and flags refused without a token; readiness tells its verdict only"
+
     # -- cleanup ---------------------------------------------------------------
 
     def cleanup(self) -> None:
@@ -241,6 +261,7 @@ class Smoke:
                     "health and readiness 200",
                 )[-1],
             )
+            self.check("internal routes", self.internal_routes_closed)
             self.check("auth", self.auth_flow)
             self.check("inventory", self.inventory_flow)
             self.check("orders", self.order_flow)

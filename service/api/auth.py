@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import StringConstraints
 
-from service.api.common import ErrorResponse, error_responses
+from service.api.common import ErrorResponse, error_responses, refuse_breached
 from service.deps import DB, CurrentUser, State
 from service.errors import ApiError
 from service.models import MAX_PASSWORD, Email, Password, StrictModel
@@ -121,6 +121,7 @@ Throttle = Annotated[LoginThrottle, Depends(get_throttle)]
 async def register(body: Credentials, state: State) -> UserOut:
     if not state.settings.flags["REGISTRATION_OPEN"]:
         raise ApiError(403, "registration is closed", code="registration_closed")
+    await refuse_breached(state, body.password)
     password_hash = await hash_password_async(body.password)
     row = await state.db.fetchrow(
         "INSERT INTO users (email, password_hash) VALUES ($1, $2) "
@@ -201,7 +202,9 @@ async def login(
                 user["id"],
                 await hash_password_async(body.password),
             )
-        return TokenPair.of(await sessions.start(user["id"], user["role"]))
+        pair = TokenPair.of(await sessions.start(user["id"], user["role"]))
+        security_event("login_succeeded", user_id=user["id"], source=source)
+        return pair
     state.metrics.login_failures.inc()
     user_id = user["id"] if user else None
     security_event("login_failed", **account_fields(body.email, user_id))

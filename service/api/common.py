@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Annotated, Any
 
@@ -9,6 +10,7 @@ from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.errors import ApiError
+from service.state import AppState
 
 MAX_BIGINT = 2**63 - 1
 MAX_PAGE = 100
@@ -97,3 +99,14 @@ def decode_cursor(kind: str, cursor: str | None) -> int | None:
     if prefix == kind and number.isascii() and number.isdigit() and 0 < int(number) <= MAX_BIGINT:
         return int(number)
     raise ApiError(422, "invalid cursor; pass next_cursor back unchanged", code="invalid_cursor")
+
+
+async def refuse_breached(state: AppState, password: str) -> None:
+    """422 `password_breached` for a new password in BREACHED_PASSWORDS_FILE (the bundled
+    list of common ones is checked with the rest of the policy, in service/models.py)."""
+    if state.breached is not None and await asyncio.to_thread(state.breached.seen, password):
+        raise ApiError(
+            422,
+            "this password appears in a list of breached passwords; choose another",
+            code="password_breached",
+        )

@@ -1,4 +1,10 @@
-"""Probes and operator endpoints under /api/_internal (runbook sections 2, 3 and 9)."""
+"""Probes and operator endpoints under /api/_internal (runbook sections 2, 3 and 9).
+
+Liveness is public. Readiness answers everyone with its verdict, and its details only a
+caller with METRICS_TOKEN; metrics and flags need the token. Outside development there is
+no open mode: without a configured token those stay closed. On AWS the load balancer also
+answers every /api/_internal path but the two probes with 404 (infra/load_balancer.py).
+"""
 
 from __future__ import annotations
 
@@ -92,25 +98,23 @@ async def _serves_from(conn: asyncpg.Connection, current: str) -> str | None:
     return str(value) if value is not None else None
 
 
-@router.get(
-    "/ready",
-    summary="Readiness: database answers, schema at head, not draining",
-    responses={503: {"description": "Not ready; each failing check has a reason"}},
-)
-async def ready(state: State) -> JSONResponse:
-    ok, checks = await readiness(state)
-    return JSONResponse(
-        {"status": "ready" if ok else "unready", "version": __version__, "checks": checks},
-        status_code=200 if ok else 503,
-    )
+_UNAUTHORISED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid internal bearer token (METRICS_TOKEN) was presented"}
+}
+
+
+def internal_caller(request: Request, state: AppState) -> bool:
+    """Whether the caller presents METRICS_TOKEN; in development without a token, anyone."""
+    settings = state.settings
+    if settings.internal_routes_open:
+        return True
+    expected = settings.metrics_token
+    token = bearer_token(request) or ""
+    return bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
 
 
 def require_internal_token(request: Request, state: AppState) -> None:
-    expected = state.settings.metrics_token
-    if not expected:
-        return
-    token = bearer_token(request) or ""
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    if not internal_caller(request, state):
         raise ApiError(
             401,
             "a valid internal bearer token is required",
@@ -119,16 +123,36 @@ def require_internal_token(request: Request, state: AppState) -> None:
 
 
 @router.get(
+    "/ready",
+    summary="Readiness: database answers, schema at head, not draining "
+    "(the checks, schema revision and reasons only with the internal bearer token)",
+    responses={503: {"description": "Not ready; with the token, each failing check has a reason"}},
+)
+async def ready(request: Request, state: State) -> JSONResponse:
+    ok, checks = await readiness(state)
+    status = "ready" if ok else "unready"
+    # The load balancer and the world need the verdict only; the schema revision and the
+    # failure reasons describe the deployment, so they are for operators and the pipeline.
+    body: dict[str, object] = {"status": status}
+    if internal_caller(request, state):
+        body |= {"version": __version__, "checks": checks}
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+@router.get(
     "/metrics",
-    summary="Prometheus metrics (bearer METRICS_TOKEN when set)",
+    summary="Prometheus metrics (bearer METRICS_TOKEN)",
     response_class=Response,
+    responses=_UNAUTHORISED,
 )
 async def metrics(request: Request, state: State) -> Response:
     require_internal_token(request, state)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/flags", summary="Feature flags in force (bearer METRICS_TOKEN when set)")
+@router.get(
+    "/flags", summary="Feature flags in force (bearer METRICS_TOKEN)", responses=_UNAUTHORISED
+)
 async def list_flags(request: Request, state: State) -> dict[str, object]:
     require_internal_token(request, state)
     return {"flags": flags.describe(state.settings.flags)}

@@ -27,6 +27,7 @@ from service.api.auth import (
     auth_responses,
     locked_error,
 )
+from service.api.common import refuse_breached
 from service.deps import CurrentUser, Principal, State
 from service.errors import ApiError
 from service.models import Password, StrictModel
@@ -164,6 +165,7 @@ async def change_password(
             raise locked_error(state, verdict, email, user.user_id)
         raise ApiError(403, "the current password is wrong", code="invalid_credentials")
     await guard.succeeded(email)
+    await refuse_breached(state, body.new_password)
     password_hash = await hash_password_async(body.new_password)
     async with state.db.transaction() as conn:
         await conn.execute(

@@ -20,7 +20,9 @@ log = logging.getLogger("drydock.security")
 # Signals of an attack in progress are warnings; the rest is the audit trail.
 WARNING_EVENTS = frozenset({"account_locked", "login_throttled", "refresh_reused"})
 EVENTS = WARNING_EVENTS | {
+    "login_succeeded",
     "login_failed",
+    "access_denied",
     "password_changed",
     "session_ended",
     "sessions_revoked",

@@ -27,6 +27,7 @@ from pipelines.deploy.steps import exit_code_for
 from pipelines.targets.base import Release, TargetError
 from pipelines.targets.local.environment import STACK_DIR_ENV, LocalEnvironment
 from pipelines.targets.local.layout import STATE_ENV
+from pipelines.targets.local.runtime import NAMES
 from pipelines.targets.local.scratch import Scratch, scratch_environments
 from pipelines.targets.local.target import LocalTarget
 from pipelines.traffic.loadgen import Load, get
@@ -102,7 +103,10 @@ def items_load(env: LocalEnvironment) -> Load:
 
 
 def schema_of(env: LocalEnvironment) -> dict[str, object]:
-    checks = httpx.get(f"{env.url}/api/_internal/ready", timeout=5).json()["checks"]
+    internal = {"Authorization": f"Bearer {env.secrets.get(NAMES.metrics)}"}
+    checks = httpx.get(f"{env.url}/api/_internal/ready", headers=internal, timeout=5).json()[
+        "checks"
+    ]
     return dict(checks["schema"])
 
 

@@ -35,7 +35,9 @@ def _metrics(alarm: Any) -> dict[str, dict[str, Any]]:
 def test_every_alarm_has_an_action_and_a_deliberate_missing_data_rule(stack: Stack) -> None:
     topic = stack.one("aws:sns/topic:Topic").state["arn"]
     alarms = _alarms(stack)
-    assert len(stack.of_type(ALARM)) == len(alarms) == len(TREAT_MISSING)
+    security = stack.outputs["security_alarm_names"]
+    assert len(stack.of_type(ALARM)) == len(alarms) + len(security)
+    assert len(alarms) == len(TREAT_MISSING)
     for key, alarm in alarms.items():
         assert alarm.get("treatMissingData") == TREAT_MISSING[key], key
         assert alarm.get("alarmActions") == [topic]
@@ -133,3 +135,78 @@ def test_subscriptions_come_from_config_and_the_https_endpoint_stays_secret() ->
 
 def test_no_subscriptions_unless_configured(staging: Stack) -> None:
     assert not staging.of_type("aws:sns/topicSubscription:TopicSubscription")
+
+
+def test_security_event_spikes_alarm_from_metric_filters_on_the_service_log(
+    stack: Stack,
+) -> None:
+    spec, topic = stack.spec, stack.one("aws:sns/topic:Topic").state["arn"]
+    log_group = stack.outputs["log_group_name"]
+    namespace = f"drydock/{stack.name}/security-events"
+    filters = {
+        f.get("metricTransformation.name"): f
+        for f in stack.of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter")
+    }
+    assert set(filters) == {"refresh_reused", "account_locked"}
+    by_name = {a.get("name"): a for a in stack.of_type(ALARM)}
+    thresholds = {
+        "refresh_reused": spec.refresh_reuse_alarm_threshold,
+        "account_locked": spec.lockout_alarm_threshold,
+    }
+    assert stack.outputs["security_alarm_names"] == {
+        "refresh_reused": f"drydock-{stack.name}-security-refresh-reuse",
+        "account_locked": f"drydock-{stack.name}-security-account-lockout",
+    }
+    for event, alarm_name in stack.outputs["security_alarm_names"].items():
+        metric = filters[event]
+        assert metric.get("logGroupName") == log_group
+        assert metric.get("pattern") == f'{{ $.security_event = "{event}" }}'
+        assert metric.get("metricTransformation") == {
+            "name": event,
+            "namespace": namespace,
+            "value": "1",
+            "defaultValue": "0",
+            "unit": "Count",
+        }
+        alarm = by_name[alarm_name]
+        assert (alarm.get("namespace"), alarm.get("metricName")) == (namespace, event)
+        assert (alarm.get("statistic"), alarm.get("period")) == (
+            "Sum",
+            spec.security_alarm_period_seconds,
+        )
+        assert alarm.get("threshold") == thresholds[event]
+        assert alarm.get("comparisonOperator") == "GreaterThanOrEqualToThreshold"
+        assert (alarm.get("evaluationPeriods"), alarm.get("datapointsToAlarm")) == (1, 1)
+        assert alarm.get("treatMissingData") == "notBreaching"
+        assert alarm.get("alarmActions") == alarm.get("okActions") == [topic]
+        assert alarm.get("actionsEnabled") is True
+    # Not a deployment alarm: ECS must not roll a release back because of an attack.
+    service = stack.one("aws:ecs/service:Service")
+    assert not set(service.get("alarms.alarmNames")) & set(stack.outputs["security_alarm_names"])
+
+
+def test_the_metric_filter_matches_what_the_service_logs() -> None:
+    """The filter reads `$.security_event` at the top level of a JSON line: what the
+    service's formatter writes for an event (the pattern language itself is CloudWatch's)."""
+    import io
+    import logging
+
+    from infra.alarms import SECURITY_EVENTS, security_event_pattern
+    from service.logs import JsonFormatter
+    from service.security.events import security_event
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("drydock.security")
+    logger.addHandler(handler)
+    try:
+        for event in SECURITY_EVENTS:
+            security_event(event, user_id=1)
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    for event, line in zip(SECURITY_EVENTS, lines, strict=True):
+        field, value = security_event_pattern(event).strip("{} ").split(" = ")
+        assert field == "$.security_event"
+        assert line[field.removeprefix("$.")] == json.loads(value) == event

@@ -113,6 +113,30 @@ def test_alb_https_listener_invalid_headers_dropped_and_forwarded_for_appended(
     assert stack.outputs["service_url"] == "https://" + alb.state["dnsName"]
 
 
+def test_the_https_listener_closes_internal_routes_but_the_probes(stack: Stack) -> None:
+    https = stack.one("aws:lb/listener:Listener", "ingress-https")
+    tg = stack.one("aws:lb/targetGroup:TargetGroup").state["arn"]
+    rules = {
+        r.name: r
+        for r in stack.of_type("aws:lb/listenerRule:ListenerRule")
+        if r.get("listenerArn") == https.state["arn"]
+    }
+    assert set(rules) == {"ingress-probes", "ingress-internal-closed"}
+    probes, closed = rules["ingress-probes"], rules["ingress-internal-closed"]
+    assert probes.get("priority") < closed.get("priority")  # evaluated first
+    assert probes.get("conditions") == [
+        {"pathPattern": {"values": ["/api/_internal/ready", "/api/_internal/health"]}}
+    ]
+    assert probes.get("actions") == [{"type": "forward", "targetGroupArn": tg}]
+    assert closed.get("conditions") == [
+        {"pathPattern": {"values": ["/api/_internal*", "/api/%5Finternal*", "/api/%5finternal*"]}}
+    ]
+    (action,) = closed.get("actions")
+    assert action["type"] == "fixed-response"
+    assert action["fixedResponse"]["statusCode"] == "404"
+    assert json.loads(action["fixedResponse"]["messageBody"])["error"]["code"] == "not_found"
+
+
 def test_target_group_checks_readiness_with_spec_thresholds(stack: Stack) -> None:
     spec = stack.spec
     tg = stack.one("aws:lb/targetGroup:TargetGroup")

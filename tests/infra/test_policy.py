@@ -106,6 +106,67 @@ def github_role(**condition: Any) -> Resource:
     return Resource(t.IAM_ROLE, "deploy", {"assumeRolePolicy": policy})
 
 
+FORWARD = [{"type": "forward", "targetGroupArn": "arn:tg"}]
+NOT_FOUND = [{"type": "fixed-response", "fixedResponse": {"statusCode": "404"}}]
+
+
+def load_balancer(internal: bool = False) -> Resource:
+    return Resource(t.LOAD_BALANCERS[0], "alb", {"arn": "arn:alb", "internal": internal})
+
+
+def listener(actions: list[dict[str, Any]] | None = None) -> Resource:
+    props = {"arn": "arn:listener", "loadBalancerArn": "arn:alb", "defaultActions": actions}
+    return Resource(t.LISTENERS[0], "https", props)
+
+
+def listener_rule(
+    name: str, priority: int, paths: list[str], actions: list[dict[str, Any]], **more: Any
+) -> Resource:
+    conditions = [{"pathPattern": {"values": paths}}, *more.values()]
+    props = {
+        "listenerArn": "arn:listener",
+        "priority": priority,
+        "conditions": conditions,
+        "actions": actions,
+    }
+    return Resource(t.LISTENER_RULES[0], name, props)
+
+
+PROBES = listener_rule("probes", 10, ["/api/_internal/ready", "/api/_internal/health"], FORWARD)
+CLOSED = listener_rule("closed", 20, ["/api/_internal*"], NOT_FOUND)
+PUBLIC_AND_CLOSED = [load_balancer(), listener(FORWARD), PROBES, CLOSED]
+# Each one a public listener that forwards internal paths.
+LEAKING = {
+    "no rule at all": [load_balancer(), listener(FORWARD)],
+    "a wider forward first": [
+        *PUBLIC_AND_CLOSED,
+        listener_rule("api", 5, ["/api/*"], FORWARD),
+    ],
+    "a probes rule that is too wide": [
+        load_balancer(),
+        listener(FORWARD),
+        listener_rule("probes", 10, ["/api/_internal/*"], FORWARD),
+        CLOSED,
+    ],
+    "closed only for one host header": [
+        load_balancer(),
+        listener(FORWARD),
+        PROBES,
+        listener_rule(
+            "closed",
+            20,
+            ["/api/_internal*"],
+            NOT_FOUND,
+            host={"hostHeader": {"values": ["api.example.com"]}},
+        ),
+    ],
+    "closed for /metrics only": [
+        load_balancer(),
+        listener(FORWARD),
+        listener_rule("closed", 20, ["/api/_internal/metrics"], NOT_FOUND),
+    ],
+}
+
 # rule name -> (resources that pass, resources that fail); the later rule modules' cases
 # are in policy_cases.py.
 CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
@@ -181,6 +242,18 @@ CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
             *MUTED_SLO_ALARMS,  # actions off while a service runs
             SERVICE,
         ],
+    ),
+    "internal-routes-closed": (
+        [
+            *PUBLIC_AND_CLOSED,
+            Resource(t.LOAD_BALANCERS[0], "private", {"arn": "arn:private", "internal": True}),
+            Resource(
+                t.LISTENERS[0],
+                "private-http",
+                {"arn": "arn:p", "loadBalancerArn": "arn:private", "defaultActions": FORWARD},
+            ),
+        ],
+        LEAKING["no rule at all"],
     ),
     "log-retention": (
         [log_group(365, "production"), log_group(30, "staging"), log_group(731, "production")],
@@ -298,6 +371,32 @@ def test_the_pack_keys_on_the_class_not_the_stack_name(staging: Stack) -> None:
         "slo-alarms",
         "log-retention",
     }
+
+
+@pytest.mark.parametrize("resources", LEAKING.values(), ids=list(LEAKING))
+def test_a_public_listener_that_forwards_internal_paths_fails_the_stack(
+    resources: list[Resource],
+) -> None:
+    (rule,) = [rule for rule in RULES if rule.name == "internal-routes-closed"]
+    (violation,) = evaluate(resources, [rule])
+    assert violation.message.startswith("https: a public listener forwards /api/_internal/")
+    assert "fixed 404" in violation.message
+
+
+def test_a_redirecting_listener_forwards_nothing() -> None:
+    redirect = [{"type": "redirect", "redirect": {"protocol": "HTTPS"}}]
+    (rule,) = [rule for rule in RULES if rule.name == "internal-routes-closed"]
+    assert evaluate([load_balancer(), listener(redirect)], [rule]) == []
+
+
+def test_the_pack_catches_a_real_stack_whose_listener_opens_internal_routes(
+    production: Stack,
+) -> None:
+    resources = [res for res in production.policy_view() if res.name != "ingress-internal-closed"]
+    (violation,) = evaluate(resources)
+    assert violation.rule == "internal-routes-closed"
+    assert violation.message.startswith("ingress-https: a public listener forwards")
+    assert "/api/_internal/metrics, /api/_internal/flags" in violation.message
 
 
 def test_stack_name_comes_from_the_urn() -> None:

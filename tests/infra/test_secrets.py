@@ -30,12 +30,17 @@ def _secret_policy(stack: Stack, role: str) -> list[dict[str, Any]]:
 def test_app_secrets_are_generated_and_kms_encrypted(stack: Stack) -> None:
     key = stack.one("aws:kms/key:Key", "secrets-key").state["arn"]
     secrets = {s.get("name"): s for s in stack.of_type(SECRET)}
-    assert set(secrets) == {f"drydock/{stack.name}/app-db", f"drydock/{stack.name}/jwt"}
+    assert set(secrets) == {
+        f"drydock/{stack.name}/app-db",
+        f"drydock/{stack.name}/jwt",
+        f"drydock/{stack.name}/metrics",
+    }
     assert all(s.get("kmsKeyId") == key for s in secrets.values())
     passwords = stack.of_type("random:index/randomPassword:RandomPassword")
     assert {p.name: p.get("length") for p in passwords} == {
         "secrets-app-db-password": 40,
         "secrets-jwt-key": 64,
+        "secrets-metrics-token": 48,
     }
     versions = {
         v.get("secretId") for v in stack.of_type("aws:secretsmanager/secretVersion:SecretVersion")
@@ -71,9 +76,16 @@ def test_tasks_get_secrets_by_arn_only(stack: Stack) -> None:
         assert not values & set(plain.values())
         assert not [n for n in plain if "SECRET" in n or "PASSWORD" in n or n == "DATABASE_URL"]
     (api,) = _containers(stack, f"drydock-{stack.name}-api")
-    assert {e["name"] for e in api["secrets"]} == {"DATABASE_URL", "JWT_KEYS"}
+    assert {e["name"] for e in api["secrets"]} == {"DATABASE_URL", "JWT_KEYS", "METRICS_TOKEN"}
     jwt = stack.one(SECRET, "secrets-jwt").state["arn"]
     assert {"name": "JWT_KEYS", "valueFrom": jwt} in api["secrets"], "the keyring, whole"
+    # The token the service requires in staging and production arrives as a secret, by ARN.
+    (token,) = [e for e in api["secrets"] if e["name"] == "METRICS_TOKEN"]
+    assert token["valueFrom"] == stack.outputs["metrics_token_secret_arn"] + ":token::"
+    assert "METRICS_TOKEN" not in {e["name"] for e in api["environment"]}
+    metrics = stack.one("aws:secretsmanager/secretVersion:SecretVersion", "secrets-metrics")
+    assert metrics.is_secret("secretString")
+    assert set(json.loads(metrics.get("secretString"))) == {"token"}
 
 
 def _secret_arn(value_from: str) -> str:
@@ -113,3 +125,6 @@ def test_rotation_by_generation_changes_the_generated_value() -> None:
         )
     )
     assert jwt["kid"] == "k2"
+    rotated = build_stack("staging", **RELEASE_CONFIG, **{"drydock:metricsTokenGeneration": 3})
+    token = rotated.one("random:index/randomPassword:RandomPassword", "secrets-metrics-token")
+    assert token.get("keepers") == {"generation": "3"}

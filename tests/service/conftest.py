@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -12,7 +13,11 @@ import pytest
 from service.app import DrydockAPI, create_app
 from service.settings import Settings
 
-TEST_SECRET = "test-signing-key-0123456789abcdef-0123456789"
+# Generated per process: staging and production refuse a secret written in the repository.
+TEST_SECRET = "test-signing-key-" + secrets.token_hex(16)
+METRICS_TOKEN = "metrics-token-for-tests-" + secrets.token_hex(16)
+# What the pipelines and the monitor send to /api/_internal: the token, as a bearer.
+INTERNAL = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 AppFactory = Callable[..., Awaitable[DrydockAPI]]
 
@@ -22,6 +27,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "env": "test",
         "database_url": database_url,
         "jwt_secret": TEST_SECRET,
+        "metrics_token": METRICS_TOKEN,
         "access_log": True,
         "drain_seconds": 0,
         "rate_limit_api_per_minute": 100_000,

@@ -1,5 +1,5 @@
 """Auth endpoints over HTTP on a real database: the flow, the wire contract, validation,
-registration control, password storage and the create-admin command."""
+registration control and password storage (create-admin: test_create_admin.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from service.__main__ import main
 from service.app import DrydockAPI
 from service.security import passwords
 from tests.service.auth_flow import (
@@ -259,35 +258,3 @@ async def test_password_hashing_runs_off_the_event_loop(
     await signed_up(client, email)
     await login(client, new_email())
     assert on_loop == [False, False, False], "hash, verify, unknown-email verify"
-
-
-async def test_create_admin_command(
-    app: DrydockAPI,
-    client: httpx.AsyncClient,
-    fresh_database: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.setenv("ENV", "test")
-    monkeypatch.setenv("DATABASE_URL", fresh_database)
-    monkeypatch.setenv("ADMIN_PASSWORD", "admin password of decent length")
-    # main() runs its own event loop, so it goes to a thread.
-    assert await asyncio.to_thread(main, ["create-admin", " Root@Example.COM "]) == 0
-    assert "root@example.com: created" in capsys.readouterr().out
-
-    pair = await login(client, "root@example.com", "admin password of decent length")
-    assert pair.status_code == 200, pair.text
-    me = await client.get("/api/auth/me", headers=bearer(pair.json()["access_token"]))
-    assert me.json()["role"] == "admin"
-
-    email = new_email()
-    await register(client, email)
-    assert await asyncio.to_thread(main, ["create-admin", email]) == 0
-    assert "promoted to admin" in capsys.readouterr().out
-    role = await app.drydock.db.fetchval("SELECT role FROM users WHERE email = $1", email)
-    assert role == "admin"
-
-    monkeypatch.setenv("ADMIN_PASSWORD", "short")
-    assert await asyncio.to_thread(main, ["create-admin", new_email()]) == 2
-    assert "password rejected" in capsys.readouterr().err
-    assert await app.drydock.db.fetchval("SELECT count(*) FROM users WHERE role = 'admin'") == 2

@@ -14,7 +14,7 @@ import pytest
 from service.app import DrydockAPI
 from service.logs import JsonFormatter
 from service.middleware import SECURITY_HEADERS
-from tests.service.conftest import AppFactory, client_for
+from tests.service.conftest import INTERNAL, AppFactory, client_for
 from tests.service.helpers import make_item, make_user
 
 pytestmark = pytest.mark.integration
@@ -103,7 +103,7 @@ async def test_timeout_is_a_503_and_counted(app_factory: AppFactory) -> None:
     add_failing_routes(app)
     async with client_for(app) as c:
         response = await c.get("/api/test/slow")
-        metrics = (await c.get("/api/_internal/metrics")).text
+        metrics = (await c.get("/api/_internal/metrics", headers=INTERNAL)).text
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "timeout"
     assert 'http_request_timeouts_total{route="/api/test/slow"} 1.0' in metrics
@@ -183,7 +183,7 @@ async def test_access_log_record_fields_and_no_authorization(
 async def test_metrics_use_route_templates_not_raw_paths(client: httpx.AsyncClient) -> None:
     for item in range(5):
         await client.get(f"/api/nope/{item}")
-    text = (await client.get("/api/_internal/metrics")).text
+    text = (await client.get("/api/_internal/metrics", headers=INTERNAL)).text
     assert "/api/nope/3" not in text
     assert 'route="unmatched"' in text
     assert 'le="0.4"' in text

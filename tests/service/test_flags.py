@@ -128,9 +128,16 @@ async def test_flags_endpoint_requires_the_token_when_set(
 
 
 @pytest.mark.integration
-async def test_flags_endpoint_is_open_without_a_token(app_factory: AppFactory) -> None:
-    app = await app_factory(metrics_token="")
-    async with client_for(app) as client:
+async def test_flags_endpoint_is_open_only_in_development_without_a_token(
+    app_factory: AppFactory,
+) -> None:
+    closed = await app_factory(metrics_token="")  # ENV=test: outside development
+    async with client_for(closed) as client:
+        response = await client.get("/api/_internal/flags")
+    assert response.status_code == 401
+    assert "flags" not in response.json()
+    laptop = await app_factory(env="development", metrics_token="")
+    async with client_for(laptop) as client:
         response = await client.get("/api/_internal/flags")
     assert response.status_code == 200
     assert {row["name"] for row in response.json()["flags"]} == set(DEFAULTS)

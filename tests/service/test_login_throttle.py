@@ -59,6 +59,7 @@ async def test_one_address_cannot_lock_a_seventh_account_and_another_still_logs_
             "login_failed": 31,
             "account_locked": 6,
             "login_throttled": 2,
+            "login_succeeded": 1,
         }
     throttled = events(caplog, "login_throttled")[0]
     assert throttled.levelno == logging.WARNING

@@ -5,6 +5,7 @@ import pytest
 
 from service import __version__
 from service.migrate import expected_head
+from tests.service.conftest import INTERNAL
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +17,7 @@ async def test_health_reports_version(client: httpx.AsyncClient) -> None:
 
 
 async def test_ready_when_database_at_head(client: httpx.AsyncClient) -> None:
-    response = await client.get("/api/_internal/ready")
+    response = await client.get("/api/_internal/ready", headers=INTERNAL)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["checks"]["schema"] == {

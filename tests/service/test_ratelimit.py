@@ -8,7 +8,7 @@ import pytest
 
 from service.app import DrydockAPI
 from service.security.ratelimit import MemoryRateLimiter
-from tests.service.conftest import AppFactory, client_for
+from tests.service.conftest import INTERNAL, AppFactory, client_for
 
 integration = pytest.mark.integration
 AUTH_ROUTE = "/api/auth/me"  # 401 without a token, but counted like any auth request
@@ -62,7 +62,8 @@ async def test_internal_routes_are_rate_limited_per_source(app_factory: AppFacto
         assert_rate_limited(await outsider.get("/api/_internal/metrics"), limit=2)
     async with client_for(app, client_ip="127.0.0.1") as proxy:
         client = forwarded("203.0.113.9")
-        assert await statuses(proxy, 2, "/api/_internal/flags", **client) == [200, 200]
+        with_token = {**client, **INTERNAL}
+        assert await statuses(proxy, 2, "/api/_internal/flags", **with_token) == [200, 200]
         assert_rate_limited(await proxy.get("/api/_internal/health", headers=client), limit=2)
         other = forwarded("203.0.113.10")
         assert (await proxy.get("/api/_internal/health", headers=other)).status_code == 200

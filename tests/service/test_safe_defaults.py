@@ -16,13 +16,19 @@ import pytest
 from pipelines.host.ports import free_port
 from service.settings import DEV_JWT_SECRET, SettingsError, load_settings
 from service.source_tree import PACKAGE_DIR, development_checkout, found_in_source
-from tests.service.conftest import TEST_SECRET
 
 pytestmark = pytest.mark.unit
 
 REPOSITORY = PACKAGE_DIR.parent
 STRONG = secrets.token_urlsafe(48)  # generated: in no file anywhere
-PRODUCTION = {"ENV": "production", "DATABASE_URL": "postgresql://h/db", "JWT_SECRET": STRONG}
+# Strong enough, but written in this file, which git tracks: no secret.
+WRITTEN_HERE = "a-strong-looking-key-committed-to-the-repository-0123456789"
+PRODUCTION = {
+    "ENV": "production",
+    "DATABASE_URL": "postgresql://h/db",
+    "JWT_SECRET": STRONG,
+    "METRICS_TOKEN": secrets.token_urlsafe(32),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -117,16 +123,16 @@ def previous_key(value: str) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("variables", "named"),
     [
-        ({"JWT_SECRET": TEST_SECRET}, "JWT_SECRET"),
-        (previous_key(TEST_SECRET), "JWT_PREVIOUS_SECRET"),
+        ({"JWT_SECRET": WRITTEN_HERE}, "JWT_SECRET"),
+        (previous_key(WRITTEN_HERE), "JWT_PREVIOUS_SECRET"),
         (previous_key(DEV_JWT_SECRET), "JWT_PREVIOUS_SECRET is the development signing key"),
-        ({"METRICS_TOKEN": TEST_SECRET}, "METRICS_TOKEN"),
+        ({"METRICS_TOKEN": WRITTEN_HERE}, "METRICS_TOKEN"),
     ],
 )
 def test_production_refuses_a_secret_found_in_the_repository(
     monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str
 ) -> None:
-    """TEST_SECRET is written in tests/service/conftest.py, a tracked file."""
+    """WRITTEN_HERE is written in this test file, which git tracks."""
     for key, value in {**PRODUCTION, **variables}.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(SettingsError) as excinfo:
@@ -135,8 +141,8 @@ def test_production_refuses_a_secret_found_in_the_repository(
     assert named in message
     if "development" not in named:
         assert "appears in the project's source" in message
-        assert "tests/service/conftest.py" in message
-    assert TEST_SECRET not in message, "the value itself is never echoed"
+        assert "tests/service/test_safe_defaults.py" in message
+    assert WRITTEN_HERE not in message, "the value itself is never echoed"
 
 
 def test_production_with_generated_secrets_loads(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,7 +177,7 @@ def test_a_checkout_scans_its_tracked_files_not_the_untracked_ones(tmp_path: Pat
 
 def test_a_release_scans_its_own_files_only(tmp_path: Path) -> None:
     """Without the repository beside it, a release still refuses a key its own code holds
-    (a default or an example) and cannot see the tests that hold TEST_SECRET."""
+    (a default or an example) and cannot see the tests that hold WRITTEN_HERE."""
     release = release_copy(tmp_path)
     in_package = DEV_JWT_SECRET  # written in service/settings.py
     check = "from service.settings import load_settings; print(load_settings().env)"
@@ -179,6 +185,6 @@ def test_a_release_scans_its_own_files_only(tmp_path: Path) -> None:
     assert refused.returncode != 0
     assert "METRICS_TOKEN appears in the project's source" in refused.stderr
     assert str(release / "service" / "settings.py") in refused.stderr
-    accepted = run_from(release, ["-c", check], {**PRODUCTION, "METRICS_TOKEN": TEST_SECRET})
+    accepted = run_from(release, ["-c", check], {**PRODUCTION, "METRICS_TOKEN": WRITTEN_HERE})
     assert accepted.returncode == 0, accepted.stderr
     assert accepted.stdout.strip() == "production"

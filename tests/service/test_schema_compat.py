@@ -24,7 +24,7 @@ from tests.schema_helpers import (
     add_revision,
     copy_migrations,
 )
-from tests.service.conftest import AppFactory, client_for
+from tests.service.conftest import INTERNAL, AppFactory, client_for
 
 
 def newer_release(tmp_path: Path) -> Path:
@@ -55,7 +55,7 @@ async def recorded(database_url: str) -> list[tuple[str, str, str]]:
 
 async def schema_check(app: Any) -> tuple[int, dict[str, Any]]:
     async with client_for(app) as client:
-        response = await client.get("/api/_internal/ready")
+        response = await client.get("/api/_internal/ready", headers=INTERNAL)
     return response.status_code, response.json()["checks"]["schema"]
 
 

@@ -19,6 +19,9 @@ pytestmark = pytest.mark.integration
 
 # Generated per run: production refuses a key that is written in the repository.
 SIGNING_KEY = secrets.token_urlsafe(48)
+# Generated, not written here: production refuses a secret that appears in the repository.
+METRICS_TOKEN = secrets.token_urlsafe(32)
+INTERNAL = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 def server_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -27,6 +30,7 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
         ENV="production",
         DATABASE_URL=database_url,
         JWT_SECRET=SIGNING_KEY,
+        METRICS_TOKEN=METRICS_TOKEN,
         HEARTBEAT_INTERVAL_S="0.5",
         LOG_LEVEL="INFO",
     )
@@ -34,12 +38,14 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def wait_for(url: str, status: int, timeout: float = 15) -> httpx.Response:
+def wait_for(
+    url: str, status: int, timeout: float = 15, headers: dict[str, str] | None = None
+) -> httpx.Response:
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
         try:
-            response = httpx.get(url, timeout=1)
+            response = httpx.get(url, timeout=1, headers=headers)
             if response.status_code == status:
                 return response
             last = response.status_code
@@ -62,7 +68,7 @@ def test_sigterm_drains_then_exits_zero(fresh_database: str) -> None:
     try:
         wait_for(f"{base}/api/_internal/ready", 200)
         proc.send_signal(signal.SIGTERM)
-        unready = wait_for(f"{base}/api/_internal/ready", 503, timeout=1)
+        unready = wait_for(f"{base}/api/_internal/ready", 503, timeout=1, headers=INTERNAL)
         assert unready.json()["checks"]["draining"]["ok"] is False
         # Still serving during the drain window.
         assert httpx.get(f"{base}/api/_internal/health", timeout=1).status_code == 200
@@ -90,6 +96,21 @@ def test_production_refuses_weak_secret_and_names_it(fresh_database: str) -> Non
     )
     assert result.returncode == 2
     assert "JWT_SECRET" in result.stderr
+
+
+def test_production_refuses_to_start_without_a_metrics_token(fresh_database: str) -> None:
+    env = server_env(fresh_database)
+    env.pop("METRICS_TOKEN")
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "METRICS_TOKEN is missing" in result.stderr
 
 
 def test_production_refuses_missing_database_url() -> None:

@@ -18,7 +18,14 @@ STRONG = "x" * 40
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ENV", "DATABASE_URL", "JWT_SECRET", "JWT_PREVIOUS_SECRET", "JWT_PREVIOUS_KID"):
+    for name in (
+        "ENV",
+        "DATABASE_URL",
+        "JWT_SECRET",
+        "JWT_PREVIOUS_SECRET",
+        "JWT_PREVIOUS_KID",
+        "METRICS_TOKEN",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -32,6 +39,19 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         ({"ENV": "production", "JWT_SECRET": STRONG}, "DATABASE_URL"),
         ({"ENV": "staging", "JWT_SECRET": STRONG}, "DATABASE_URL"),
+        (
+            {"ENV": "production", "DATABASE_URL": "postgresql://h/db", "JWT_SECRET": STRONG},
+            "METRICS_TOKEN",
+        ),
+        (
+            {
+                "ENV": "staging",
+                "DATABASE_URL": "postgresql://h/db",
+                "JWT_SECRET": STRONG,
+                "METRICS_TOKEN": "short",
+            },
+            "METRICS_TOKEN",
+        ),
         ({"DB_POOL_MAX": "0"}, "DB_POOL_MAX"),
         ({"REQUEST_TIMEOUT_MS": "fast"}, "REQUEST_TIMEOUT_MS"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
@@ -63,8 +83,21 @@ def test_production_with_strong_secret_loads(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("ENV", "production")
     monkeypatch.setenv("DATABASE_URL", "postgresql://h/db")
     monkeypatch.setenv("JWT_SECRET", STRONG)
+    monkeypatch.setenv("METRICS_TOKEN", STRONG)
     settings = load_settings()
     assert settings.env == "production" and settings.jwt_secret == STRONG
+    assert not settings.internal_routes_open
+
+
+def test_test_env_starts_without_a_metrics_token_with_internal_routes_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ENV", "test")
+    assert not load_settings().internal_routes_open
+    monkeypatch.setenv("ENV", "development")
+    assert load_settings().internal_routes_open
+    monkeypatch.setenv("METRICS_TOKEN", STRONG)
+    assert not load_settings().internal_routes_open
 
 
 def test_pool_acquire_waits_half_the_request_timeout_unless_set(

@@ -15,7 +15,12 @@ from service.settings import SettingsError, load_settings
 pytestmark = pytest.mark.unit
 
 STRONG = secrets.token_urlsafe(48)
-PRODUCTION = {"ENV": "production", "DATABASE_URL": "postgresql://h/db", "JWT_SECRET": STRONG}
+PRODUCTION = {
+    "ENV": "production",
+    "DATABASE_URL": "postgresql://h/db",
+    "JWT_SECRET": STRONG,
+    "METRICS_TOKEN": secrets.token_urlsafe(32),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -88,6 +93,7 @@ def test_jwt_keys_carries_every_signing_key_setting(monkeypatch: pytest.MonkeyPa
     }
     monkeypatch.setenv("ENV", "production")
     monkeypatch.setenv("DATABASE_URL", "postgresql://h/db")
+    monkeypatch.setenv("METRICS_TOKEN", secrets.token_urlsafe(32))
     monkeypatch.setenv("JWT_KEYS", json.dumps(keyring))
     settings = load_settings()
     assert (settings.jwt_kid, settings.jwt_secret) == ("staging-2", STRONG)

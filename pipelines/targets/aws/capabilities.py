@@ -158,7 +158,9 @@ class AwsOperations:
         cloudwatch = self.env.clients("cloudwatch")
         start = datetime.fromtimestamp(since, UTC)
         found: list[AlarmTransition] = []
-        for name in sorted(set(self.env.outputs.alarm_names.values())):
+        outputs = self.env.outputs
+        names = {*outputs.alarm_names.values(), *outputs.security_alarm_names.values()}
+        for name in sorted(names):
             pages = cloudwatch.get_paginator("describe_alarm_history").paginate(
                 AlarmName=name, HistoryItemType="StateUpdate", StartDate=start
             )

@@ -126,6 +126,14 @@ class StackOutputs:
             return {str(name): str(name) for name in names}
         return {str(key): str(name) for key, name in dict(names).items()}
 
+    @property
+    def security_alarm_names(self) -> dict[str, str]:
+        """Event -> alarm on its spikes; empty for a stack from before they existed. Shown by
+        status and the incident timeline, never part of a deploy's verdict."""
+        return {
+            str(k): str(v) for k, v in dict(self.values.get(out.SECURITY_ALARM_NAMES) or {}).items()
+        }
+
 
 class Clients:
     """boto3 clients for one region, created on first use; tests hand in their own."""

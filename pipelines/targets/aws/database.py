@@ -71,9 +71,12 @@ class AwsDatabase:
         return self._status_from(self.run_task(["status"], artifact))
 
     @aws_errors("migrating")
-    def migrate(self, artifact: str | None = None) -> MigrationStatus:
-        """Upgrade to the head of `artifact`'s migrations, in a one-off task of that image."""
-        return self._status_from(self.run_task(["upgrade"], artifact))
+    def migrate(
+        self, artifact: str | None = None, environment: Mapping[str, str] | None = None
+    ) -> MigrationStatus:
+        """Upgrade to the head of `artifact`'s migrations, in a one-off task of that image
+        (with `environment` added to the container's, e.g. the first admin's)."""
+        return self._status_from(self.run_task(["upgrade"], artifact, environment))
 
     def _status_from(self, run: TaskRun) -> MigrationStatus:
         for line in reversed(run.lines):

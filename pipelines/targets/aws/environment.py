@@ -54,6 +54,7 @@ LEDGER_BUCKET_ENV = "DRYDOCK_LEDGER_BUCKET"
 STACK_DIR_ENV = "DRYDOCK_STACK_DIR"
 SMOKE_ADMIN = "smoke-admin@drydock.example.com"
 SMOKE_SECRET = "smoke-admin"  # noqa: S105 - a secret name
+ADMIN_SECRET = "admin"  # noqa: S105 - the first admin's password, drydock/<env>/admin
 
 
 class AwsEnvironment:
@@ -326,8 +327,20 @@ class AwsEnvironment:
 
     # -- what a deploy needs ---------------------------------------------------
 
+    @aws_errors("preparing the first admin")
     def migrate(self, release: Release) -> MigrationStatus:
-        return self.database.migrate(release.artifact)
+        """Migrate in a one-off task of the release, which then makes sure the first admin
+        (`drydock:adminEmail`) exists, before the release serves: nobody can register its
+        address first. Its password is generated into Secrets Manager once; only an argon2
+        hash of it travels in the task's overrides, and an existing admin is left alone."""
+        from service.security.passwords import hash_password
+
+        password = self.secrets.ensure(ADMIN_SECRET, lambda: pysecrets.token_urlsafe(24))
+        admin = {
+            "ADMIN_EMAIL": self.spec.admin_email,
+            "ADMIN_PASSWORD_HASH": hash_password(password),
+        }
+        return self.database.migrate(release.artifact, admin)
 
     def snapshot(self, kind: str, reason: str = "", deploy_id: str = "") -> dict[str, Any]:
         """A manual RDS snapshot. After a pre-deploy one, the older pre-deploy snapshots

@@ -5,8 +5,13 @@ It runs inside the VPC, in the release's image, with the environment the `migrat
 definition gives it (infra/task_definitions.py): DATABASE_URL (the app role's URL),
 DB_APP_PASSWORD, DB_ADMIN_USERNAME and DB_ADMIN_PASSWORD. `upgrade` provisions the app
 role as `python -m service migrate` does (service/provision.py), then runs Alembic as the
-master user, the schema owner. Every command ends by printing the migration status on one
-line after STATUS_MARKER, which the pipeline reads back from CloudWatch Logs. No boto3 here.
+master user, the schema owner, then, given ADMIN_EMAIL and ADMIN_PASSWORD_HASH, makes sure
+the environment's first admin exists (service/provision.py's `ensure_admin`: an existing
+admin is left alone, an address somebody registered is refused with exit code 3).
+`ensure-admin` does the same for the smoke suite's account, whose password the pipeline
+owns and sets each time. The pipeline sends an argon2 hash, never a password. Every command
+ends by printing the migration status on one line after STATUS_MARKER, which the pipeline
+reads back from CloudWatch Logs. No boto3 here.
 """
 
 from __future__ import annotations
@@ -32,23 +37,32 @@ def status(url: str) -> dict[str, object]:
     return schema_status(url)
 
 
-async def ensure_admin(url: str, email: str, password_hash: str) -> str:
-    """The smoke suite's admin account, with a password hash made by the pipeline, so the
-    password itself never travels in the task's overrides."""
+REFUSED = 3  # an address somebody registered: never promoted by the pipeline
+
+
+async def ensure_admin(url: str, email: str, password_hash: str, reset_password: bool) -> str:
+    """An admin account for `email` with `password_hash`; see service/provision.py."""
     import asyncpg
+
+    from service.provision import ensure_admin as ensure
 
     conn = await asyncpg.connect(url)
     try:
-        created = await conn.fetchval(
-            "INSERT INTO users (email, password_hash, role) VALUES ($1, $2, 'admin') "
-            "ON CONFLICT (email) DO UPDATE SET role = 'admin', "
-            "password_hash = EXCLUDED.password_hash RETURNING (xmax = 0)",
-            email,
-            password_hash,
-        )
+        return str(await ensure(conn, email, password_hash, reset_password=reset_password))
     finally:
         await conn.close()
-    return "created" if created else "updated"
+
+
+def _admin(url: str, email: str, password_hash: str, reset_password: bool) -> int:
+    from service.provision import AccountExists
+
+    try:
+        outcome = asyncio.run(ensure_admin(url, email, password_hash, reset_password))
+    except AccountExists as refusal:
+        print(str(refusal), file=sys.stderr, flush=True)
+        return REFUSED
+    print(f"{email}: {outcome}", flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
@@ -77,14 +91,23 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         from service.migrate import upgrade
 
         upgrade(alembic_url(url))
+        code = 0
+        if env.get("ADMIN_EMAIL"):
+            if not env.get("ADMIN_PASSWORD_HASH"):
+                print("ADMIN_EMAIL needs ADMIN_PASSWORD_HASH", file=sys.stderr)
+                return 2
+            email = env["ADMIN_EMAIL"].strip().lower()
+            code = _admin(url, email, env["ADMIN_PASSWORD_HASH"], reset_password=False)
     elif command == "ensure-admin":
         if len(args) != 2 or not env.get("ADMIN_PASSWORD_HASH"):
             print("ensure-admin needs EMAIL and ADMIN_PASSWORD_HASH", file=sys.stderr)
             return 2
         email = args[1].strip().lower()
-        print(f"{email}: {asyncio.run(ensure_admin(url, email, env['ADMIN_PASSWORD_HASH']))}")
+        code = _admin(url, email, env["ADMIN_PASSWORD_HASH"], reset_password=True)
+    else:
+        code = 0
     print(STATUS_MARKER + json.dumps(status(url)), flush=True)
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -101,7 +101,12 @@ def environment_status(env: AwsEnv) -> EnvironmentStatus:
         (),
     )
     alarms: dict[str, str] = attempt(
-        "the alarms", lambda: alarm_states(env.clients("cloudwatch"), o.alarm_names.values()), {}
+        "the alarms",
+        lambda: alarm_states(
+            env.clients("cloudwatch"),
+            [*o.alarm_names.values(), *o.security_alarm_names.values()],
+        ),
+        {},
     )
     database: dict[str, Any] = attempt(
         "the database", lambda: database_facts(env.clients("rds"), o[out.DB_INSTANCE_ID]), {}

@@ -90,6 +90,7 @@ class Agent:
         drain_seconds: float,
         env_for: Callable[[dict[str, Any]], dict[str, str]],
         lb_health: Callable[[], dict[int, bool]] | None = None,
+        internal_token: Callable[[], str] | None = None,
     ) -> None:
         self.layout = layout
         self.slot_ports = slot_ports
@@ -98,6 +99,7 @@ class Agent:
         self.drain_seconds = drain_seconds
         self.env_for = env_for
         self.lb_health = lb_health
+        self.internal_token = internal_token
         self.replicas = Replicas(layout)
         self.health: dict[int, SlotHealth] = {}
         self.backoff: dict[int, tuple[int, float]] = {}  # slot -> (failures, not before)
@@ -155,6 +157,7 @@ class Agent:
         if probing:
             self._probed_at = now
         in_lb = self.lb_health() if self.lb_health and probing else {}
+        readiness_headers = self._readiness_headers() if probing and records else {}
         for slot, record in records.items():
             state = self.health.setdefault(slot, SlotHealth())
             if not is_alive(record):
@@ -175,7 +178,7 @@ class Agent:
                     state.liveness_failures = 0
                 elif time.time() - record.started_at > LIVENESS_GRACE_S:
                     state.liveness_failures += 1
-            ready, reason = probe(self.client, record.port, self.readiness_path)
+            ready, reason = probe(self.client, record.port, self.readiness_path, readiness_headers)
             if ready == 200:
                 state.health, state.reason = Health.READY, ""
             elif ready is None and state.health is Health.STARTING:
@@ -187,6 +190,18 @@ class Agent:
         for slot in list(self.health):
             if slot not in records:
                 del self.health[slot]
+
+    def _readiness_headers(self) -> dict[str, str]:
+        """The replicas' METRICS_TOKEN, so that an unready replica says why. Read once per
+        round of probes: a rotation reaches the agent with the replicas that carry it."""
+        if self.internal_token is None:
+            return {}
+        try:
+            token = self.internal_token()
+        except Exception as exc:  # a status code without reasons still gates the rollout
+            log.warning("no token for readiness details: %s", exc)
+            return {}
+        return {"Authorization": f"Bearer {token}"}
 
     def _finish_drains(self, records: dict[int, ReplicaRecord]) -> dict[int, ReplicaRecord]:
         now = time.time()

@@ -37,6 +37,7 @@ from pipelines.targets.local.metrics_scrape import (
     P95_LATENCY,
     STATISTICS,
     MetricStore,
+    security_event_metric,
 )
 
 log = logging.getLogger(__name__)
@@ -390,4 +391,40 @@ def slo_rules(
             treat_missing_data="breaching",
             **common,
         ),
+    ]
+
+
+# The security events with an alarm on their spikes, and the alarm's name: refresh-token
+# reuse is the token-theft signal; lockouts in numbers are guessing across many accounts.
+SECURITY_ALARMS = {
+    "refresh_reused": "security-refresh-reuse",
+    "account_locked": "security-account-lockout",
+}
+
+
+def security_rules(
+    *, refresh_reuse_threshold: int, lockout_threshold: int, period_seconds: int
+) -> list[AlarmRule]:
+    """An alarm when one period counts `threshold` or more of an event (the metric filters'
+    alarms on AWS, infra/alarms.py). A period without a datapoint had no scrape, which is not
+    an attack (``notBreaching``); the availability alarm speaks for replicas nobody reached."""
+    thresholds = {"refresh_reused": refresh_reuse_threshold, "account_locked": lockout_threshold}
+    what = {
+        "refresh_reused": "refresh-token reuses (a stolen refresh token in use)",
+        "account_locked": "accounts locked after failed logins (guessing at scale)",
+    }
+    return [
+        AlarmRule(
+            name=name,
+            description=f"{thresholds[event]} or more {what[event]} in {period_seconds} s",
+            metric=security_event_metric(event),
+            statistic="Sum",
+            comparison="GreaterThanOrEqualToThreshold",
+            threshold=thresholds[event],
+            period=period_seconds,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            treat_missing_data="notBreaching",
+        )
+        for event, name in SECURITY_ALARMS.items()
     ]

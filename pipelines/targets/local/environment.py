@@ -174,7 +174,7 @@ class LocalEnvironment(Rollouts):
                 from pipelines import releases
 
                 first = release or releases.build(self.layout.releases)
-                self.database.migrate(first.artifact)
+                self.migrate(first)
                 result = self.rollout(first, timeout_s=60.0)  # cold imports on a busy machine
                 if not result.ok:
                     raise TargetError(f"first rollout of {first.id} failed: {result.reason}")
@@ -268,6 +268,7 @@ class LocalEnvironment(Rollouts):
             drain_seconds=float(self.spec.local_drain_seconds),
             env_for=env_for,
             lb_health=lb_health,
+            internal_token=lambda: self.secrets.get(NAMES.metrics),
         )
 
     def make_monitor(self) -> Any:
@@ -283,7 +284,11 @@ class LocalEnvironment(Rollouts):
     # -- what a deploy needs -----------------------------------------------------
 
     def migrate(self, release: Release) -> MigrationStatus:
-        return self.database.migrate(release.artifact)
+        """Migrate to the release's head, then make sure the first admin exists: before the
+        release serves, so nobody can register its address first."""
+        status = self.database.migrate(release.artifact)
+        self.ensure_first_admin(release.artifact)
+        return status
 
     def snapshot(self, kind: str, reason: str = "", deploy_id: str = "") -> dict[str, Any]:
         from pipelines.targets.local.backups import snapshot as backups
@@ -347,6 +352,28 @@ class LocalEnvironment(Rollouts):
             )
         marker.touch()
         return SMOKE_ADMIN, password
+
+    def ensure_first_admin(self, artifact: str | None = None) -> tuple[str, str]:
+        """The environment's first admin (`drydock:adminEmail`), with a password generated
+        into the secret store, made by the release's own `create-admin`. Idempotent: an
+        existing admin is left as it is, password included; an address somebody registered
+        is refused, never promoted, and stops the deploy."""
+        email = self.spec.admin_email
+        password = self.secrets.ensure(NAMES.admin, lambda: secrets.token_urlsafe(24))
+        result = run_release_command(
+            artifact,
+            ["create-admin", email],
+            {
+                "DATABASE_URL": self.database.url("app"),
+                "ENV": "development",
+                "ADMIN_PASSWORD": password,
+            },
+        )
+        if result.returncode != 0:
+            raise TargetError(
+                f"{self.name}: the first admin {email} was not made: {result.stderr.strip()[-800:]}"
+            )
+        return email, password
 
     # -- status ----------------------------------------------------------------
 

@@ -14,6 +14,10 @@ that went down means the replica restarted: the new value is the increase, as Pr
 
 Requests to internal routes (probes, metrics) are left out. A window without requests gives no
 latency or error-rate datapoint: a missing datapoint, which the alarm rules then treat.
+
+``drydock_security_events_total{event}`` is read the same way: the increase of each event over
+the window, summed over replicas, for the security alarms (``SECURITY_EVENT_METRIC`` names
+the datapoints of one event).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ P95_LATENCY = "p95_latency_seconds"
 ERROR_RATE = "error_rate"
 AVAILABILITY = "availability"
 METRICS_PATH = "/api/_internal/metrics"
+SECURITY_EVENTS_SERIES = "drydock_security_events_total"  # service/security/events.py
 INTERNAL_ROUTES = ("/api/_internal",)
 
 STATISTICS: dict[str, Callable[[list[float]], float]] = {
@@ -59,6 +64,12 @@ class Snapshot:
     in_flight: float = 0.0
     taken_at: float = 0.0
     started_at: float | None = None  # process_start_time_seconds, when exposed
+    events: dict[str, float] = field(default_factory=dict)  # security events by name
+
+
+def security_event_metric(event: str) -> str:
+    """The name under which the datapoints of one security event are stored."""
+    return f"security_events:{event}"
 
 
 def parse(text: str, taken_at: float | None = None) -> Snapshot:
@@ -67,10 +78,13 @@ def parse(text: str, taken_at: float | None = None) -> Snapshot:
 
     requests: dict[RequestKey, float] = {}
     buckets: dict[BucketKey, float] = {}
+    events: dict[str, float] = {}
     in_flight, started_at = 0.0, None
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name == "http_requests_total":
+            if s.name == SECURITY_EVENTS_SERIES:
+                events[s.labels["event"]] = events.get(s.labels["event"], 0.0) + s.value
+            elif s.name == "http_requests_total":
                 key = (s.labels["method"], s.labels["route"], s.labels["status"])
                 requests[key] = requests.get(key, 0.0) + s.value
             elif s.name == "http_request_duration_seconds_bucket":
@@ -81,7 +95,7 @@ def parse(text: str, taken_at: float | None = None) -> Snapshot:
             elif s.name == "process_start_time_seconds":
                 started_at = s.value
     taken = time.time() if taken_at is None else taken_at
-    return Snapshot(requests, buckets, in_flight, taken, started_at)
+    return Snapshot(requests, buckets, in_flight, taken, started_at, events)
 
 
 def scrape(
@@ -116,6 +130,7 @@ def delta(prev: Snapshot | None, cur: Snapshot) -> Snapshot:
         cur.started_at != prev.started_at
         or any(v < prev.requests.get(k, 0.0) for k, v in cur.requests.items())
         or any(v < prev.buckets.get(k, 0.0) for k, v in cur.buckets.items())
+        or any(v < prev.events.get(k, 0.0) for k, v in cur.events.items())
     )
     if restarted:  # every counter started again from zero since the previous scrape
         return cur
@@ -125,6 +140,7 @@ def delta(prev: Snapshot | None, cur: Snapshot) -> Snapshot:
         cur.in_flight,
         cur.taken_at,
         cur.started_at,
+        _increase(prev.events, cur.events),
     )
 
 
@@ -132,15 +148,18 @@ def combine(snapshots: Iterable[Snapshot]) -> Snapshot:
     """Sum snapshots of several replicas."""
     requests: dict[RequestKey, float] = defaultdict(float)
     buckets: dict[BucketKey, float] = defaultdict(float)
+    events: dict[str, float] = defaultdict(float)
     in_flight, taken_at = 0.0, 0.0
     for snap in snapshots:
         for rkey, value in snap.requests.items():
             requests[rkey] += value
         for bkey, value in snap.buckets.items():
             buckets[bkey] += value
+        for event, value in snap.events.items():
+            events[event] += value
         in_flight += snap.in_flight
         taken_at = max(taken_at, snap.taken_at)
-    return Snapshot(dict(requests), dict(buckets), in_flight, taken_at)
+    return Snapshot(dict(requests), dict(buckets), in_flight, taken_at, events=dict(events))
 
 
 def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
@@ -162,13 +181,14 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> floa
 
 @dataclass(frozen=True)
 class SloSample:
-    """The three SLO metrics for one window."""
+    """The three SLO metrics for one window, and the security events counted in it."""
 
     p95_seconds: float | None
     error_rate: float | None
     availability: float | None
     requests: float
     errors: float
+    security_events: dict[str, float] = field(default_factory=dict)
 
 
 def slo_sample(
@@ -198,6 +218,7 @@ def slo_sample(
         availability=healthy / desired if desired > 0 else None,
         requests=total,
         errors=errors,
+        security_events=dict(window.events),
     )
 
 

@@ -1,7 +1,10 @@
-"""The local CloudWatch: scrape the replicas, store SLO datapoints, evaluate the alarms.
+"""The local CloudWatch: scrape the replicas, store SLO and security-event datapoints,
+evaluate the alarms.
 
 Runs inside the agent's loop. Datapoints and alarm history live under `alarms/`, so
 `env.status`, the deploy's verify step and `incident.timeline` read the same facts.
+`state.json` keeps the SLO alarms (`states`, what verify judges a release by) apart from the
+security alarms (`security_states`): an attack during a bake is not the release's fault.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import httpx
 
 from infra.spec import EnvironmentSpec
 from pipelines.targets.local.alarms import (
+    SECURITY_ALARMS,
     AlarmEvaluator,
     LogNotifier,
     Notifier,
     WebhookNotifier,
+    security_rules,
     slo_rules,
 )
 from pipelines.targets.local.layout import EnvLayout, read_json, write_json
@@ -30,6 +35,7 @@ from pipelines.targets.local.metrics_scrape import (
     SloScraper,
     Snapshot,
     scrape,
+    security_event_metric,
 )
 
 log = logging.getLogger("drydock.monitor")
@@ -43,6 +49,10 @@ def rules_for(spec: EnvironmentSpec) -> list[Any]:
         period_seconds=spec.local_alarm_period_seconds,
         evaluation_periods=spec.alarm_evaluation_periods,
         datapoints_to_alarm=spec.alarm_datapoints_to_alarm,
+    ) + security_rules(
+        refresh_reuse_threshold=spec.refresh_reuse_alarm_threshold,
+        lockout_threshold=spec.lockout_alarm_threshold,
+        period_seconds=spec.security_alarm_period_seconds,
     )
 
 
@@ -65,8 +75,8 @@ class Monitor:
         self.client = httpx.Client(timeout=1.0)
         self._last = 0.0
 
-    def tick(self) -> None:
-        now = time.time()
+    def tick(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
         if now - self._last < self.interval:
             return
         self._last = now
@@ -91,11 +101,19 @@ class Monitor:
         ):
             if value is not None:
                 self.store.put(metric, value, now)
+        if snapshots:  # a count, zero included, only from replicas that answered
+            for event in SECURITY_ALARMS:
+                self.store.put(
+                    security_event_metric(event), sample.security_events.get(event, 0.0), now
+                )
         self.evaluator.evaluate(now)
+        states = {name: state.value for name, state in self.evaluator.states.items()}
+        security = set(SECURITY_ALARMS.values())
         write_json(
             self.layout.alarms / "state.json",
             {
                 "updated_at": now,
-                "states": {name: state.value for name, state in self.evaluator.states.items()},
+                "states": {k: v for k, v in states.items() if k not in security},
+                "security_states": {k: v for k, v in states.items() if k in security},
             },
         )

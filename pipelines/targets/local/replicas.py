@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -161,10 +162,13 @@ class Replicas:
                     return
 
 
-def probe(client: httpx.Client, port: int, path: str) -> tuple[int | None, str]:
-    """(status, short reason) of GET path on a replica; status None when unreachable."""
+def probe(
+    client: httpx.Client, port: int, path: str, headers: Mapping[str, str] | None = None
+) -> tuple[int | None, str]:
+    """(status, short reason) of GET path on a replica; status None when unreachable. The
+    readiness checks' reasons come only with the replica's METRICS_TOKEN in `headers`."""
     try:
-        response = client.get(f"http://127.0.0.1:{port}{path}")
+        response = client.get(f"http://127.0.0.1:{port}{path}", headers=headers)
     except httpx.HTTPError as exc:
         return None, type(exc).__name__
     reason = ""

@@ -31,6 +31,7 @@ class SecretNames:
     jwt: str = "jwt-signing-key"
     metrics: str = "metrics-token"
     smoke_admin: str = "smoke-admin-password"
+    admin: str = "admin-password"  # the first admin's, drydock:adminEmail
 
 
 NAMES = SecretNames()

@@ -67,8 +67,9 @@ def environment_status(env: LocalEnv) -> EnvironmentStatus:
 
 
 def _alarm_states(env: LocalEnv) -> dict[str, str]:
+    """The SLO alarms and the security alarms, side by side."""
     data = read_json(env.layout.alarms / "state.json") or {}
-    return dict(data.get("states", {}))
+    return {**data.get("states", {}), **data.get("security_states", {})}
 
 
 def _database_facts(env: LocalEnv, cluster: Cluster) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def repo(tmp_path: Path) -> GitRepo:
     repo = GitRepo(tmp_path / "repo")
     repo.commit(
         "feat: first",
-        {"app.py": "print('hello')\n", "README.md": "# app\n", ".gitignore": "reports/\n"},
+        {"app.py": "print('hello')\n", "CHANGES.md": "# app\n", ".gitignore": "reports/\n"},
     )
     return repo
 
@@ -263,7 +263,7 @@ def test_check_writes_a_green_record_for_the_commit(repo: GitRepo) -> None:
         assert (repo.path / entry["log"]).exists()
     assert record["failed_gates"] == []
     assert len(record["content_key"]) == 64
-    assert record["inputs"]["files"] == 2  # app.py, .gitignore; README.md is read by no gate
+    assert record["inputs"]["files"] == 2  # app.py, .gitignore; CHANGES.md is read by no gate
     assert any(d.startswith("pytest==") for d in record["inputs"]["dependencies"])
     assert record["tools"]["python"] and "pytest-xdist" in record["tools"]
     assert record["host"] and record["started"] <= record["finished"]
@@ -329,12 +329,12 @@ def test_step_1_accepts_a_green_record_for_the_exact_sha(repo: GitRepo) -> None:
 def test_a_docs_only_commit_reuses_the_green_record(repo: GitRepo) -> None:
     first = repo.git("rev-parse", "HEAD")
     gates.check(repo.path, gates=OK, echo=lambda line: None)
-    docs = repo.commit("docs: explain", {"README.md": "# app\n\nMore.\n", "docs/HOW.md": "x\n"})
+    docs = repo.commit("docs: explain", {"CHANGES.md": "# app\n\nMore.\n", "docs/HOW.md": "x\n"})
     ctx = _ctx(repo, docs)
     result = CiGreenStep(environ={}).run(ctx)
     assert result.ok, result.summary
     assert f"green gate record for {first[:12]} reused" in result.summary
-    assert "README.md" in result.summary and "docs/HOW.md" in result.summary
+    assert "CHANGES.md" in result.summary and "docs/HOW.md" in result.summary
     assert ctx.facts["gates"]["reused_from"] == first
     assert not (repo.path / "reports" / "gates" / f"{docs}.json").exists()
 

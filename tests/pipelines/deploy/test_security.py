@@ -281,7 +281,7 @@ def test_a_scan_serves_a_docs_only_commit_after_it_but_not_a_code_change(
     manifest = json.loads(manifest_path.read_text())
     manifest["content_key"] = security.scan_key(repo.path, scanned)
     manifest_path.write_text(json.dumps(manifest))
-    docs = repo.commit("docs: explain", {"README.md": "# app\n", "docs/HOW.md": "how\n"})
+    docs = repo.commit("docs: explain", {"CHANGES.md": "# app\n", "docs/HOW.md": "how\n"})
     assert review(repo).ok  # made before this commit, but of the same content
     ctx = StepContext(
         target=LocalTarget(state_dir=repo.path / ".state"),

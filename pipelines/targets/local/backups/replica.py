@@ -97,7 +97,9 @@ class DrillReplica:
         ready_path = self.target.spec.readiness_path
         deadline = time.monotonic() + timeout_s
         last = "no answer"
-        with httpx.Client(timeout=1.0) as client:
+        # With the token an unready replica says why, and the error below can repeat it.
+        internal = {"Authorization": f"Bearer {self.env['METRICS_TOKEN']}"}
+        with httpx.Client(timeout=1.0, headers=internal) as client:
             while time.monotonic() < deadline:
                 if self.process is None or self.process.poll() is not None:
                     raise ReplicaError(

@@ -90,3 +90,77 @@ def test_usage_and_missing_environment_exit_2(capsys: pytest.CaptureFixture[str]
     assert main([], {}) == 2
     assert main(["status"], {}) == 2
     assert "missing environment: DATABASE_URL" in capsys.readouterr().err
+
+
+async def users(url: str) -> dict[str, tuple[str, str]]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT email, role, password_hash FROM users")
+    finally:
+        await conn.close()
+    return {r["email"]: (r["role"], r["password_hash"]) for r in rows}
+
+
+def migrated(pg_server: PgServer, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    """A database migrated by the program; the environment the task would have."""
+    database = asyncio.run(pg_server.create_database("awsadm"))
+    name = urlsplit(database).path.lstrip("/")
+    role, password = f"app_{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    environ = {
+        "DATABASE_URL": f"postgresql://{role}:{password}@127.0.0.1:{pg_server.cluster.port}/"
+        f"{name}?sslmode=disable",
+        "DB_APP_PASSWORD": password,
+        "DB_ADMIN_USERNAME": pg_server.cluster.superuser,
+        "DB_ADMIN_PASSWORD": pg_server.password,
+    }
+    assert main(["upgrade"], environ) == 0
+    capsys.readouterr()
+    return environ
+
+
+def test_upgrade_makes_the_first_admin_once_and_never_resets_it(
+    pg_server: PgServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environ = migrated(pg_server, capsys)
+    first = {"ADMIN_EMAIL": "Root@Example.com", "ADMIN_PASSWORD_HASH": hash_password("one")}
+    assert main(["upgrade"], {**environ, **first}) == 0
+    assert "root@example.com: created" in capsys.readouterr().out
+    again = {**first, "ADMIN_PASSWORD_HASH": hash_password("two")}  # the next deploy's hash
+    assert main(["upgrade"], {**environ, **again}) == 0
+    out = capsys.readouterr().out
+    assert "root@example.com: already an admin; left as it is" in out
+    assert status_line(out)["current"] == expected_head()
+    role, stored = asyncio.run(users(environ["DATABASE_URL"]))["root@example.com"]
+    assert role == "admin" and verify_password(stored, "one")
+
+
+def test_upgrade_refuses_to_promote_an_address_registered_first(
+    pg_server: PgServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environ = migrated(pg_server, capsys)
+
+    async def register() -> None:
+        conn = await asyncpg.connect(environ["DATABASE_URL"])
+        try:
+            await conn.execute(
+                "INSERT INTO users (email, password_hash) VALUES ('root@example.com', $1)",
+                hash_password("the attacker's"),
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(register())
+    first = {"ADMIN_EMAIL": "root@example.com", "ADMIN_PASSWORD_HASH": hash_password("one")}
+    assert main(["upgrade"], {**environ, **first}) == 3
+    captured = capsys.readouterr()
+    assert "refusing to make root@example.com an admin" in captured.err
+    assert STATUS_MARKER in captured.out  # the migration itself went through
+    role, stored = asyncio.run(users(environ["DATABASE_URL"]))["root@example.com"]
+    assert role == "user" and verify_password(stored, "the attacker's")
+    # The smoke account is the pipeline's: an existing admin gets the stored password again,
+    # a registered address is refused the same way.
+    assert main(["ensure-admin", "root@example.com"], {**environ, **first}) == 3
+    smoke = {"ADMIN_PASSWORD_HASH": hash_password("new")}
+    assert main(["ensure-admin", "smoke@example.com"], {**environ, **smoke}) == 0
+    assert main(["ensure-admin", "smoke@example.com"], {**environ, **smoke}) == 0
+    assert "smoke@example.com: already an admin; its password set" in capsys.readouterr().out

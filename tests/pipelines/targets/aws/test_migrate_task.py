@@ -58,7 +58,10 @@ def task(exit_code: int | None, reason: str = "Essential container in task exite
     }
 
 
-def run_until_stopped(stub: Stubber, command: list[str], exit_code: int | None) -> None:
+def run_until_stopped(
+    stub: Stubber, command: list[str], exit_code: int | None, with_environment: bool = False
+) -> None:
+    """The calls of one task run; `with_environment`: its override carries variables too."""
     stub.add_response(
         "describe_task_definition",
         {"taskDefinition": migrate_definition()},
@@ -81,7 +84,7 @@ def run_until_stopped(stub: Stubber, command: list[str], exit_code: int | None) 
                 }
             },
             "overrides": ANY
-            if command[0] == "ensure-admin"
+            if with_environment
             else {"containerOverrides": [{"name": "migrate", "command": command}]},
         },
     )
@@ -113,10 +116,20 @@ def log_page(stub: Stubber, token: str | None, lines: list[str], next_token: str
     )
 
 
+def sent_overrides(ecs: Any) -> list[dict[str, Any]]:
+    """Every container override the code under test hands to run_task."""
+    sent: list[dict[str, Any]] = []
+    ecs.meta.events.register(
+        "provide-client-params.ecs.RunTask",
+        lambda params, **_: sent.append(params["overrides"]["containerOverrides"][0]),
+    )
+    return sent
+
+
 def test_migrate_runs_the_task_and_reads_the_status_from_its_log(fake_time: FakeTime) -> None:
     ecs, logs = client("ecs"), client("logs")
-    with Stubber(ecs) as ecs_stub, Stubber(logs) as logs_stub:
-        run_until_stopped(ecs_stub, ["upgrade"], 0)
+    with mock_aws(), Stubber(ecs) as ecs_stub, Stubber(logs) as logs_stub:
+        run_until_stopped(ecs_stub, ["upgrade"], 0, with_environment=True)
         log_page(logs_stub, None, ["INFO Running upgrade 0006 -> 0007"], "f/1")
         log_page(logs_stub, "f/1", [], "f/1")
         # CloudWatch Logs lags: the marker line arrives on the second look.
@@ -124,7 +137,8 @@ def test_migrate_runs_the_task_and_reads_the_status_from_its_log(fake_time: Fake
         log_page(logs_stub, "f/1", [STATUS_MARKER + json.dumps(STATUS)], "f/2")
         log_page(logs_stub, "f/2", [], "f/2")
         release = Release(id=NEW_IMAGE, version="", git_sha="", artifact=NEW_IMAGE, created_at="")
-        status = environment({"ecs": ecs, "logs": logs}, fake_time).migrate(release)
+        clients = {"ecs": ecs, "logs": logs, "secretsmanager": client("secretsmanager")}
+        status = environment(clients, fake_time).migrate(release)
         ecs_stub.assert_no_pending_responses()
         logs_stub.assert_no_pending_responses()
     assert status.up_to_date and status.head == "0007"
@@ -170,7 +184,7 @@ def test_smoke_admin_password_never_travels_in_the_overrides() -> None:
         "provide-client-params.ecs.RunTask", lambda params, **_: sent.update(params)
     )
     with mock_aws(), Stubber(ecs) as stub, Stubber(logs) as logs_stub:
-        run_until_stopped(stub, ["ensure-admin"], 0)
+        run_until_stopped(stub, ["ensure-admin"], 0, with_environment=True)
         log_page(logs_stub, None, [STATUS_MARKER + json.dumps(STATUS)], "f/1")
         log_page(logs_stub, "f/1", [], "f/1")
         env = environment({"ecs": ecs, "logs": logs, "secretsmanager": client("secretsmanager")})
@@ -183,3 +197,41 @@ def test_smoke_admin_password_never_travels_in_the_overrides() -> None:
     [variable] = override["environment"]
     assert variable["name"] == "ADMIN_PASSWORD_HASH" and password not in json.dumps(sent)
     assert verify_password(variable["value"], password)
+
+
+def test_each_migration_makes_sure_of_the_first_admin_with_one_stored_password() -> None:
+    """The first admin's password is generated into Secrets Manager once; each migrate task
+    gets the address and an argon2 hash of that same password, never the password."""
+    from service.security.passwords import verify_password
+
+    ecs, logs = client("ecs"), client("logs")
+    sent = sent_overrides(ecs)
+    with mock_aws(), Stubber(ecs) as stub, Stubber(logs) as logs_stub:
+        secrets = client("secretsmanager")
+        env = environment({"ecs": ecs, "logs": logs, "secretsmanager": secrets})
+        release = Release(id=NEW_IMAGE, version="", git_sha="", artifact=NEW_IMAGE, created_at="")
+        for _ in range(2):  # two deploys
+            run_until_stopped(stub, ["upgrade"], 0, with_environment=True)
+            log_page(logs_stub, None, [STATUS_MARKER + json.dumps(STATUS)], "f/1")
+            log_page(logs_stub, "f/1", [], "f/1")
+            env.migrate(release)
+        stub.assert_no_pending_responses()
+        password = secrets.get_secret_value(SecretId="drydock/staging/admin")["SecretString"]
+    assert len(sent) == 2
+    for override in sent:
+        assert override["command"] == ["upgrade"]
+        variables = {v["name"]: v["value"] for v in override["environment"]}
+        assert variables["ADMIN_EMAIL"] == env.spec.admin_email
+        assert verify_password(variables["ADMIN_PASSWORD_HASH"], password)
+        assert password not in json.dumps(override)
+
+
+def test_a_refused_first_admin_fails_the_migration_and_says_where_to_read_why() -> None:
+    ecs = client("ecs")
+    with mock_aws(), Stubber(ecs) as stub:
+        run_until_stopped(stub, ["upgrade"], 3, with_environment=True)
+        env = environment({"ecs": ecs, "secretsmanager": client("secretsmanager")})
+        release = Release(id=NEW_IMAGE, version="", git_sha="", artifact=NEW_IMAGE, created_at="")
+        with pytest.raises(TargetError, match="`upgrade` failed with exit code 3") as failure:
+            env.migrate(release)
+    assert f"--log-stream-name {STREAM}" in str(failure.value)

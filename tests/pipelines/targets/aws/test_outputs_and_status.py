@@ -177,12 +177,27 @@ def test_status_reports_tasks_deployments_alarms_and_the_database() -> None:
             ComparisonOperator="GreaterThanThreshold",
         )
         cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue="ALARM", StateReason="slow")
-        status = environment({"ecs": ecs}).status()
+        reuse = Names("staging").security_alarms["refresh_reused"]
+        cloudwatch.put_metric_alarm(
+            AlarmName=reuse,
+            MetricName="refresh_reused",
+            Namespace="drydock/staging/security-events",
+            Statistic="Sum",
+            Period=300,
+            EvaluationPeriods=1,
+            Threshold=5,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )
+        cloudwatch.set_alarm_state(AlarmName=reuse, StateValue="ALARM", StateReason="spike")
+        security = {"refresh_reused": reuse}
+        status = environment({"ecs": ecs}, security_alarm_names=security).status()
     assert status.target == "aws" and status.release == NEW_IMAGE
     assert [r.health for r in status.replicas] == [Health.READY, Health.STARTING]
     assert status.ready_replicas == 1 and status.desired_replicas == 2
     assert status.database["status"] == "available"
-    assert status.alarms == {ALARM: "ALARM"} and f"alarm {ALARM} is in ALARM" in status.problems
+    assert status.alarms == {ALARM: "ALARM", reuse: "ALARM"}
+    assert f"alarm {ALARM} is in ALARM" in status.problems
+    assert f"alarm {reuse} is in ALARM" in status.problems
     assert "1 of 2 tasks running" in status.problems
     assert any("deployment is in progress" in p for p in status.problems)
     assert not status.up

@@ -49,7 +49,9 @@ def test_in_steady_state_readiness_is_asked_once_a_second_not_every_tick(
 
     probes: list[str] = []
     monkeypatch.setattr(
-        agent_module, "probe", lambda client, port, path: (probes.append(path), (200, ""))[1]
+        agent_module,
+        "probe",
+        lambda client, port, path, headers=None: (probes.append(path), (200, ""))[1],
     )
     asked_lb: list[float] = []
 

@@ -215,3 +215,29 @@ def test_slo_alarms_end_to_end(tmp_path: Path) -> None:
         evaluator.evaluate(t)
     assert evaluator.states == {"p95-latency": "ALARM", "error-rate": "OK", "availability": "OK"}
     assert store.datapoints(AVAILABILITY, 60, "Minimum", 0, t)
+
+
+def test_security_events_are_counted_per_window_summed_over_replicas() -> None:
+    registries = {name: CollectorRegistry() for name in ("a", "b")}
+    events = {
+        name: Counter("drydock_security_events", "", ["event"], registry=registry)
+        for name, registry in registries.items()
+    }
+
+    def scrape_all(at: float) -> dict[str, Snapshot]:
+        return {n: parse(generate_latest(r).decode(), taken_at=at) for n, r in registries.items()}
+
+    events["a"].labels("refresh_reused").inc(4)  # before the first scrape: the baseline
+    scraper = SloScraper()
+    assert scraper.observe(scrape_all(0.0), 2, 2).security_events == {}
+    events["a"].labels("refresh_reused").inc(2)
+    events["b"].labels("refresh_reused").inc(3)
+    events["b"].labels("account_locked").inc()
+    window = scraper.observe(scrape_all(10.0), 2, 2)
+    assert window.security_events == {"refresh_reused": 5.0, "account_locked": 1.0}
+    # Replica b restarts: its counters begin again, and what it counted since is the increase.
+    registries["b"] = CollectorRegistry()
+    events["b"] = Counter("drydock_security_events", "", ["event"], registry=registries["b"])
+    events["b"].labels("refresh_reused").inc()
+    window = scraper.observe(scrape_all(20.0), 2, 2)
+    assert window.security_events == {"refresh_reused": 1.0}
