@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra._aws import ABORT_INCOMPLETE_UPLOADS, account_id, arn, policy_document
+from infra.buckets import SSE_S3, make_private
 from infra.names import Names
 from infra.network import Network
 from infra.spec import EnvironmentSpec
@@ -55,33 +56,7 @@ class AuditLogs(pulumi.ComponentResource):
             # An audit trail outlives the stack it describes.
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
         )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-ownership",
-            bucket=bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=child,
-        )
-        public_block = aws.s3.BucketPublicAccessBlock(
-            f"{name}-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption",
-            bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            opts=child,
-        )
-        aws.s3.BucketVersioning(
-            f"{name}-versioning",
-            bucket=bucket.id,
-            versioning_configuration={"status": "Enabled"},
-            opts=child,
-        )
+        public_block = make_private(name, bucket, SSE_S3, child).public_block
         expiring: list[aws.s3.BucketLifecycleConfigurationRuleArgsDict] = [
             {
                 "id": f"expire-{prefix}-logs",

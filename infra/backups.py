@@ -21,6 +21,7 @@ from infra._aws import (
     policy_document,
 )
 from infra.audit_logs import S3_PREFIX, AuditLogs
+from infra.buckets import kms_encryption, make_private
 from infra.database import Database
 from infra.dr_backups import DisasterRecovery, vault_lock
 from infra.names import DUMPS_PREFIX, LEDGER_PREFIX, LOCKS_PREFIX, Names
@@ -66,41 +67,8 @@ class Backups(pulumi.ComponentResource):
             tags=tags,
             opts=guarded,
         )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-ownership",
-            bucket=bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=child,
-        )
-        public_block = aws.s3.BucketPublicAccessBlock(
-            f"{name}-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption",
-            bucket=bucket.id,
-            rules=[
-                {
-                    "apply_server_side_encryption_by_default": {
-                        "sse_algorithm": "aws:kms",
-                        "kms_master_key_id": key.arn,
-                    },
-                    "bucket_key_enabled": True,
-                }
-            ],
-            opts=child,
-        )
-        versioning = aws.s3.BucketVersioning(
-            f"{name}-versioning",
-            bucket=bucket.id,
-            versioning_configuration={"status": "Enabled"},
-            opts=child,
-        )
+        locked = make_private(name, bucket, kms_encryption(key.arn), child)
+        public_block, versioning = locked.public_block, locked.versioning
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=bucket.id,

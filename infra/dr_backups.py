@@ -18,6 +18,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra._aws import ABORT_INCOMPLETE_UPLOADS, kms_key, policy_document
+from infra.buckets import kms_encryption, make_private
 from infra.names import DUMPS_PREFIX, Names
 from infra.spec import EnvironmentSpec
 
@@ -94,46 +95,9 @@ class DisasterRecovery(pulumi.ComponentResource):
             tags=tags,
             opts=guarded,
         )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-ownership",
-            bucket=bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"},
-            region=region,
-            opts=child,
-        )
-        public_block = aws.s3.BucketPublicAccessBlock(
-            f"{name}-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            region=region,
-            opts=child,
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption",
-            bucket=bucket.id,
-            rules=[
-                {
-                    "apply_server_side_encryption_by_default": {
-                        "sse_algorithm": "aws:kms",
-                        "kms_master_key_id": key.arn,
-                    },
-                    "bucket_key_enabled": True,
-                }
-            ],
-            region=region,
-            opts=child,
-        )
         # Replication needs versioning on both sides.
-        versioning = aws.s3.BucketVersioning(
-            f"{name}-versioning",
-            bucket=bucket.id,
-            versioning_configuration={"status": "Enabled"},
-            region=region,
-            opts=child,
-        )
+        locked = make_private(name, bucket, kms_encryption(key.arn), child, region=region)
+        public_block, versioning = locked.public_block, locked.versioning
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=bucket.id,
