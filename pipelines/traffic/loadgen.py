@@ -7,15 +7,32 @@ the callers keep on 127.0.0.1 for the local target.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import httpx
 
 Request = Callable[[httpx.Client, int], httpx.Response]
+
+
+class Sample(NamedTuple):
+    """One request as the client saw it. `at` is wall-clock (epoch seconds) so samples line
+    up with events recorded by other processes (alarms, rollouts) on the same machine."""
+
+    at: float
+    latency_s: float
+    status: int  # 0 for a transport error
+    route: str  # "POST /api/orders": method and path, without the query
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or self.status >= 500
 
 
 @dataclass
@@ -24,9 +41,13 @@ class LoadReport:
     failures: int = 0  # transport errors and 5xx
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
-    latencies: list[float] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
     started: float = 0.0
     finished: float = 0.0
+
+    @property
+    def latencies(self) -> list[float]:
+        return [sample.latency_s for sample in self.samples]
 
     @property
     def p95_ms(self) -> float | None:
@@ -112,19 +133,27 @@ class Load:
                     if self.report.requests >= self.max_requests:
                         return
                     self.report.requests += 1
-                began = time.monotonic()
+                at, began = time.time(), time.monotonic()
+                route = "?"
                 try:
                     response = self.request(client, worker * 1_000_000 + sequence)
                     status, error = response.status_code, None
+                    route = _route(response.request)
                 except httpx.HTTPError as exc:
                     status, error = 0, type(exc).__name__
+                    with contextlib.suppress(RuntimeError):  # raised before a request existed
+                        route = _route(exc.request)
                 elapsed = time.monotonic() - began
                 with self._lock:
                     self.report.statuses[status] += 1
-                    self.report.latencies.append(elapsed)
+                    self.report.samples.append(Sample(at, elapsed, status, route, error))
                     if error or status >= 500:
                         self.report.failures += 1
                         self.report.errors[error or str(status)] += 1
                 sequence += 1
                 if self.pause_s:
                     time.sleep(self.pause_s)
+
+
+def _route(request: httpx.Request) -> str:
+    return f"{request.method} {request.url.path}"
