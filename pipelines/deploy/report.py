@@ -32,6 +32,7 @@ def write_report(
         "finished_at": time.time(),
         "plan": {n: asdict(p) for n, p in plans.items()},
         "steps": {n: asdict(r) for n, r in results.items()},
+        "events": [asdict(e) for e in sorted(ctx.events, key=lambda e: e.at)],
     }
     json_path = ctx.reports / "report.json"
     json_path.write_text(json.dumps(data, indent=2, default=str))

@@ -21,6 +21,19 @@ def nothing_held() -> None:
     """Outside a run's locks (plans, steps 1-4 alone) there is no lock to lose."""
 
 
+@dataclass(frozen=True)
+class Event:
+    """Something that happened to an environment during a run, for the report's timeline:
+    a snapshot, a migration, a replica started/ready/drained, the bake window, an alarm
+    transition, a canary stage, a rollback. `at` is wall-clock (epoch seconds), the same clock
+    as the traffic samples."""
+
+    at: float
+    kind: str
+    label: str
+    env: str | None = None
+
+
 @dataclass
 class StepContext:
     target: Target
@@ -37,6 +50,11 @@ class StepContext:
     # Raises LeaseLost once a lock the run holds is no longer its own: called before every
     # change to an environment, so a run that lost its lock stops instead of racing.
     check_locks: Callable[[], None] = nothing_held
+    events: list[Event] = field(default_factory=list)
+
+    def event(self, kind: str, label: str, env: str | None = None, at: float | None = None) -> None:
+        # list.append is atomic, and steps 1-4 record from their own threads.
+        self.events.append(Event(time.time() if at is None else at, kind, label, env))
 
 
 @dataclass(frozen=True)

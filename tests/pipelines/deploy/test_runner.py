@@ -85,6 +85,8 @@ class _Later:
 
     def run(self, ctx: StepContext) -> StepResult:
         self.ran = True
+        ctx.event("snapshot", "pre-deploy snapshot s-1", env="staging", at=200.0)
+        ctx.event("migration", "upgrade to 0002", env="staging", at=100.0)
         return StepResult(True, "staging")
 
 
@@ -114,6 +116,11 @@ def test_steps_1_to_4_run_together_and_step_5_waits_for_them(
         f"step {n}: together=True" for n in (1, 2, 3, 4)
     ]
     assert later.ran
+    # The steps' events reach the report in time order, for its timeline.
+    assert [(e["at"], e["kind"], e["env"]) for e in written["events"]] == [
+        (100.0, "migration", "staging"),
+        (200.0, "snapshot", "staging"),
+    ]
 
 
 def test_failures_beside_each_other_are_reported_in_step_order(
