@@ -288,9 +288,9 @@ def gates_ci(c: Context, target: str = "local", ref: str = "HEAD", dry_run: bool
 @task(name="scan", help={"osv": "an OSV-Scanner JSON output file to include"})
 def security_scan(c: Context, osv: str = "") -> None:
     """pip-audit, bandit (and OSV-Scanner's JSON) of this checkout into reports/security/."""
-    from pipelines.deploy.security import review
+    from pipelines.deploy.security import scanners
 
-    raise SystemExit(review.scan_command(ROOT, osv))
+    raise SystemExit(scanners.scan_command(ROOT, osv))
 
 
 @task(

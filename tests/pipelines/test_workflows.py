@@ -19,7 +19,7 @@ import yaml
 from infra.ci_identity import MAX_SESSION_S
 from infra.spec import load_stack_file
 from pipelines.deploy.migrations.sql import SQUAWK_TIMEOUT_S
-from pipelines.deploy.security.review import SCAN_TIMEOUT_S
+from pipelines.deploy.security.scanners import SCAN_TIMEOUT_S
 from pipelines.targets.aws.backups import AwsBackups
 from pipelines.targets.aws.environment import METRIC_LAG_S, ROLLOUT_TIMEOUT_S
 

@@ -172,7 +172,7 @@ def migrations_between(root: Path, base: str | None, head: str) -> list[dict[str
 
 def waivers_in_force(root: Path, today: dt.date | None = None) -> list[dict[str, str]]:
     from pipelines.deploy.security.policy import PolicyError, load_policy, waiver_dict
-    from pipelines.deploy.security.review import POLICY
+    from pipelines.deploy.security.scanners import POLICY
 
     try:
         policy = load_policy(root / POLICY)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from pipelines.deploy.security import review as security
+from pipelines.deploy.security import scanners
 from pipelines.deploy.security.parsers import bandit_findings, osv_findings
 from pipelines.deploy.security.policy import PolicyError, apply_policy, load_policy, parse_policy
 from pipelines.deploy.security.review import SecurityReviewStep
@@ -130,16 +131,16 @@ def write_artifacts(
     age_s: float = 60,
     sha: str | None = None,
 ) -> None:
-    out = repo.path / security.ARTIFACTS_DIR
+    out = repo.path / scanners.ARTIFACTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - age_s))
     tools = {}
     for name, document in (("pip-audit", pip_audit), ("bandit", bandit), ("osv-scanner", osv)):
         if document is not None:
-            (out / security.FILES[name]).write_text(json.dumps(document))
+            (out / scanners.FILES[name]).write_text(json.dumps(document))
             tools[name] = {"status": "ok", "error": None, "finished": finished}
     manifest = {"sha": sha or repo.git("rev-parse", "HEAD"), "tools": tools}
-    (out / security.MANIFEST).write_text(json.dumps(manifest))
+    (out / scanners.MANIFEST).write_text(json.dumps(manifest))
 
 
 def review(repo: GitRepo, env: str = "production", today: dt.date = TODAY) -> security.Review:
@@ -264,7 +265,7 @@ def test_a_scan_of_another_commit_or_a_missing_scan_blocks(repo: GitRepo) -> Non
     write_artifacts(repo, PIP_AUDIT_CLEAN, BANDIT_CLEAN, sha="0" * 40)
     assert kinds(review(repo)) == {"stale"}
     write_artifacts(repo, PIP_AUDIT_CLEAN)
-    (repo.path / security.ARTIFACTS_DIR / "bandit.json").unlink()
+    (repo.path / scanners.ARTIFACTS_DIR / "bandit.json").unlink()
     result = review(repo)
     assert [(f.kind, f.source) for f in result.blocking] == [("missing", "bandit")]
 
@@ -277,9 +278,9 @@ def test_a_scan_serves_a_docs_only_commit_after_it_but_not_a_code_change(
     repo.commit("feat: code", {"service/app.py": "x = 1\n"}, when=int(time.time()) - 600)
     scanned = repo.git("rev-parse", "HEAD")
     write_artifacts(repo, PIP_AUDIT_CLEAN, BANDIT_CLEAN, age_s=60)
-    manifest_path = repo.path / security.ARTIFACTS_DIR / security.MANIFEST
+    manifest_path = repo.path / scanners.ARTIFACTS_DIR / scanners.MANIFEST
     manifest = json.loads(manifest_path.read_text())
-    manifest["content_key"] = security.scan_key(repo.path, scanned)
+    manifest["content_key"] = scanners.scan_key(repo.path, scanned)
     manifest_path.write_text(json.dumps(manifest))
     docs = repo.commit("docs: explain", {"CHANGES.md": "# app\n", "docs/HOW.md": "how\n"})
     assert review(repo).ok  # made before this commit, but of the same content
@@ -342,7 +343,7 @@ def test_scan_records_an_unreachable_database_as_unaudited(repo: GitRepo) -> Non
     osv_file = repo.path / "osv.json"
     osv_file.write_text(json.dumps(OSV))
     sha = repo.git("rev-parse", "HEAD")
-    manifest = security.scan(repo.path, sha, osv_file=osv_file, runner=runner)
+    manifest = scanners.scan(repo.path, sha, osv_file=osv_file, runner=runner)
     assert manifest["sha"] == sha
     audit = manifest["tools"]["pip-audit"]
     assert audit["status"] == "unaudited" and "ConnectionError" in audit["error"]
@@ -382,11 +383,11 @@ def test_step_2_fails_with_its_exit_code_and_lists_each_finding(repo: GitRepo) -
 def test_this_repository_passes_its_own_code_scan(tmp_path: Path) -> None:
     """What step 2 runs on every release: bandit over this checkout, under the committed
     policy of every environment. A finding here would stop the README's own deploy."""
-    root = Path(security.__file__).resolve().parents[3]
-    entry = security._bandit(root, tmp_path, subprocess.run)
+    root = Path(scanners.__file__).resolve().parents[3]
+    entry = scanners._bandit(root, tmp_path, subprocess.run)
     assert entry["status"] == "ok", entry["error"]
-    document = json.loads((tmp_path / security.FILES["bandit"]).read_text())
-    policy = load_policy(root / security.POLICY)
+    document = json.loads((tmp_path / scanners.FILES["bandit"]).read_text())
+    policy = load_policy(root / scanners.POLICY)
     for env in ("local", "staging", "production"):
         findings = bandit_findings(document, policy.for_env(env).bandit_min_confidence)
         blocking = apply_policy(findings, policy, env).blocking

@@ -1,4 +1,4 @@
-"""Deploy step 2 with the infra scan: `security.scan` runs it in a process of its own, and
+"""Deploy step 2 with the infra scan: `scanners.scan` runs it in a process of its own, and
 the review judges its findings by each stack's policy block beside pip-audit's and bandit's."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from pipelines.deploy.security import review as security
+from pipelines.deploy.security import scanners
 from pipelines.deploy.security.iac import scan as infra_scan
 from tests.pipelines.deploy.git_helpers import GitRepo
 from tests.pipelines.deploy.test_infra_scan import (
@@ -32,7 +33,7 @@ def test_step_2_reviews_the_infra_scan_with_the_other_artifacts(tmp_path: Path) 
     repo = GitRepo(tmp_path / "repo")
     repo.commit("feat: first", when=int(time.time()) - 3600)
     sha = repo.git("rev-parse", "HEAD")
-    out = repo.path / security.ARTIFACTS_DIR
+    out = repo.path / scanners.ARTIFACTS_DIR
     manifest_of(out / "infra", staging=report(SNS), production=report(PORT_80, SNS))
     finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     (out / "bandit.json").write_text(json.dumps({"errors": [], "results": []}))
@@ -41,7 +42,7 @@ def test_step_2_reviews_the_infra_scan_with_the_other_artifacts(tmp_path: Path) 
         name: {"status": "ok", "error": None, "finished": finished}
         for name in ("pip-audit", "bandit", "checkov")
     }
-    (out / security.MANIFEST).write_text(json.dumps({"sha": sha, "tools": tools}))
+    (out / scanners.MANIFEST).write_text(json.dumps({"sha": sha, "tools": tools}))
     policy = {
         **POLICY,
         "defaults": {"required_artifacts": ["pip-audit", "bandit", "checkov"]},
@@ -60,7 +61,7 @@ def test_step_2_reviews_the_infra_scan_with_the_other_artifacts(tmp_path: Path) 
     # no infra scan at all, when the policy requires one
     (out / "infra" / infra_scan.MANIFEST).unlink()
     del tools["checkov"]
-    (out / security.MANIFEST).write_text(json.dumps({"sha": sha, "tools": tools}))
+    (out / scanners.MANIFEST).write_text(json.dumps({"sha": sha, "tools": tools}))
     missing = security.review(repo.path, sha, "production", today=TODAY)
     assert [(f.kind, f.id) for f in missing.blocking] == [("missing", "missing:checkov")]
 
@@ -78,7 +79,7 @@ def test_security_scan_runs_the_infra_scan_in_a_process_of_its_own(tmp_path: Pat
             return subprocess.CompletedProcess(argv, 1, "", "")  # 1: a finding blocks
         return subprocess.CompletedProcess(argv, 0, "", "")
 
-    manifest = security.scan(repo.path, repo.git("rev-parse", "HEAD"), runner=runner)
+    manifest = scanners.scan(repo.path, repo.git("rev-parse", "HEAD"), runner=runner)
     entry = manifest["tools"]["checkov"]
     assert entry["status"] == "ok" and entry["version"] == "3.3.30"
     assert entry["file"] == "infra/scan.json"
