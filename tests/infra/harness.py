@@ -2,15 +2,16 @@
 
 The mocks answer like AWS would for the few computed attributes the program reads (ARNs,
 DNS names, the RDS-managed master secret); everything else echoes the inputs. Each build
-resets the Pulumi runtime settings and config, so stacks never leak into one another.
+resets the Pulumi runtime settings and config, so stacks never leak into one another. The
+data sources, the secret wrapping and the config encoding are the infra scan's own
+(`pipelines/deploy/security/iac/mocked_stack.py`), so the tests and the scan see one program
+the same way; what the tests add is the resource options (protect, retain, parent) and a
+state shaped for the policy pack.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,18 @@ from pulumi.runtime import settings as pulumi_settings
 
 from infra.policy.rules import Resource
 from infra.spec import EnvironmentSpec, from_pulumi_config
+from pipelines.deploy.security.iac.mocked_stack import (
+    ACCOUNT,
+    call_result,
+    is_secret,
+    own_event_loop,
+)
+from pipelines.deploy.security.iac.mocked_stack import config_strings as pulumi_config_strings
 
 ROOT = Path(__file__).resolve().parents[2]
-ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 CERTIFICATE = f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/0f1e2d3c-aaaa-bbbb-cccc-123456789abc"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/drydock@sha256:" + "ab" * 32
-ZONES = [f"{REGION}a", f"{REGION}b", f"{REGION}c"]
-# How a secret input arrives at the mocks: wrapped, so tests can tell secrets from plain text.
-SIG_KEY, SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
 # What a platform team sets before the first release (see README "Provision AWS").
 REPOSITORY = "acme/drydock"
 RELEASE_CONFIG = {
@@ -47,8 +51,6 @@ PRODUCTION_CONFIG = {
     "drydock:alarmEmails": [ONCALL],
     "drydock:drRegion": DR_REGION,
 }
-# The regional Elastic Load Balancing account that writes access logs (AWS's table).
-ELB_ACCOUNTS = {"eu-west-1": "156460612806", "eu-central-1": "054676820928"}
 
 
 @dataclass(frozen=True)
@@ -157,20 +159,7 @@ class _Mocks(pulumi.runtime.Mocks):
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
-        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": ZONES, "zoneIds": [f"euw1-az{i}" for i in (1, 2, 3)]}, []
-        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {
-                "accountId": ACCOUNT,
-                "arn": f"arn:aws:iam::{ACCOUNT}:user/ops",
-                "id": ACCOUNT,
-            }, []
-        if args.token == "aws:index/getPartition:getPartition":
-            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, []
-        if args.token == "aws:elb/getServiceAccount:getServiceAccount":
-            account = ELB_ACCOUNTS[args.args.get("region") or REGION]
-            return {"arn": f"arn:aws:iam::{account}:root", "id": account}, []
-        return {}, []
+        return call_result(args.token, dict(args.args), REGION), []
 
 
 class _Monitor(pulumi_mocks.MockMonitor):
@@ -195,19 +184,6 @@ class _Monitor(pulumi_mocks.MockMonitor):
         return super().RegisterResource(request)
 
 
-def pulumi_config_strings(config: Mapping[str, Any]) -> dict[str, str]:
-    """Config values the way Pulumi hands them to a program: strings, JSON for structures."""
-
-    def text(value: Any) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, list | dict):
-            return json.dumps(value)
-        return "" if value is None else str(value)
-
-    return {k: text(v) for k, v in config.items()}
-
-
 def stack_file_config(stack: str) -> dict[str, Any]:
     return dict(yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"])
 
@@ -220,25 +196,6 @@ def reset_runtime(stack: str, config: Mapping[str, str]) -> _Monitor:
     monitor = _Monitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="drydock", stack=stack, preview=False, monitor=monitor)
     return monitor
-
-
-@contextmanager
-def own_event_loop() -> Iterator[None]:
-    """Pulumi's runtime needs a current event loop; async suites may have cleared it. Run on a
-    private loop and put back whatever was current, so other suites see no difference."""
-    try:
-        previous: asyncio.AbstractEventLoop | None = (
-            asyncio.get_event_loop_policy().get_event_loop()
-        )
-    except RuntimeError:
-        previous = None
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        yield
-    finally:
-        asyncio.set_event_loop(previous)
-        loop.close()
 
 
 def build_stack(stack: str, **overrides: Any) -> Stack:
@@ -273,10 +230,6 @@ def _build_stack(stack: str, overrides: Mapping[str, Any]) -> Stack:
             )
         )
     return result
-
-
-def is_secret(value: Any) -> bool:
-    return isinstance(value, Mapping) and value.get(SIG_KEY) == SECRET_SIG
 
 
 def unsecret(value: Any) -> Any:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.infra.harness import ACCOUNT, ELB_ACCOUNTS, REGION, Stack
+from pipelines.deploy.security.iac.mocked_stack import ACCOUNT, ELB_ACCOUNTS
+from tests.infra.harness import REGION, Stack
 
 pytestmark = pytest.mark.unit
 

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 ACCOUNT = "123456789012"
+# The regional Elastic Load Balancing accounts that write access logs (AWS's table); any other
+# region gets the first, since only the shape of the answer matters there.
+ELB_ACCOUNTS = {"eu-west-1": "156460612806", "eu-central-1": "054676820928"}
 # A secret input arrives at the mocks wrapped in this signature (Pulumi's own constants).
 SIG_KEY, SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
 
@@ -87,7 +90,7 @@ def _computed(typ: str, name: str, inputs: Mapping[str, Any], region: str) -> di
     return state
 
 
-def _call_result(function: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
+def call_result(function: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
     """Data sources: the ones an AWS program commonly reads, answered for a test account."""
     if function == "aws:index/getAvailabilityZones:getAvailabilityZones":
         return {
@@ -102,8 +105,7 @@ def _call_result(function: str, args: Mapping[str, Any], region: str) -> dict[st
     if function == "aws:index/getPartition:getPartition":
         return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
     if function == "aws:elb/getServiceAccount:getServiceAccount":
-        # The regional load balancing account that writes access logs; any 12 digits do.
-        elb = "156460612806"
+        elb = ELB_ACCOUNTS.get(args.get("region") or region, ELB_ACCOUNTS["eu-west-1"])
         return {"arn": f"arn:aws:iam::{elb}:root", "id": elb, "region": args.get("region")}
     return {}
 
@@ -125,7 +127,7 @@ def _mocks(region: str) -> Any:
             return resource_id, state
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
-            return _call_result(args.token, dict(args.args), region), []
+            return call_result(args.token, dict(args.args), region), []
 
     return Mocks()
 
@@ -154,7 +156,7 @@ def _monitor(mocks: Any) -> Any:
 
 
 @contextmanager
-def _own_event_loop() -> Iterator[None]:
+def own_event_loop() -> Iterator[None]:
     """Pulumi's runtime needs a current event loop; put back whatever was current."""
     try:
         previous: asyncio.AbstractEventLoop | None = (
@@ -187,7 +189,7 @@ def config_strings(config: Mapping[str, Any]) -> dict[str, str]:
 def build(stack: str, config: Mapping[str, Any]) -> MockedStack:
     """Run `infra.program.build` for `stack` with `config` (the stack file's `config:` map
     and whatever else is set), under mocks. A bad setting raises the spec's own error."""
-    with _own_event_loop():
+    with own_event_loop():
         return _build(stack, config_strings(config))
 
 
