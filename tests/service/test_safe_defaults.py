@@ -8,7 +8,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,26 +15,18 @@ import pytest
 from pipelines.host.ports import free_port
 from service.settings import DEV_JWT_SECRET, SettingsError, load_settings
 from service.source_tree import PACKAGE_DIR, development_checkout, found_in_source
+from tests.service.settings_env import PRODUCTION, clear_service_env, previous_key
 
 pytestmark = pytest.mark.unit
 
 REPOSITORY = PACKAGE_DIR.parent
-STRONG = secrets.token_urlsafe(48)  # generated: in no file anywhere
 # Strong enough, but written in this file, which git tracks: no secret.
 WRITTEN_HERE = "a-strong-looking-key-committed-to-the-repository-0123456789"
-PRODUCTION = {
-    "ENV": "production",
-    "DATABASE_URL": "postgresql://h/db",
-    "JWT_SECRET": STRONG,
-    "METRICS_TOKEN": secrets.token_urlsafe(32),
-}
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("JWT_", "FLAG_")) or name in {"ENV", "DATABASE_URL", "METRICS_TOKEN"}:
-            monkeypatch.delenv(name)
+    clear_service_env(monkeypatch)
 
 
 def release_copy(tmp_path: Path) -> Path:
@@ -109,15 +100,6 @@ def test_the_development_key_is_refused(monkeypatch: pytest.MonkeyPatch, env: st
         monkeypatch.setenv(key, value)
     with pytest.raises(SettingsError, match=r"JWT_SECRET is the development signing key"):
         load_settings()
-
-
-def previous_key(value: str) -> dict[str, str]:
-    cutoff = datetime.now(UTC) + timedelta(seconds=60)
-    return {
-        "JWT_PREVIOUS_SECRET": value,
-        "JWT_PREVIOUS_KID": "k0",
-        "JWT_PREVIOUS_NOT_AFTER": cutoff.isoformat(),
-    }
 
 
 @pytest.mark.parametrize(

@@ -4,39 +4,20 @@ keyring as one JSON object (JWT_KEYS, as the AWS secret holds it)."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from service.settings import SettingsError, load_settings
+from tests.service.settings_env import PRODUCTION, STRONG, clear_service_env, previous_key
 
 pytestmark = pytest.mark.unit
-
-STRONG = secrets.token_urlsafe(48)
-PRODUCTION = {
-    "ENV": "production",
-    "DATABASE_URL": "postgresql://h/db",
-    "JWT_SECRET": STRONG,
-    "METRICS_TOKEN": secrets.token_urlsafe(32),
-}
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("JWT_", "FLAG_")) or name in {"ENV", "DATABASE_URL", "METRICS_TOKEN"}:
-            monkeypatch.delenv(name)
-
-
-def previous_key(value: str) -> dict[str, str]:
-    cutoff = datetime.now(UTC) + timedelta(seconds=60)
-    return {
-        "JWT_PREVIOUS_SECRET": value,
-        "JWT_PREVIOUS_KID": "k0",
-        "JWT_PREVIOUS_NOT_AFTER": cutoff.isoformat(),
-    }
+    clear_service_env(monkeypatch)
 
 
 @pytest.mark.parametrize(
