@@ -73,11 +73,13 @@ def account_root() -> pulumi.Output[str]:
 
 
 def account_id() -> pulumi.Output[str]:
-    return aws.get_caller_identity_output().account_id
+    account: pulumi.Output[str] = aws.get_caller_identity_output().account_id
+    return account
 
 
 def partition() -> pulumi.Output[str]:
-    return aws.get_partition_output().partition
+    name: pulumi.Output[str] = aws.get_partition_output().partition
+    return name
 
 
 def arn(service: str, region: str, resource: str) -> pulumi.Output[str]:

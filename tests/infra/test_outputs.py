@@ -72,3 +72,18 @@ def test_no_module_in_infra_shadows_another_when_pulumi_runs_the_directory() -> 
     taken = set(sys.stdlib_module_names) | {"service", "pipelines", "infra", "tests", "pulumi"}
     for path in [*(ROOT / "infra").glob("*.py"), *(ROOT / "infra" / "policy").glob("*.py")]:
         assert path.stem not in taken, path
+
+
+def test_a_misspelled_resource_argument_raises_when_the_stack_is_built() -> None:
+    """mypy does not follow pulumi_aws (pyproject.toml says why); building the stacks under
+    the mocks is what catches a wrong argument name, so that must stay an error."""
+    import pulumi_aws as aws
+
+    @pulumi.runtime.test
+    def declare() -> None:
+        aws.s3.Bucket("misspelled", bucket_prefx="drydock-")
+
+    with own_event_loop():
+        reset_runtime("staging", {})
+        with pytest.raises(TypeError, match="bucket_prefx"):
+            declare()
