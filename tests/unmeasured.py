@@ -1,0 +1,78 @@
+"""Tests that never run the service's code in their own process are not traced for coverage.
+
+Coverage measures `service/` only, but its tracer still fires on every Python call in the
+test process. For the Pulumi programs under mocks, moto and the pure-Python gate checks that
+cost them 30 to 45 % more CPU, on the same two cores as the rest of the suite, and measured
+nothing. pytest-cov's `no_cover` marker pauses the tracer for a test's call only; here it
+is paused for setup and teardown too, since module fixtures (a stack built once, a scan run
+once) are where these tests spend their time. Servers the tests start are measured as
+before: they inherit coverage through the environment, not through this tracer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+# Whole directories and files whose tests reach `service/` only through another process (or
+# not at all). A file here that starts calling the service in-process loses its coverage
+# silently, so each entry is a place that is, by design, about something else.
+UNMEASURED = (
+    "tests/infra/",
+    "tests/host/",
+    "tests/pipelines/host/",
+    "tests/pipelines/test_architecture.py",
+    "tests/pipelines/test_workflows.py",
+    "tests/pipelines/test_lock.py",
+    "tests/pipelines/deploy/test_gate_commands.py",
+    "tests/pipelines/deploy/test_gate_inputs.py",
+    "tests/pipelines/deploy/test_gate_progress.py",
+    "tests/pipelines/deploy/test_gates.py",
+    "tests/pipelines/deploy/test_infra_plan.py",
+    "tests/pipelines/deploy/test_infra_scan.py",
+    "tests/pipelines/deploy/test_infra_scan_stacks.py",
+    "tests/pipelines/deploy/test_security.py",
+    "tests/pipelines/deploy/test_security_infra.py",
+    "tests/pipelines/deploy/test_provenance.py",
+    "tests/pipelines/deploy/test_runner.py",
+)
+
+
+def unmeasured(relative_path: str) -> bool:
+    return relative_path.startswith(UNMEASURED)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = config.rootpath
+    for item in items:
+        if unmeasured(item.path.relative_to(root).as_posix()):
+            item.add_marker(pytest.mark.no_cover)
+
+
+def _controller(item: pytest.Item) -> Any:
+    plugin = item.config.pluginmanager.getplugin("_cov")
+    controller = getattr(plugin, "cov_controller", None)
+    return controller if getattr(controller, "started", False) else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    return (yield from _paused(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    return (yield from _paused(item))
+
+
+def _paused(item: pytest.Item) -> Iterator[None]:
+    controller = _controller(item) if item.get_closest_marker("no_cover") else None
+    if controller is None:
+        return (yield)
+    controller.pause()
+    try:
+        return (yield)
+    finally:
+        controller.resume()
