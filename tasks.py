@@ -530,6 +530,21 @@ def drill_restore(
 
 
 @task(
+    name="pitr",
+    help={
+        "env": _BACKUP_ENV + " (running: orders are written through its API)",
+        "reports": "directory for the reports (default reports/drills)",
+        "target": "local (default)",
+    },
+)
+def drill_pitr(c: Context, env: str = "staging", reports: str = "", target: str = "local") -> None:
+    """Point-in-time drill: write orders, restore to T among them, verify to the row."""
+    from pipelines.backups import commands
+
+    raise SystemExit(commands.drill_pitr(env, reports, target))
+
+
+@task(
     name="drill",
     help={"gigabytes": "size of the generated database", "out": "JSON results file"},
 )
@@ -549,7 +564,7 @@ backup_ns = Collection(
     backup_discard,
     backup_daily,
 )
-drill_ns = Collection("drill", drill_restore)
+drill_ns = Collection("drill", drill_restore, drill_pitr)
 bench.add_task(bench_drill)
 
 ns = Collection(

@@ -281,3 +281,14 @@ def drill(
         return OK if ok else FAILED
 
     return guarded(go, "drill.restore")
+
+
+def drill_pitr(env: str, reports: str = "", target: str = "local") -> int:
+    """The point-in-time recovery drill of `env`: orders written, restored to a moment
+    among them beside the live database, verified to the row."""
+
+    def go() -> int:
+        ok = environment(env, target).backups.pitr_drill(Path(reports) if reports else REPORTS)
+        return OK if ok else FAILED
+
+    return guarded(go, "drill.pitr")

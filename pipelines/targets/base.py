@@ -359,6 +359,11 @@ class Backups(Protocol):
         """Remove a copy `restore_to_point(into="scratch")` left running."""
         ...
 
+    def pitr_drill(self, reports_dir: Path, log: Callable[[str], None] = print) -> bool:
+        """Write orders, restore to a moment T among them beside the live database, verify
+        to the row, report RPO and RTO, clean up; True when the drill passed."""
+        ...
+
 
 @runtime_checkable
 class Operations(Protocol):

@@ -218,6 +218,11 @@ class LocalBackups:
         with _as_target_errors():
             discard_restore(self.env, restore_id)
 
+    def pitr_drill(self, reports_dir: Path, log: Log = print) -> bool:
+        from pipelines.targets.local.backups.pitr_drill import run_pitr_drill
+
+        return run_pitr_drill(self.env, reports_dir=reports_dir, log=log).ok
+
 
 class LocalOperations:
     def __init__(self, env: LocalEnv) -> None:
