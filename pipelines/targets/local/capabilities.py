@@ -107,7 +107,20 @@ class LocalBackups:
             items=[
                 PruneItem(d.snapshot.id, d.keep, d.reason, d.snapshot.size_bytes)
                 for d in plan.decisions
-            ],
+            ]
+            + (
+                [
+                    PruneItem(
+                        f"WAL before {plan.wal.oldest_needed}",
+                        False,
+                        f"{len(plan.wal.paths)} files no kept base backup "
+                        f"(oldest: {plan.wal.by_backup}) needs",
+                        plan.wal.size_bytes,
+                    )
+                ]
+                if plan.wal.paths
+                else []
+            ),
             leftovers=[path.name for path in plan.leftovers],
         )
 

@@ -248,3 +248,67 @@ def test_a_missing_segment_is_a_named_gap_with_the_latest_reachable_time(
         assert leftovers(backed_up) == []
     finally:
         aside.rename(victim.path)
+
+
+def test_prune_keeps_wal_from_the_oldest_base_backup_kept(backed_up: Live) -> None:
+    from pipelines.targets.local.backups import retention
+
+    first = next(m for m in retention.list_snapshots(backed_up.env) if m.physical)
+    second = take_snapshot(backed_up.env, "daily", reason="pitr test", ledger=backed_up.ledger)
+    add_orders(backed_up, 1)
+    backed_up.archived_through_now()
+    before = {s.path.name for s in segments(archive_dir(backed_up.env))}
+    plan = retention.plan(backed_up.env)
+    assert {d.snapshot.id for d in plan.decisions if d.keep} >= {first.id, second.id}
+    # The first backup is kept: only WAL from before it may go.
+    assert plan.wal.by_backup == first.id and plan.wal.oldest_needed is not None
+    assert all(p.name[:24] < plan.wal.oldest_needed for p in plan.wal.paths)
+    from pipelines.targets.local.backups.wal_retention import delete_wal, plan_wal
+
+    wal = plan_wal(backed_up.env, {second.id})
+    assert wal.paths and wal.by_backup == second.id
+    delete_wal(wal)
+    after = recovery_window(backed_up.env)
+    assert after.gaps == [] and after.earliest is not None
+    assert after.earliest >= second.created_epoch  # the first one can no longer start a replay
+    remaining = {s.path.name for s in segments(archive_dir(backed_up.env))}
+    assert remaining < before and wal.oldest_needed in remaining
+
+
+def test_replace_puts_the_state_at_t_in_place_of_the_live_database(backed_up: Live) -> None:
+    from pipelines.targets.local.backups.pitr_replace import replace_from_point
+    from pipelines.targets.local.backups.restore import ConfirmationRequired
+
+    production = LocalEnvironment(
+        "production", state_dir=backed_up.env.layout.root.parent, spec=backed_up.env.spec
+    )
+    with pytest.raises(ConfirmationRequired, match="nothing was changed"):
+        replace_from_point(
+            production,
+            to_time=pitr.iso_ms(time.time()),
+            to_lsn=None,
+            confirm=False,
+            log=lambda _: None,
+        )
+    add_orders(backed_up, 2)
+    time.sleep(0.3)
+    target = time.time()
+    count = orders(backed_up)
+    time.sleep(0.3)
+    add_orders(backed_up, 9)
+    backed_up.archived_through_now()
+    copy, swapped = replace_from_point(
+        backed_up.env,
+        to_time=pitr.iso_ms(target),
+        to_lsn=None,
+        confirm=False,
+        log=lambda _: None,
+        ledger=backed_up.ledger,
+    )
+    assert orders(backed_up) == count
+    assert swapped.safety_snapshot and swapped.previous_database
+    kept = backed_up.url(swapped.previous_database)
+    assert orders(backed_up, kept) == count + 9  # the replaced database is kept aside
+    entry = backed_up.ledger.entries(env="staging", kind="pitr-restore")[-1]
+    assert entry["into"] == "replace" and entry["point"] == copy.target
+    assert leftovers(backed_up) == []
