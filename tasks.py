@@ -555,6 +555,17 @@ def bench_drill(c: Context, gigabytes: float = 1.0, out: str = "reports/bench-dr
     raise SystemExit(drill_bench.main(gigabytes=gigabytes, out=out))
 
 
+@task(
+    name="pitr",
+    help={"gigabytes": "size of the generated database", "out": "JSON results file"},
+)
+def bench_pitr(c: Context, gigabytes: float = 0.1, out: str = "reports/bench-pitr.json") -> None:
+    """Point-in-time recovery: archive lag (RPO), kill -9 RPO, restore to T vs bare replay."""
+    from pipelines.bench import pitr_bench
+
+    raise SystemExit(pitr_bench.main(gigabytes=gigabytes, out=out))
+
+
 backup_ns = Collection(
     "backup",
     backup_snapshot,
@@ -566,6 +577,7 @@ backup_ns = Collection(
 )
 drill_ns = Collection("drill", drill_restore, drill_pitr)
 bench.add_task(bench_drill)
+bench.add_task(bench_pitr)
 
 ns = Collection(
     test,

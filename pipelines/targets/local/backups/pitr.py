@@ -146,11 +146,11 @@ def restore_to_point(
         staged = _stage_wal(env, window, stretch, home / "wal", epoch, lsn)
         result.durations["stage_s"] = round(time.monotonic() - mark, 3)
         step(f"{len(staged)} WAL segment(s) staged, every completed one checked (sha256)")
-        _configure(cluster, epoch, lsn)
-        _hand_over(home, cluster)
+        configure_recovery(cluster, epoch, lsn)
+        hand_over(home, cluster)
         step(f"replaying WAL in a new cluster on port {cluster.port}")
         mark = time.monotonic()
-        replayed = _replay(cluster, superuser(env).password, timeout_s)
+        replayed = replay(cluster, superuser(env).password, timeout_s)
         result.durations["replay_s"] = round(time.monotonic() - mark, 3)
         result.replayed_bytes = max(0, replayed - backup.start_lsn)
         result.recovered_to = _last_commit(home / "log")
@@ -160,7 +160,7 @@ def restore_to_point(
             f"{result.recovered_to or 'unknown'}"
         )
     except BaseException as exc:
-        _remove(cluster)
+        remove_cluster(cluster)
         if isinstance(exc, CorruptSegment):
             raise _corrupt(env, window, stretch, exc, target) from None
         if isinstance(exc, (PostgresError, OSError)):
@@ -205,7 +205,7 @@ def _stage_wal(
     return names
 
 
-def _configure(cluster: Cluster, epoch: float | None, lsn: int | None) -> None:
+def configure_recovery(cluster: Cluster, epoch: float | None, lsn: int | None) -> None:
     data, home = cluster.data_dir, cluster.home
     (data / "postmaster.pid").unlink(missing_ok=True)
     (data / "standby.signal").unlink(missing_ok=True)
@@ -227,7 +227,7 @@ def _configure(cluster: Cluster, epoch: float | None, lsn: int | None) -> None:
     (data / "recovery.signal").touch()
 
 
-def _hand_over(home: Path, cluster: Cluster) -> None:
+def hand_over(home: Path, cluster: Cluster) -> None:
     """The copy belongs to the account the server runs as (an unprivileged one as root)."""
     (cluster.data_dir).chmod(0o700)
     if cluster.account.is_current:
@@ -236,7 +236,7 @@ def _hand_over(home: Path, cluster: Cluster) -> None:
         os.lchown(path, cluster.account.uid, cluster.account.gid)
 
 
-def _replay(cluster: Cluster, password: str, timeout_s: float) -> int:
+def replay(cluster: Cluster, password: str, timeout_s: float) -> int:
     """Start the copy and wait until it has left recovery; returns the last replayed LSN."""
     try:
         cluster.start(timeout=timeout_s)
@@ -292,7 +292,7 @@ def _last_commit(directory: Path) -> str | None:
     return found
 
 
-def _remove(cluster: Cluster) -> None:
+def remove_cluster(cluster: Cluster) -> None:
     with contextlib.suppress(PostgresError, OSError):
         if cluster.is_running():
             cluster.stop("immediate")
@@ -334,5 +334,5 @@ def discard_restore(env: LocalEnv, restore_id: str) -> None:
         raise BackupError(f"no restored copy {restore_id!r} of {env.name} ({path} is missing)")
     doc = json.loads(path.read_text())
     live = env.cluster()
-    _remove(Cluster(Path(doc["home"]), int(doc["port"]), SUPERUSER, binaries=live.binaries))
+    remove_cluster(Cluster(Path(doc["home"]), int(doc["port"]), SUPERUSER, binaries=live.binaries))
     path.unlink()

@@ -25,7 +25,7 @@ from pipelines.targets.local.backups.manifest import BackupError, superuser
 from pipelines.targets.local.backups.receiver import WalReceiver
 from pipelines.targets.local.backups.snapshot import take_snapshot
 from pipelines.targets.local.backups.wal import archive_dir, segments
-from pipelines.targets.local.backups.window import recovery_window
+from pipelines.targets.local.backups.window import iso_ms, recovery_window
 from pipelines.targets.local.environment import LocalEnvironment
 from pipelines.targets.local.ledger import FileLedger
 from pipelines.targets.local.runtime import NAMES, ensure_secrets
@@ -157,7 +157,7 @@ def test_restore_to_a_time_holds_what_was_committed_before_it_and_nothing_after(
     assert window.earliest is not None and window.latest is not None
     assert window.earliest < target < window.latest
     lines: list[str] = []
-    result = pitr.restore_to_point(backed_up.env, to_time=pitr.iso_ms(target), log=lines.append)
+    result = pitr.restore_to_point(backed_up.env, to_time=iso_ms(target), log=lines.append)
     try:
         copy = result.url(superuser(backed_up.env).password)
         assert orders(backed_up, copy) == before
@@ -183,7 +183,7 @@ def test_restore_to_an_lsn(backed_up: Live) -> None:
 
 
 def test_a_time_in_the_future_is_refused_with_the_window(backed_up: Live) -> None:
-    future = pitr.iso_ms(time.time() + 3600)
+    future = iso_ms(time.time() + 3600)
     with pytest.raises(BackupError, match="in the future") as caught:
         pitr.restore_to_point(backed_up.env, to_time=future, log=lambda _: None)
     assert "can be recovered from" in str(caught.value)
@@ -206,7 +206,7 @@ def test_a_damaged_segment_stops_the_restore_and_leaves_nothing(backed_up: Live)
     add_orders(backed_up, 2)
     backed_up.query("SELECT pg_switch_wal()")
     time.sleep(0.3)
-    target = pitr.iso_ms(time.time())
+    target = iso_ms(time.time())
     add_orders(backed_up, 2)
     backed_up.archived_through_now()
     time.sleep(0.6)  # the newest completed segment gets its checksum
@@ -232,7 +232,7 @@ def test_a_missing_segment_is_a_named_gap_with_the_latest_reachable_time(
     add_orders(backed_up, 2)
     backed_up.query("SELECT pg_switch_wal()")
     time.sleep(0.3)
-    target = pitr.iso_ms(time.time())
+    target = iso_ms(time.time())
     add_orders(backed_up, 1)
     backed_up.archived_through_now()
     time.sleep(0.6)
@@ -285,7 +285,7 @@ def test_replace_puts_the_state_at_t_in_place_of_the_live_database(backed_up: Li
     with pytest.raises(ConfirmationRequired, match="nothing was changed"):
         replace_from_point(
             production,
-            to_time=pitr.iso_ms(time.time()),
+            to_time=iso_ms(time.time()),
             to_lsn=None,
             confirm=False,
             log=lambda _: None,
@@ -299,7 +299,7 @@ def test_replace_puts_the_state_at_t_in_place_of_the_live_database(backed_up: Li
     backed_up.archived_through_now()
     copy, swapped = replace_from_point(
         backed_up.env,
-        to_time=pitr.iso_ms(target),
+        to_time=iso_ms(target),
         to_lsn=None,
         confirm=False,
         log=lambda _: None,
