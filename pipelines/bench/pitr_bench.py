@@ -40,7 +40,7 @@ import asyncpg
 
 from pipelines.bench.drill_bench import _generate, _memory_gib
 from pipelines.host.ports import free_port
-from pipelines.postgres.cluster import Cluster
+from pipelines.postgres.cluster import Cluster, data_home
 
 WRITE_EVERY_S = 0.02
 
@@ -272,7 +272,7 @@ def run(gigabytes: float = 0.1, steady_s: float = 20.0) -> dict[str, Any]:
             "problems": problems[:10],
         }
         _say("the same restore by hand (no checks)...")
-        bare = _bare_restore(env, restored, moment, scratch / "bare")
+        bare = _bare_restore(env, restored, moment, data_home(scratch, "bare"))
         results["bare"] = {k: round(v, 2) for k, v in bare.items()}
         _say("kill -9 of PostgreSQL under steady writes...")
         with Writer(url) as killed:
