@@ -138,7 +138,7 @@ def _bare_restore(env: Any, restored: Any, moment: float, workdir: Path) -> dict
     """The same recovery by hand: copy, copy the WAL unchecked, start, wait for promotion."""
     from pipelines.targets.local.backups import pitr
     from pipelines.targets.local.backups.manifest import superuser
-    from pipelines.targets.local.backups.wal import segment_name
+    from pipelines.targets.local.backups.wal import segment_name, settled
     from pipelines.targets.local.backups.window import base_backups, recovery_window
 
     window = recovery_window(env)
@@ -157,7 +157,7 @@ def _bare_restore(env: Any, restored: Any, moment: float, workdir: Path) -> dict
     size = window.segment_bytes
     for segment in stretch.segments:
         name = segment_name(segment.timeline, segment.segno, size)
-        shutil.copyfile(segment.path, workdir / "wal" / name)
+        shutil.copyfile(settled(segment).path, workdir / "wal" / name)
     copied = time.monotonic() - mark
     pitr.configure_recovery(cluster, moment, None)
     pitr.hand_over(workdir, cluster)

@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +38,9 @@ WAL = "wal"
 PARTIAL_SUFFIX = ".partial"
 SUM_SUFFIX = ".sha256"
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
+# A segment completed this recently may not be sealed yet (the agent seals every 0.25 s); an
+# older one without a checksum is treated as damaged.
+SEAL_GRACE_S = 5.0
 _NAME = re.compile(r"^[0-9A-F]{24}$")
 _RECORD = re.compile(r"lsn: ([0-9A-F]+/[0-9A-F]+)")
 _COMMIT = re.compile(r"desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC")
@@ -75,6 +79,15 @@ class Segment:
     @property
     def sealed(self) -> bool:
         return self.sum_path.is_file()
+
+
+def settled(segment: Segment) -> Segment:
+    """The segment as it is now: a partial one the receiver completed since it was listed
+    has been renamed (and is sealed a moment later)."""
+    if segment.partial and not segment.path.exists():
+        completed = segment.path.with_name(segment.path.name.removesuffix(PARTIAL_SUFFIX))
+        return Segment(segment.timeline, segment.segno, completed, partial=False)
+    return segment
 
 
 def segment_name(timeline: int, segno: int, segment_bytes: int) -> str:
@@ -142,13 +155,15 @@ def recorded_sum(segment: Segment) -> str | None:
 def copy_verified(segment: Segment, target: Path) -> None:
     """Copy a segment to `target` (its proper name, also for a partial one), checking it
     against its recorded checksum on the way; a damaged one raises CorruptSegment."""
+    segment = settled(segment)
     digest = hashlib.sha256()
     with segment.path.open("rb") as source, target.open("wb") as out:
         for block in iter(lambda: source.read(1 << 20), b""):
             digest.update(block)
             out.write(block)
     expected = recorded_sum(segment)
-    if not segment.partial and expected != digest.hexdigest():
+    just_completed = expected is None and time.time() - segment.path.stat().st_mtime < SEAL_GRACE_S
+    if not segment.partial and not just_completed and expected != digest.hexdigest():
         target.unlink(missing_ok=True)
         raise CorruptSegment(segment, expected, digest.hexdigest())
 
@@ -187,6 +202,7 @@ def read_tail(binaries: Binaries, chain: list[Segment], segment_size: int) -> Ta
 def _dump(
     binaries: Binaries, segment: Segment, segment_size: int
 ) -> tuple[int | None, dt.datetime | None]:
+    segment = settled(segment)
     name = segment_name(segment.timeline, segment.segno, segment_size)
     with tempfile.TemporaryDirectory(prefix="drydock-waldump-") as scratch:
         path = segment.path

@@ -242,6 +242,12 @@ def test_a_missing_segment_is_a_named_gap_with_the_latest_reachable_time(
     try:
         window = recovery_window(backed_up.env)
         assert [g.first_missing for g in window.gaps] == [victim.path.name]
+        from pipelines.backups.commands import render_window
+        from pipelines.targets.local.capabilities import LocalBackups
+
+        listed = render_window(LocalBackups(backed_up.env).window())
+        assert listed.startswith("point-in-time recovery, staging: from 20")
+        assert f"GAP: WAL segment(s) {victim.path.name} missing" in listed
         with pytest.raises(BackupError, match=victim.path.name) as caught:
             pitr.restore_to_point(backed_up.env, to_time=target, log=lambda _: None)
         assert "reachable up to 20" in str(caught.value)
