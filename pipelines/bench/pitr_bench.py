@@ -136,7 +136,7 @@ def _environment(password: str, state: Path) -> Any:
 
 def _bare_restore(env: Any, restored: Any, moment: float, workdir: Path) -> dict[str, float]:
     """The same recovery by hand: copy, copy the WAL unchecked, start, wait for promotion."""
-    from pipelines.targets.local.backups import pitr
+    from pipelines.targets.local.backups import recovery_cluster as pitr
     from pipelines.targets.local.backups.manifest import superuser
     from pipelines.targets.local.backups.wal import segment_name, settled
     from pipelines.targets.local.backups.window import base_backups, recovery_window
