@@ -433,7 +433,7 @@ def backup_snapshot(
 def backup_list(
     c: Context, env: str = "all", kind: str = "", json: bool = False, target: str = "local"
 ) -> None:
-    """The snapshots of an environment, newest first."""
+    """The snapshots of an environment, newest first, and its point-in-time window."""
     from pipelines.backups import commands
 
     raise SystemExit(commands.show(env, kind or None, as_json=json, target=target))

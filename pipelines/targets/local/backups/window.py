@@ -134,7 +134,7 @@ class Window:
 
     def describe(self) -> str:
         if not self.stretches:
-            return "nothing is recoverable to a point in time yet (no base backup with WAL)"
+            return "none yet (no base backup with archived WAL after it)"
         latest = iso_ms(self.latest) if self.latest else "no commit archived yet"
         return f"from {iso_ms(self.earliest or 0)} to {latest} (UTC)"
 
@@ -232,7 +232,7 @@ def check_target(window: Window, *, epoch: float | None, lsn: int | None, now: f
     if epoch is not None and epoch > now:
         raise BackupError(
             f"the target time {iso_ms(epoch)} is in the future (it is now {iso_ms(now)}); "
-            f"{env} can be recovered {window.describe()}"
+            f"{env}'s recoverable window: {window.describe()}"
         )
     stretch = window.covering_time(epoch) if epoch is not None else window.covering_lsn(lsn or 0)
     if stretch is not None:
@@ -252,8 +252,8 @@ def check_target(window: Window, *, epoch: float | None, lsn: int | None, now: f
         else f"see invoke backup.list --env {env}"
     )
     raise BackupError(
-        f"cannot recover {env} to {what}: it is outside the recoverable window, which runs "
-        f"{window.describe()}; {hint}"
+        f"cannot recover {env} to {what}: it is outside the recoverable window "
+        f"({window.describe()}); {hint}"
     )
 
 
