@@ -47,6 +47,7 @@ from pipelines.targets.local.backups.wal import (
     parse_lsn,
     read_tail,
     segment_name,
+    settled,
 )
 from pipelines.targets.local.backups.window import (
     Stretch,
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
 Log = Callable[[str], None]
 RESTORES = "restores"
 REPLAY_TIMEOUT_S = 3600.0
+SHORT_OF_TARGET = "recovery ended before configured recovery target was reached"
 
 
 @dataclass
@@ -135,7 +137,7 @@ def restore_to_point(
         result.steps.append(line)
         say(line)
 
-    try:
+    def attempt(everything: bool) -> None:
         step(f"copying base backup {backup.snapshot.id} into {home}")
         mark = time.monotonic()
         home.mkdir(mode=0o700)
@@ -143,7 +145,7 @@ def restore_to_point(
         shutil.copytree(backup.snapshot.base, cluster.data_dir, symlinks=True)
         result.durations["copy_s"] = round(time.monotonic() - mark, 3)
         mark = time.monotonic()
-        staged = _stage_wal(env, window, stretch, home / "wal", epoch, lsn)
+        staged = _stage_wal(env, window, stretch, home / "wal", epoch, lsn, everything)
         result.durations["stage_s"] = round(time.monotonic() - mark, 3)
         step(f"{len(staged)} WAL segment(s) staged, every completed one checked (sha256)")
         configure_recovery(cluster, epoch, lsn)
@@ -153,6 +155,18 @@ def restore_to_point(
         replayed = replay(cluster, superuser(env).password, timeout_s)
         result.durations["replay_s"] = round(time.monotonic() - mark, 3)
         result.replayed_bytes = max(0, replayed - backup.start_lsn)
+
+    try:
+        try:
+            attempt(everything=False)
+        except PostgresError as exc:
+            if epoch is None or SHORT_OF_TARGET not in str(exc):
+                raise
+            # The segments' times misled the choice (the archive was copied or touched):
+            # start again with every segment of the run.
+            step("the staged WAL fell short of the target; again with every archived segment")
+            remove_cluster(cluster)
+            attempt(everything=True)
         result.recovered_to = last_commit(home / "log")
         step(
             f"ready: promoted after {result.durations['replay_s']:.1f} s of replay "
@@ -182,18 +196,20 @@ def _stage_wal(
     directory: Path,
     epoch: float | None,
     lsn: int | None,
+    everything: bool = False,
 ) -> list[str]:
-    """Copy the segments from the backup's end to just past the target, verified."""
+    """Copy the segments from the backup's end to just past the target (or, with
+    `everything`, to the end of the run), verified."""
     size = window.segment_bytes
     chain = stretch.segments
     first = next(b for b in base_backups(env) if b.snapshot.id == stretch.backup_id)
     wanted = [s for s in chain if s.segno >= first.end_lsn // size]
     if lsn is not None:
         wanted = [s for s in wanted if s.segno <= lsn // size + 1]
-    elif epoch is not None:
+    elif epoch is not None and not everything:
         # A segment's mtime is when its last byte arrived: the first one written after the
         # target holds the first commit past it, which is where the replay stops.
-        past = [i for i, s in enumerate(wanted) if s.path.stat().st_mtime > epoch]
+        past = [i for i, s in enumerate(wanted) if settled(s).path.stat().st_mtime > epoch]
         if past:
             wanted = wanted[: past[0] + 2]
     directory.mkdir(mode=0o700)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import shutil
 import tempfile
 import threading
@@ -254,6 +255,37 @@ def test_a_missing_segment_is_a_named_gap_with_the_latest_reachable_time(
         assert leftovers(backed_up) == []
     finally:
         aside.rename(victim.path)
+
+
+def test_segments_with_misleading_times_still_reach_the_target(backed_up: Live) -> None:
+    """The staging picks segments by when they were written; an archive whose files were
+    copied (new mtimes) falls short at first, and the restore starts again with all."""
+    for _ in range(3):
+        add_orders(backed_up, 1)
+        backed_up.query("SELECT pg_switch_wal()")
+    time.sleep(0.3)
+    target = time.time()
+    count = orders(backed_up)
+    time.sleep(0.3)
+    add_orders(backed_up, 4)
+    backed_up.archived_through_now()
+    touched = [s.path for s in segments(archive_dir(backed_up.env))]
+    times = {p: p.stat().st_mtime for p in touched}
+    try:
+        for path in touched:  # as if copied in from elsewhere just now
+            os.utime(path, (time.time() + 3600, time.time() + 3600))
+        lines: list[str] = []
+        result = pitr.restore_to_point(backed_up.env, to_time=iso_ms(target), log=lines.append)
+    finally:
+        for path, mtime in times.items():
+            if path.exists():
+                os.utime(path, (mtime, mtime))
+    try:
+        assert any("fell short of the target" in line for line in lines), lines
+        assert orders(backed_up, result.url(superuser(backed_up.env).password)) == count
+    finally:
+        pitr.discard_restore(backed_up.env, result.id)
+    assert leftovers(backed_up) == []
 
 
 def test_prune_keeps_wal_from_the_oldest_base_backup_kept(backed_up: Live) -> None:
