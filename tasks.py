@@ -433,7 +433,7 @@ def backup_snapshot(
 def backup_list(
     c: Context, env: str = "all", kind: str = "", json: bool = False, target: str = "local"
 ) -> None:
-    """The snapshots of an environment, newest first."""
+    """The snapshots of an environment, newest first, and its point-in-time window."""
     from pipelines.backups import commands
 
     raise SystemExit(commands.show(env, kind or None, as_json=json, target=target))
@@ -461,25 +461,40 @@ def backup_prune(
     help={
         "snapshot": "snapshot id (see backup.list), or newest",
         "env": "the environment restored into",
-        "into": "scratch (a new database) or replace (the environment's own)",
+        "into": "scratch (a new database or cluster) or replace (the environment's own)",
         "yes": "confirm replacing production's database",
         "source": "the environment the snapshot was taken of, when not --env",
-        "target": "local (default); on aws it prints the RDS restore command to run",
+        "to_time": "point in time (ISO 8601, UTC unless offset): base backup + WAL replay",
+        "to_lsn": "point-in-time restore up to this LSN (e.g. 0/3000148)",
+        "target": "local (default); aws: --to-time restores an instance beside the live one",
     },
 )
 def backup_restore(
     c: Context,
-    snapshot: str,
     env: str,
+    snapshot: str = "",
     into: str = "scratch",
     yes: bool = False,
     source: str = "",
+    to_time: str = "",
+    to_lsn: str = "",
     target: str = "local",
 ) -> None:
-    """Restore a snapshot (runbook section 8); replace takes a safety snapshot first."""
+    """Restore a snapshot, or the data as of --to-time/--to-lsn (runbook sections 6, 8)."""
     from pipelines.backups import commands
 
-    raise SystemExit(commands.restore(env, snapshot, into, yes, source, target))
+    raise SystemExit(commands.restore(env, snapshot, into, yes, source, target, to_time, to_lsn))
+
+
+@task(
+    name="discard",
+    help={"env": _BACKUP_ENV, "id": "the restore's id (printed by backup.restore)"},
+)
+def backup_discard(c: Context, env: str, id: str, target: str = "local") -> None:
+    """Remove a point-in-time copy that backup.restore --into scratch left running."""
+    from pipelines.backups import commands
+
+    raise SystemExit(commands.discard(env, id, target))
 
 
 @task(name="daily", help={"env": _BACKUP_ENV, "target": _BACKUP_TARGET})
@@ -515,6 +530,21 @@ def drill_restore(
 
 
 @task(
+    name="pitr",
+    help={
+        "env": _BACKUP_ENV + " (running: orders are written through its API)",
+        "reports": "directory for the reports (default reports/drills)",
+        "target": "local (default)",
+    },
+)
+def drill_pitr(c: Context, env: str = "staging", reports: str = "", target: str = "local") -> None:
+    """Point-in-time drill: write orders, restore to T among them, verify to the row."""
+    from pipelines.backups import commands
+
+    raise SystemExit(commands.drill_pitr(env, reports, target))
+
+
+@task(
     name="drill",
     help={"gigabytes": "size of the generated database", "out": "JSON results file"},
 )
@@ -525,11 +555,29 @@ def bench_drill(c: Context, gigabytes: float = 1.0, out: str = "reports/bench-dr
     raise SystemExit(drill_bench.main(gigabytes=gigabytes, out=out))
 
 
-backup_ns = Collection(
-    "backup", backup_snapshot, backup_list, backup_prune, backup_restore, backup_daily
+@task(
+    name="pitr",
+    help={"gigabytes": "size of the generated database", "out": "JSON results file"},
 )
-drill_ns = Collection("drill", drill_restore)
+def bench_pitr(c: Context, gigabytes: float = 0.1, out: str = "reports/bench-pitr.json") -> None:
+    """Point-in-time recovery: archive lag (RPO), kill -9 RPO, restore to T vs bare replay."""
+    from pipelines.bench import pitr_bench
+
+    raise SystemExit(pitr_bench.main(gigabytes=gigabytes, out=out))
+
+
+backup_ns = Collection(
+    "backup",
+    backup_snapshot,
+    backup_list,
+    backup_prune,
+    backup_restore,
+    backup_discard,
+    backup_daily,
+)
+drill_ns = Collection("drill", drill_restore, drill_pitr)
 bench.add_task(bench_drill)
+bench.add_task(bench_pitr)
 
 ns = Collection(
     test,

@@ -222,6 +222,35 @@ class RestoreOutcome:
 
 
 @dataclass(frozen=True)
+class RecoveryWindow:
+    """How far back and how far forward an environment's data can be recovered to a point
+    in time (epochs; None: nothing recoverable), and any hole in between."""
+
+    environment: str
+    target: str
+    earliest: float | None
+    latest: float | None
+    gaps: Sequence[str] = ()
+    basis: str = ""  # what the window comes from, for people
+    record: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PointInTimeOutcome:
+    """A copy of an environment's data as of a moment (or an LSN): beside the live database
+    (`scratch`) or in its place (`replace`)."""
+
+    id: str
+    environment: str
+    point: str  # the time (ISO 8601) or the LSN asked for
+    into: str
+    location: str  # where the copy is: a cluster's address locally, an instance on AWS
+    seconds: float
+    recovered_to: str | None = None  # the newest transaction the copy holds, when known
+    record: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class AlarmTransition:
     at: float  # unix time
     alarm: str
@@ -306,6 +335,33 @@ class Backups(Protocol):
     def drill(self, into: Environment, snapshot_id: str | None, reports_dir: Path) -> bool:
         """Restore this environment's data beside `into` (or wherever the target restores a
         drill), verify and serve it, report, clean up; True when the drill passed."""
+        ...
+
+    def window(self) -> RecoveryWindow:
+        """The point-in-time recoverable window (runbook sections 6 and 8)."""
+        ...
+
+    def restore_to_point(
+        self,
+        *,
+        to_time: str | None = None,
+        to_lsn: str | None = None,
+        into: str = "scratch",
+        confirm: bool = False,
+        log: Callable[[str], None] = print,
+    ) -> PointInTimeOutcome:
+        """The data as of `to_time` (ISO 8601) or `to_lsn`, beside the live database or in
+        its place; targets outside the window, in the future or beyond a gap raise
+        TargetError, leaving nothing behind."""
+        ...
+
+    def discard_point_restore(self, restore_id: str) -> None:
+        """Remove a copy `restore_to_point(into="scratch")` left running."""
+        ...
+
+    def pitr_drill(self, reports_dir: Path, log: Callable[[str], None] = print) -> bool:
+        """Write orders, restore to a moment T among them beside the live database, verify
+        to the row, report RPO and RTO, clean up; True when the drill passed."""
         ...
 
 

@@ -1,8 +1,9 @@
 """The agent process: `python -m pipelines.targets.local.agent_main --env E --state-dir D`.
 
-Its main loop runs the scheduler tick (agent.py) and the alarm monitor (monitor.py) every
-0.25 s. It is the one module of the local target that builds an environment for itself, so
-it sits above environment.py; agent_process.py (start, find, stop) sits below it.
+Its main loop runs the scheduler tick (agent.py), the alarm monitor (monitor.py) and the
+WAL archive's receiver (backups/receiver.py) every 0.25 s. It is the one module of the local
+target that builds an environment for itself, so it sits above environment.py;
+agent_process.py (start, find, stop) sits below it.
 """
 
 from __future__ import annotations
@@ -46,11 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     log.info("agent started", extra={"env": args.env, "pid": os.getpid()})
     monitor = environment.make_monitor()
+    archiver = environment.make_archiver()
     while not stopping:
         started = time.monotonic()
         try:
             agent.tick()
             monitor.tick()
+            archiver.tick()
         except Exception:  # one bad tick must not take the scheduler down
             log.exception("agent tick failed")
         time.sleep(max(0.0, TICK_S - (time.monotonic() - started)))

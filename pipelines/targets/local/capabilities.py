@@ -18,8 +18,10 @@ from pipelines.targets.base import (
     AlarmTransition,
     ConfirmationNeeded,
     MigrationStatus,
+    PointInTimeOutcome,
     PruneItem,
     PruneOutcome,
+    RecoveryWindow,
     RestoreOutcome,
     RolloutResult,
     RotationOutcome,
@@ -31,6 +33,7 @@ from pipelines.targets.local.backups.manifest import (
     SnapshotManifest,
     list_snapshots,
 )
+from pipelines.targets.local.ledger import FileLedger
 from pipelines.targets.local.runtime import ALIASES, NAMES
 from pipelines.targets.local.secrets import SecretStoreError
 
@@ -104,7 +107,20 @@ class LocalBackups:
             items=[
                 PruneItem(d.snapshot.id, d.keep, d.reason, d.snapshot.size_bytes)
                 for d in plan.decisions
-            ],
+            ]
+            + (
+                [
+                    PruneItem(
+                        f"WAL before {plan.wal.oldest_needed}",
+                        False,
+                        f"{len(plan.wal.paths)} files no kept base backup "
+                        f"(oldest: {plan.wal.by_backup}) needs",
+                        plan.wal.size_bytes,
+                    )
+                ]
+                if plan.wal.paths
+                else []
+            ),
             leftovers=[path.name for path in plan.leftovers],
         )
 
@@ -145,6 +161,80 @@ class LocalBackups:
                 log=self.log,
             )
         return report.ok
+
+    def window(self) -> RecoveryWindow:
+        from pipelines.targets.local.backups.window import recovery_window
+
+        with _as_target_errors():
+            found = recovery_window(self.env)
+        return RecoveryWindow(
+            environment=self.env.name,
+            target="local",
+            earliest=found.earliest,
+            latest=found.latest,
+            gaps=[gap.describe() for gap in found.gaps],
+            basis=f"base backups in the snapshots, WAL streamed to {found.archive}",
+            record=found.to_json(),
+        )
+
+    def restore_to_point(
+        self,
+        *,
+        to_time: str | None = None,
+        to_lsn: str | None = None,
+        into: str = "scratch",
+        confirm: bool = False,
+        log: Log = print,
+    ) -> PointInTimeOutcome:
+        from pipelines.targets.local.backups.pitr import restore_to_point
+        from pipelines.targets.local.backups.pitr_replace import replace_from_point
+        from pipelines.targets.local.backups.restore import INTO
+
+        with _as_target_errors():
+            if into not in INTO:
+                raise BackupError(f"--into must be scratch or replace, not {into!r}")
+            if into == "replace":
+                copy, swapped = replace_from_point(
+                    self.env, to_time=to_time, to_lsn=to_lsn, confirm=confirm, log=log
+                )
+                location = f"{self.env.name}/{swapped.database}"
+                seconds = copy.seconds + swapped.seconds
+            else:
+                copy = restore_to_point(self.env, to_time=to_time, to_lsn=to_lsn, log=log)
+                location = f"postgresql://127.0.0.1:{copy.port}/{copy.database}"
+                seconds = copy.seconds
+                FileLedger().append(
+                    "pitr-restore",
+                    self.env.name,
+                    id=copy.id,
+                    into="scratch",
+                    point=copy.target,
+                    base_backup=copy.backup_id,
+                    recovered_to=copy.recovered_to,
+                    location=location,
+                    seconds=copy.seconds,
+                )
+        return PointInTimeOutcome(
+            id=copy.id,
+            environment=self.env.name,
+            point=copy.target,
+            into=into,
+            location=location,
+            seconds=round(seconds, 3),
+            recovered_to=copy.recovered_to,
+            record=copy.to_json(),
+        )
+
+    def discard_point_restore(self, restore_id: str) -> None:
+        from pipelines.targets.local.backups.pitr import discard_restore
+
+        with _as_target_errors():
+            discard_restore(self.env, restore_id)
+
+    def pitr_drill(self, reports_dir: Path, log: Log = print) -> bool:
+        from pipelines.targets.local.backups.pitr_drill import run_pitr_drill
+
+        return run_pitr_drill(self.env, reports_dir=reports_dir, log=log).ok
 
 
 class LocalOperations:

@@ -225,6 +225,7 @@ class LocalEnvironment(Rollouts):
         if lb.is_running():
             stopped.append("caddy")
         lb.stop()
+        self.make_archiver().stop()  # after the agent, which would start it again
         if cluster.is_running():
             stopped.append("postgres")
         cluster.stop()
@@ -275,6 +276,11 @@ class LocalEnvironment(Rollouts):
         from pipelines.targets.local.monitor import Monitor
 
         return Monitor(self.layout, self.spec, lambda: self.secrets.get(NAMES.metrics))
+
+    def make_archiver(self) -> Any:
+        from pipelines.targets.local.backups.receiver import WalReceiver
+
+        return WalReceiver(self)
 
     def observe(self, window_s: float, end: float | None = None) -> Observation:
         from pipelines.targets.local.observe import observe

@@ -103,3 +103,33 @@ def test_errors_say_what_and_exit_non_zero(
     assert "no snapshot 'production-daily-nope'" in missing.stdout
     bad_env = invoke(env, "backup.list", "--env", "qa")
     assert bad_env.returncode != 0 and "unknown environment 'qa'" in bad_env.stderr + bad_env.stdout
+
+
+def test_point_in_time_commands_refuse_clearly(site: tuple[Site, dict[str, str]]) -> None:
+    _, env = site
+    listed = invoke(env, "backup.list", "--env", "staging")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "point-in-time recovery, staging: nothing recoverable" in listed.stdout
+    unconfirmed = invoke(
+        env,
+        "backup.restore",
+        "--env",
+        "production",
+        "--to-time",
+        "2026-01-01T00:00:00Z",
+        "--into",
+        "replace",
+    )
+    assert unconfirmed.returncode == 2, unconfirmed.stdout
+    assert "refusing to replace production's database with its state at" in unconfirmed.stdout
+    future = invoke(env, "backup.restore", "--env", "staging", "--to-time", "2999-01-01T00:00Z")
+    assert future.returncode == 1
+    assert "is in the future" in future.stdout and "recoverable window: none yet" in future.stdout
+    garbled = invoke(env, "backup.restore", "--env", "staging", "--to-time", "yesterday")
+    assert garbled.returncode == 1 and "is not a time" in garbled.stdout
+    both = invoke(
+        env, "backup.restore", "--env", "staging", "--to-time", "2026-01-01", "--to-lsn", "0/1"
+    )
+    assert both.returncode == 1 and "not both" in both.stdout
+    unknown = invoke(env, "backup.discard", "--env", "staging", "--id", "pitr-nope")
+    assert unknown.returncode == 1 and "no restored copy 'pitr-nope'" in unknown.stdout

@@ -5,7 +5,9 @@
 - pre-deploy: the newest `preDeploySnapshotsKept`;
 - manual: never pruned;
 - the newest snapshot of each kind that still verifies is never deleted, whatever its age;
-- `.partial-*` directories older than an hour are leftovers of a crash and go.
+- `.partial-*` directories older than an hour are leftovers of a crash and go;
+- a base backup whose deletion would open a gap in point-in-time recovery is kept, and WAL
+  is kept from the oldest kept base backup on (wal_retention.py).
 
 An expiry is the later of the one recorded at creation and the one today's spec gives, so
 raising a retention setting never shortens what was promised.
@@ -31,6 +33,13 @@ from pipelines.targets.local.backups.manifest import (
     tree_size,
     verify_snapshot,
 )
+from pipelines.targets.local.backups.wal_retention import (
+    WalPrune,
+    delete_wal,
+    guard_chain,
+    plan_wal,
+)
+from pipelines.targets.local.backups.window import recovery_window
 from pipelines.targets.local.ledger import FileLedger
 
 if TYPE_CHECKING:
@@ -53,6 +62,7 @@ class PrunePlan:
     decisions: list[PruneDecision] = field(default_factory=list)
     leftovers: list[Path] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    wal: WalPrune = field(default_factory=lambda: WalPrune(None, None))
 
     @property
     def delete(self) -> list[SnapshotManifest]:
@@ -71,6 +81,12 @@ class PrunePlan:
         for path in self.leftovers:
             verb = "DELETE" if not self.dry_run else "would delete"
             lines.append(f"  {verb:<12} {path.name:<48} partial snapshot left by a crash")
+        if self.wal.paths:
+            verb = "DELETE" if not self.dry_run else "would delete"
+            lines.append(
+                f"  {verb:<12} {'WAL before ' + str(self.wal.oldest_needed):<48} "
+                f"{len(self.wal.paths)} files no kept base backup needs"
+            )
         freed = sum(d.snapshot.size_bytes for d in self.decisions if not d.keep)
         lines.append(
             f"  {len(self.keep)} kept, {len(self.delete)} "
@@ -102,6 +118,8 @@ def plan(env: LocalEnv, now: float | None = None) -> PrunePlan:
     }
     for manifest in list_snapshots(env):
         result.decisions.append(_decide(env, manifest, now, protected, pre_deploy_kept))
+    result.decisions = guard_chain(recovery_window(env), result.decisions)
+    result.wal = plan_wal(env, {d.snapshot.id for d in result.decisions if d.keep})
     root = backups_dir(env)
     if root.is_dir():
         result.leftovers = sorted(
@@ -156,4 +174,15 @@ def prune(
         )
     for path in result.leftovers:
         shutil.rmtree(path, ignore_errors=True)
+    if result.wal.paths:
+        freed = result.wal.size_bytes
+        delete_wal(result.wal)
+        (ledger or FileLedger()).append(
+            "wal-pruned",
+            env.name,
+            files=len(result.wal.paths),
+            bytes=freed,
+            oldest_kept=result.wal.oldest_needed,
+            needed_by=result.wal.by_backup,
+        )
     return result

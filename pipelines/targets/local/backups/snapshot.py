@@ -77,9 +77,9 @@ __all__ = [
 # -- taking --------------------------------------------------------------------
 
 
-def _check_space(env: LocalEnv, directory: Path, physical: bool) -> None:
+def _check_space(env: LocalEnv, directory: Path, physical: bool, source: pgtools.ConnInfo) -> None:
     async def sizes() -> tuple[int, int]:
-        conn = await asyncpg.connect(superuser(env).url(), timeout=pgtools.CONNECT_TIMEOUT_S)
+        conn = await asyncpg.connect(source.url(), timeout=pgtools.CONNECT_TIMEOUT_S)
         try:
             db = await conn.fetchval("SELECT pg_database_size(current_database())")
             cluster = await conn.fetchval("SELECT sum(pg_database_size(oid)) FROM pg_database")
@@ -120,9 +120,11 @@ def take_snapshot(
     physical: bool = True,
     log: Log | None = None,
     ledger: Ledger | None = None,
+    source: pgtools.ConnInfo | None = None,
 ) -> SnapshotManifest:
     """A verified snapshot of `env`'s database: logical dump, plus a physical base backup
-    unless `physical=False`. Returns its manifest; raises BackupError, leaving nothing."""
+    unless `physical=False`. Returns its manifest; raises BackupError, leaving nothing.
+    `source`: dump that database instead (a point-in-time copy), logical only."""
     if kind not in KINDS:
         raise BackupError(f"unknown snapshot kind {kind!r}; choose one of {', '.join(KINDS)}")
     say = log or (lambda _: None)
@@ -133,12 +135,13 @@ def take_snapshot(
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     partial = root / f"{PARTIAL}{snapshot_id}"
     partial.mkdir(mode=0o700)
-    conn = superuser(env)
+    conn = source or superuser(env)
+    physical = physical and source is None
     binaries = env.cluster().binaries
     durations: dict[str, float] = {}
     step = "checking disk space"
     try:
-        _check_space(env, root, physical)
+        _check_space(env, root, physical, conn)
         step = "pg_dump"
         say(f"snapshot {snapshot_id}: pg_dump -Fc of {DATABASE} with its fingerprint")
         mark = time.monotonic()
@@ -223,8 +226,12 @@ def base_backup(binaries: Any, conn: pgtools.ConnInfo, target: Path) -> dict[str
         ],
         conn,
     )
+    # The copy is consistent from here on: a point-in-time restore from this backup can
+    # reach no earlier moment (see window.py).
+    consistent_epoch = time.time()
     pgtools.run(binaries, "pg_verifybackup", ["--quiet", str(target)])
     return {
+        "consistent_epoch": consistent_epoch,
         "dir": BASE,
         "format": "plain",
         "size_bytes": tree_size(target),
