@@ -111,6 +111,10 @@ class RolloutResult:
     reason: str
     duration_s: float
     events: Sequence[str] = ()
+    # Timestamped, for a report's timeline: {"at": epoch, "kind": "replica_start" |
+    # "replica_ready" | "replica_drain" | "rollback", "label": ...}. Empty where the target
+    # cannot say when each replica changed.
+    marks: Sequence[Mapping[str, Any]] = ()
 
     @property
     def ok(self) -> bool:
