@@ -115,11 +115,12 @@ def past_drills(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def html(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> str:
     verdict = "passed" if report.get("ok") else "FAILED"
     rto, rpo = report.get("rto_s"), report.get("rpo_s")
+    rto_text = "-" if rto is None else f"{rto:.1f} s"
+    rpo_text = "-" if rpo is None else f"{rpo:.1f} s"
     facts = [
         f"{report.get('source')} restored into {report.get('target')} "
         f"(scratch {report.get('scratch_database') or '-'})",
-        f"RTO {'-' if rto is None else f'{rto:.1f} s'}; RPO {'-' if rpo is None else f'{rpo:.1f} s'}"
-        f" ({report.get('rpo_basis') or 'not measured'})",
+        f"RTO {rto_text}; RPO {rpo_text} ({report.get('rpo_basis') or 'not measured'})",
         f"{report.get('tables', 0)} tables, {report.get('rows', 0):,} rows verified",
     ]
     drills = past_drills(history)
