@@ -354,6 +354,23 @@ class Operations(Protocol):
     def log_files(self) -> Sequence[Path]: ...
 
 
+class Faults(Protocol):
+    """Failures made on purpose, for game days (runbook sections 8 and 13): each kind breaks
+    one part of the environment the way it breaks for real."""
+
+    @property
+    def kinds(self) -> Sequence[str]: ...
+
+    def inject(self, kind: str) -> str:
+        """Break it now; returns what was broken, for the report ("replica slot 0, pid 42")."""
+        ...
+
+    def heal(self, kind: str) -> str:
+        """Undo what `inject` did that does not end by itself (SIGCONT a stopped replica,
+        start PostgreSQL, release a held lock); "" when there is nothing to undo."""
+        ...
+
+
 @runtime_checkable
 class Environment(Protocol):
     name: str
@@ -369,6 +386,9 @@ class Environment(Protocol):
 
     @property
     def operations(self) -> Operations: ...
+
+    @property
+    def faults(self) -> Faults: ...
 
     @property
     def location(self) -> str:
@@ -407,7 +427,10 @@ class Environment(Protocol):
 
     def restore_command(self, snapshot_id: str) -> str: ...
 
-    def smoke_credentials(self, release: Release) -> tuple[str, str]: ...
+    def smoke_credentials(self, release: Release | None = None) -> tuple[str, str]:
+        """The smoke suite's admin, made by `release` (None: the release running now) if it
+        does not exist yet."""
+        ...
 
 
 @runtime_checkable

@@ -1,8 +1,9 @@
 """The agent process: `python -m pipelines.targets.local.agent_main --env E --state-dir D`.
 
-Its main loop runs the scheduler tick (agent.py) and the alarm monitor (monitor.py) every
-0.25 s. It is the one module of the local target that builds an environment for itself, so
-it sits above environment.py; agent_process.py (start, find, stop) sits below it.
+Its main loop keeps the load balancer up (keeper.py), and runs the scheduler tick (agent.py)
+and the alarm monitor (monitor.py), every 0.25 s. It is the one module of the local target
+that builds an environment for itself, so it sits above environment.py; agent_process.py
+(start, find, stop) sits below it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from pipelines.targets.local.agent_process import hold_lock
 from pipelines.targets.local.environment import LocalEnvironment
+from pipelines.targets.local.keeper import LoadBalancerKeeper
 
 log = logging.getLogger("drydock.agent")
 TICK_S = 0.25
@@ -46,9 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     log.info("agent started", extra={"env": args.env, "pid": os.getpid()})
     monitor = environment.make_monitor()
+    keeper = LoadBalancerKeeper(environment.load_balancer())
     while not stopping:
         started = time.monotonic()
         try:
+            keeper.tick()
             agent.tick()
             monitor.tick()
         except Exception:  # one bad tick must not take the scheduler down
