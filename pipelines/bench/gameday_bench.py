@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.gameday.run import REPORTS, run
+from pipelines.gameday.scenarios import ScenarioError
+from pipelines.targets.base import TargetError
 from pipelines.targets.local.keeper import RESTART_ENV
 from pipelines.targets.local.scratch import scratch_environments
 
@@ -21,7 +23,11 @@ def main(names: Sequence[str] = (), weaken: str = "", reports: Path = REPORTS) -
     if weaken and weaken not in WEAKENINGS:
         print(f"bench.gameday: --weaken must be one of {', '.join(WEAKENINGS)}, not {weaken!r}")
         return 2
-    outcome = play(names, weaken, reports)
+    try:
+        outcome = play(names, weaken, reports)
+    except (ScenarioError, TargetError) as exc:
+        print(f"bench.gameday: {exc}")
+        return 2
     return 0 if outcome["passed"] else 1
 
 

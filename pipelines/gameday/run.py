@@ -43,7 +43,8 @@ def run(
     faults = env.faults
     plan = scenarios.load(known_faults=faults.kinds)
     chosen = scenarios.select(plan, names)
-    first = look(env)
+    log(f"gameday on {env.name}: waiting for it to be healthy (up to {plan.max_wait_s:g} s)")
+    first = _settle(env, plan.max_wait_s)
     if not first.healthy:
         raise TargetError(
             f"{env.name} is not healthy before the game day ({score.describe(first)}). "
@@ -81,10 +82,17 @@ def play(
     plan: scenarios.Plan,
     shopper: client.Shopper,
 ) -> dict[str, Any]:
-    settled = _wait(env, plan.max_wait_s)
+    # The scenario before may still be settling; one that never recovered fails this one too.
+    settled = _settle(env, plan.max_wait_s)
+    if not settled.healthy:
+        return failed_to_start(
+            scenario, time.time(), f"not healthy before the fault: {score.describe(settled)}"
+        )
     ledger = client.OrderLedger()
     watch = Watch(env).start()
-    budget_s = plan.traffic_before_s + scenario.hold_s + plan.max_wait_s + plan.settle_s + 30
+    budget_s = (
+        plan.traffic_before_s + scenario.hold_s + plan.max_wait_s + plan.quiet_s + plan.settle_s
+    ) + 30
     load = client.traffic(env.url, shopper, ledger, budget_s)
     time.sleep(plan.traffic_before_s)
     before = watch.looks[-1] if watch.looks else settled
@@ -96,11 +104,15 @@ def play(
         load.stop()
         watch.stop()
         return failed_to_start(scenario, fault_at, f"the fault could not be made: {exc}")
-    deadline = fault_at + scenario.hold_s + plan.max_wait_s
+    deadline = fault_at + scenario.hold_s + plan.max_wait_s + plan.quiet_s
     recovered = None
-    while time.time() < deadline and recovered is None:
+    # Healthy, and still healthy `quiet_s` later: long enough for an alarm the fault's
+    # datapoints will still trip to have done so.
+    while time.time() < deadline:
         time.sleep(0.5)
-        recovered = score.recovered_at(watch.looks, max(healed_at, fault_at + 1.0))
+        recovered = score.recovered_at(list(watch.looks), max(healed_at, fault_at + 1.0))
+        if recovered is not None and time.time() - recovered >= plan.quiet_s:
+            break
     time.sleep(plan.settle_s)
     report = load.stop()
     looks = watch.stop()
@@ -173,17 +185,12 @@ def _break(env: Environment, faults: Faults, scenario: scenarios.Scenario) -> tu
     return f"{detail}; {healed}" if healed else detail, time.time()
 
 
-def _wait(env: Environment, seconds: float) -> Look:
-    """Until the environment is healthy again (the scenario before may still be settling)."""
+def _settle(env: Environment, seconds: float) -> Look:
     deadline = time.time() + seconds
     latest = look(env)
     while not latest.healthy and time.time() < deadline:
         time.sleep(0.5)
         latest = look(env)
-    if not latest.healthy:
-        raise TargetError(
-            f"{env.name} did not get healthy between scenarios: {score.describe(latest)}"
-        )
     return latest
 
 

@@ -43,6 +43,7 @@ class Plan:
     traffic_before_s: float
     settle_s: float
     max_wait_s: float
+    quiet_s: float
 
 
 def load(path: Path = FILE, known_faults: Sequence[str] = ()) -> Plan:
@@ -51,7 +52,7 @@ def load(path: Path = FILE, known_faults: Sequence[str] = ()) -> Plan:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ScenarioError(f"{path}: {exc}") from None
     defaults = data.get("defaults", {})
-    faults = (*known_faults, *OPERATIONS)
+    faults = (*known_faults, *OPERATIONS) if known_faults else ()  # () checks no names
     scenarios = tuple(_scenario(path, entry, faults) for entry in data.get("scenario", []))
     names = [s.name for s in scenarios]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -62,6 +63,7 @@ def load(path: Path = FILE, known_faults: Sequence[str] = ()) -> Plan:
         float(defaults.get("traffic_before_s", 3)),
         float(defaults.get("settle_s", 3)),
         float(defaults.get("max_wait_s", 90)),
+        float(defaults.get("quiet_s", 35)),
     )
 
 

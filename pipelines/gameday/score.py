@@ -47,9 +47,13 @@ def detected_at(
         return min((at for at in hits if at >= fault_at), default=None)
     baseline = set(before.replicas) if before else set()
     for look in after:
-        if scenario.detect == "load_balancer" and not look.load_balancer:
+        # Down, or already back under a new pid: a restart faster than the probe still counts.
+        restarted = before is not None and look.pid(scenario.detect) != before.pid(scenario.detect)
+        if scenario.detect == "load_balancer" and (not look.load_balancer or restarted):
             return look.at
-        if scenario.detect == "database" and (not look.database or look.ready < look.wanted):
+        if scenario.detect == "database" and (
+            not look.database or restarted or look.ready < look.wanted
+        ):
             return look.at
         if scenario.detect == "replica" and (
             look.ready < look.wanted
@@ -61,7 +65,18 @@ def detected_at(
 
 
 def recovered_at(looks: Sequence[Look], not_before: float) -> float | None:
-    return next((look.at for look in looks if look.at >= not_before and look.healthy), None)
+    """The start of the healthy stretch that lasts to the last look, None if the last look is
+    not healthy. An alarm goes to ALARM only some periods after its datapoints, so a first
+    healthy look can come before the alarm does: only the final stretch counts."""
+    after = [look for look in looks if look.at >= not_before]
+    if not after or not after[-1].healthy:
+        return None
+    start = after[-1].at
+    for look in reversed(after):
+        if not look.healthy:
+            break
+        start = look.at
+    return start
 
 
 def split_failures(

@@ -24,6 +24,11 @@ class Look:
     database: bool
     alarms_in_alarm: tuple[str, ...]
     error: str = ""
+    # Process name -> pid: a process restarted between two looks shows as a new pid.
+    pids: tuple[tuple[str, int | None], ...] = ()
+
+    def pid(self, name: str) -> int | None:
+        return dict(self.pids).get(name)
 
     @property
     def healthy(self) -> bool:
@@ -43,6 +48,8 @@ def look(env: Environment) -> Look:
         status = env.status()
     except Exception as exc:  # a probe records what it saw, even "could not see"
         return Look(now, 0, 0, (), False, False, (), f"{type(exc).__name__}: {exc}")
+    # Named by role, whatever the target calls the process.
+    roles = {"caddy": "load_balancer", "load balancer": "load_balancer", "postgres": "database"}
     running = {p.name: p.running for p in status.processes}
     return Look(
         at=now,
@@ -58,6 +65,7 @@ def look(env: Environment) -> Look:
                 if state == "ALARM" and not name.lower().startswith(SECURITY_PREFIX)
             )
         ),
+        pids=tuple((roles.get(p.name, p.name), p.pid) for p in status.processes),
     )
 
 

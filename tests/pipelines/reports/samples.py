@@ -100,3 +100,44 @@ def drill_data(directory: Path, count: int = 3) -> tuple[dict[str, Any], list[di
             }
         )
     return report, history
+
+
+def gameday_data(scenarios: tuple[str, ...] = ("kill-replica", "lb-crash")) -> dict[str, Any]:
+    results = []
+    for index, name in enumerate(scenarios):
+        start = T0 + index * 60
+        fault_at = start + 5
+        results.append(
+            {
+                "scenario": {"name": name},
+                "budget": {"detection_s": 5.0, "recovery_s": 30.0, "unexpected_failures": 0},
+                "score": {
+                    "scenario": name,
+                    "fault_detail": f"{name} detail",
+                    "fault_at": fault_at,
+                    "healed_at": fault_at + 10,
+                    "detection_s": 0.5,
+                    "recovery_s": 12.0,
+                    "requests": 600,
+                    "failed_expected": 3,
+                    "failed_unexpected": 0,
+                    "acknowledged_orders": 300,
+                    "orders_lost": 0,
+                    "reasons": [],
+                    "passed": True,
+                },
+                "events": [
+                    {"at": fault_at, "kind": "fault", "label": name},
+                    {"at": fault_at + 0.5, "kind": "detected", "label": "replica"},
+                    {"at": fault_at + 12, "kind": "recovered", "label": "ok"},
+                ],
+                "traffic": [vars(s) for s in per_second(samples(30, start, range(5, 8)))],
+            }
+        )
+    return {
+        "environment": "production",
+        "started_at": T0,
+        "finished_at": T0 + 60 * len(scenarios),
+        "passed": True,
+        "scenarios": results,
+    }

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.reports import deploy, drill, timeline
+from pipelines.reports import deploy, drill, gameday, timeline
 from tests import chromium
 from tests.pipelines.reports import samples
 
@@ -49,3 +49,22 @@ def test_drill_report_renders_phases_and_trend(tmp_path: Path) -> None:
     assert set(names[:6]) == {"dump", "restore", "verify", "replica", "smoke", "RTO 14.0 s"}
     assert names[6:] == [drill.RTO_TRACE, drill.RPO_TRACE, drill.SIZE_TRACE]
     chromium.screenshot(page, SCREENSHOTS / "drill.png")
+
+
+def test_gameday_report_renders_one_timeline_per_scenario_with_the_fault_shaded(
+    tmp_path: Path,
+) -> None:
+    data = samples.gameday_data(("kill-replica", "lb-crash", "db-outage"))
+    page = gameday.write(data, tmp_path / "gameday.html")
+    dom = chromium.dump_dom(page)
+    assert chromium.charts(dom) == 3
+    per_chart = TRAFFIC_SERIES + [
+        timeline.EVENT_PREFIX + kind for kind in ("fault", "detected", "recovered")
+    ]
+    assert chromium.legend(dom) == per_chart * 3
+    shaded = [a for a in chromium.annotations(dom) if a.startswith("fault: ")]
+    # each chart labels its fault window once per panel
+    assert shaded == [
+        f"fault: {n}" for n in ("kill-replica", "lb-crash", "db-outage") for _ in "123"
+    ]
+    chromium.screenshot(page, SCREENSHOTS / "gameday.png", height=3000)
