@@ -43,8 +43,10 @@ def run(
     faults = env.faults
     plan = scenarios.load(known_faults=faults.kinds)
     chosen = scenarios.select(plan, names)
-    log(f"gameday on {env.name}: waiting for it to be healthy (up to {plan.max_wait_s:g} s)")
-    first = _settle(env, plan.max_wait_s)
+    first = look(env)
+    if first.load_balancer or first.database:  # up, maybe still settling: worth a wait
+        log(f"gameday on {env.name}: waiting for it to be healthy (up to {plan.max_wait_s:g} s)")
+        first = _settle(env, plan.max_wait_s)
     if not first.healthy:
         raise TargetError(
             f"{env.name} is not healthy before the game day ({score.describe(first)}). "

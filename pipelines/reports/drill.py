@@ -53,7 +53,8 @@ def phases_figure(report: Mapping[str, Any]) -> Any:
         )
     fig.update_layout(
         barmode="stack",
-        height=260,
+        height=320,
+        legend={"orientation": "h", "y": -0.45},
         template="plotly_white",
         xaxis_title="seconds",
         title="Phases against the RTO",
