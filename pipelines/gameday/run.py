@@ -3,6 +3,7 @@ the reports (JSON, Markdown, HTML) under reports/gamedays/."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -99,10 +100,12 @@ def play(
     time.sleep(plan.traffic_before_s)
     before = watch.looks[-1] if watch.looks else settled
     fault_at = time.time()
+    step: dict[str, Any] = {}
     try:
-        detail, healed_at = _break(env, faults, scenario)
+        detail, healed_at = _break(env, faults, scenario, step)
     except TargetError as exc:
-        faults.heal(scenario.fault)  # whatever half of it happened
+        with contextlib.suppress(TargetError):
+            faults.heal(scenario.fault)  # whatever half of it happened
         load.stop()
         watch.stop()
         return failed_to_start(scenario, fault_at, f"the fault could not be made: {exc}")
@@ -122,7 +125,11 @@ def play(
     transitions = list(env.operations.alarm_transitions(fault_at - plan.traffic_before_s))
     expected, unexpected = score.split_failures(scenario, report.samples, fault_at, until)
     lost = client.missing_orders(env.database.url("app"), ledger.ids)
-    detected = score.detected_at(scenario, fault_at, before, looks, transitions)
+    detected = (
+        step.get("failed_at")
+        if scenario.detect == "step"
+        else score.detected_at(scenario, fault_at, before, looks, transitions)
+    )
     result = score.judge(
         score.Score(
             scenario=scenario.name,
@@ -140,6 +147,8 @@ def play(
         scenario,
         looks[-1] if looks else None,
     )
+    if step.get("problem"):
+        result.reasons.append(step["problem"])
     marks = [
         (fault_at, "fault", detail),
         (healed_at if healed_at > fault_at else None, "heal", "fault ended"),
@@ -172,19 +181,39 @@ def failed_to_start(scenario: scenarios.Scenario, at: float, reason: str) -> dic
     }
 
 
-def _break(env: Environment, faults: Faults, scenario: scenarios.Scenario) -> tuple[str, float]:
-    """Inject the fault and, after its hold, heal it. Returns what broke and when it ended."""
+def _break(
+    env: Environment, faults: Faults, scenario: scenarios.Scenario, step: dict[str, Any]
+) -> tuple[str, float]:
+    """Inject the fault, run the scenario's step on the broken system (its outcome goes in
+    `step`), and after the hold heal it. Returns what broke and when it ended."""
     if scenario.fault == "rotate-jwt-key":
         outcome = env.operations.rotate_secret("jwt")
         if not outcome.ok:
             raise TargetError(f"{scenario.name}: rotation did not finish: {outcome.reason}")
         return f"rotated jwt: {outcome.kid}", time.time()
     detail = faults.inject(scenario.fault)
+    if scenario.then:
+        _step(env, scenario, step)
+        detail = f"{detail}; {scenario.then}: {step.get('error') or 'succeeded'}"
     if scenario.hold_s <= 0:
         return detail, time.time()
     time.sleep(scenario.hold_s)
     healed = faults.heal(scenario.fault)
     return f"{detail}; {healed}" if healed else detail, time.time()
+
+
+def _step(env: Environment, scenario: scenarios.Scenario, step: dict[str, Any]) -> None:
+    """The step must fail, and its message must say why (`step_must_fail_with`)."""
+    try:
+        if scenario.then == "snapshot":
+            env.backups.take("manual", reason=f"game day: {scenario.name}", physical=False)
+    except TargetError as exc:
+        step["failed_at"], step["error"] = time.time(), str(exc)
+        wanted = scenario.step_must_fail_with
+        if wanted and wanted not in str(exc):
+            step["problem"] = f"{scenario.then} failed without saying {wanted!r}: {exc}"
+        return
+    step["problem"] = f"{scenario.then} succeeded on a broken system"
 
 
 def _settle(env: Environment, seconds: float) -> Look:

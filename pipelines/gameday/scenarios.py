@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 FILE = Path(__file__).with_name("scenarios.toml")
-DETECTORS = ("replica", "load_balancer", "database", "none")
+DETECTORS = ("replica", "load_balancer", "database", "step", "none")
+STEPS = ("snapshot",)
 EXPECTED = ("in_flight", "window", "none")
 OPERATIONS = ("rotate-jwt-key",)  # faults done through Operations, on any target
 
@@ -35,6 +36,8 @@ class Scenario:
     detect: str
     expected: str
     budget: Budget
+    then: str = ""
+    step_must_fail_with: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,11 @@ def _scenario(path: Path, entry: Mapping[str, Any], faults: Sequence[str]) -> Sc
         raise ScenarioError(
             f"{where}: detect {detect!r} is not one of {', '.join(DETECTORS)} or alarm:<NAME>"
         )
+    then = str(entry.get("then", ""))
+    if then and then not in STEPS:
+        raise ScenarioError(f"{where}: then {then!r} is not one of {', '.join(STEPS)}")
+    if detect == "step" and not then:
+        raise ScenarioError(f"{where}: detect is 'step', so it needs a step (then = ...)")
     if entry["expected"] not in EXPECTED:
         raise ScenarioError(f"{where}: expected must be one of {', '.join(EXPECTED)}")
     budget = entry["budget"]
@@ -111,4 +119,6 @@ def _scenario(path: Path, entry: Mapping[str, Any], faults: Sequence[str]) -> Sc
             float(budget["recovery_s"]),
             int(budget.get("unexpected_failures", 0)),
         ),
+        then=then,
+        step_must_fail_with=str(entry.get("step_must_fail_with", "")),
     )

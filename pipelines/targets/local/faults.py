@@ -1,7 +1,7 @@
 """Failures made on purpose in a local environment, for game days: the same signals and
 outages a real host sees (kill -9, SIGSTOP, PostgreSQL stopped, a lock held past the
-statement timeout, Caddy killed). Nothing here repairs anything: that is the agent's job,
-and the game day scores how well it does it."""
+statement timeout, Caddy killed, the backups filesystem full). Nothing here repairs
+anything: that is the agent's job, and the game day scores how well it does it."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import threading
+from pathlib import Path
 from typing import Any
 
 from pipelines.targets.base import TargetError
+from pipelines.targets.local.backups.manifest import backups_dir
 from pipelines.targets.local.contract import LocalEnv
 
 # The inventory table: every order and every inventory read touches it: a lock on it stalls both.
@@ -20,7 +23,14 @@ LOCKED_TABLE = "items"
 
 
 class LocalFaults:
-    kinds = ("kill-replica", "hang-replica", "db-outage", "db-slow", "lb-crash")
+    kinds = (
+        "kill-replica",
+        "hang-replica",
+        "db-outage",
+        "db-slow",
+        "lb-crash",
+        "backups-disk-full",
+    )
 
     def __init__(self, env: LocalEnv) -> None:
         self.env = env
@@ -48,6 +58,8 @@ class LocalFaults:
             return f"PostgreSQL stopped (port {self.env.cluster().port})"
         if kind == "db-slow":
             return self._hold_lock()
+        if kind == "backups-disk-full":
+            return self._fill_backups()
         pid = self.env.load_balancer().pid()
         if pid is None:
             raise TargetError(f"{self.env.name}: Caddy is not running; nothing to crash")
@@ -66,12 +78,44 @@ class LocalFaults:
         if kind == "db-outage":
             self.env.cluster().start()
             return "PostgreSQL started"
+        if kind == "backups-disk-full":
+            directory = backups_dir(self.env)
+            done = subprocess.run(["umount", str(directory)], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise TargetError(
+                    f"{self.env.name}: could not unmount the full tmpfs on {directory}: "
+                    f"{done.stderr.strip()}; run `umount {directory}` by hand (the snapshots "
+                    "under it are hidden, not gone)"
+                )
+            return f"tmpfs unmounted from {directory}; the snapshots under it are back"
         if kind == "db-slow" and self._locker is not None:
             self._release_lock.set()
             self._locker.join(timeout=30)
             self._locker = None
             return f"lock on {LOCKED_TABLE} released"
         return ""
+
+    def _fill_backups(self) -> str:
+        """A 1 MB tmpfs over the backups directory: the filesystem a snapshot writes to is
+        full. The snapshots already there are hidden under it until heal() unmounts it."""
+        directory = backups_dir(self.env)
+        if os.geteuid() != 0 or not Path("/proc/filesystems").read_text().count("tmpfs"):
+            raise TargetError(
+                f"{self.env.name}: backups-disk-full needs root on Linux to mount a tmpfs "
+                f"over {directory}; skipped"
+            )
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(directory)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise TargetError(
+                f"{self.env.name}: cannot mount a tmpfs over {directory} here "
+                f"({done.stderr.strip()}); backups-disk-full skipped"
+            )
+        return f"1 MB tmpfs mounted over {directory}"
 
     def _ready_replica(self) -> dict[str, Any]:
         ready = [r for r in self.env.observed().get("replicas", []) if r["health"] == "ready"]
