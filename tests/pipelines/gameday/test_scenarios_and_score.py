@@ -36,6 +36,8 @@ def test_the_committed_file_loads_against_the_local_faults() -> None:
     plan = scenarios.load(known_faults=LocalFaults.kinds)
     names = [s.name for s in plan.scenarios]
     assert {"kill-replica", "hang-replica", "db-outage", "lb-crash"} <= set(names)
+    disk_full = scenarios.select(plan, ["backups-disk-full"])[0]
+    assert (disk_full.then, disk_full.detect) == ("snapshot", "step")
     assert scenarios.select(plan, ["lb-crash"])[0].detect == "load_balancer"
     with pytest.raises(scenarios.ScenarioError, match="no scenario named nope"):
         scenarios.select(plan, ["nope"])
