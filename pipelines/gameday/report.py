@@ -36,7 +36,7 @@ def _s(value: Any) -> str:
 
 def markdown(data: Mapping[str, Any]) -> str:
     results = data["scenarios"]
-    passed = sum(r["score"]["passed"] for r in results)
+    passed = sum(r["score"]["passed"] and not r["score"].get("skipped") for r in results)
     lines = [
         f"# Game day {data.get('id', '')} on {data['environment']}: "
         f"{passed}/{len(results)} scenarios passed",
@@ -52,6 +52,8 @@ def markdown(data: Mapping[str, Any]) -> str:
     for result in results:
         s, b = result["score"], result["budget"]
         verdict = "pass" if s["passed"] else "**FAIL**: " + "; ".join(s["reasons"])
+        if s.get("skipped"):
+            verdict = f"skipped: {s['skipped']}"
         lines.append(
             f"| {s['scenario']} | {_s(s['detection_s'])} ({_s(b['detection_s'])}) | "
             f"{_s(s['recovery_s'])} ({b['recovery_s']:g}) | {s['failed_expected']} | "

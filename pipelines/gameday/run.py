@@ -14,7 +14,7 @@ from pipelines.gameday import client, scenarios, score
 from pipelines.gameday.report import write
 from pipelines.gameday.watch import Look, Watch, look
 from pipelines.targets import get_target
-from pipelines.targets.base import Environment, Faults, TargetError
+from pipelines.targets.base import Environment, Faults, FaultUnavailable, TargetError
 from pipelines.traffic.timeline import per_second
 
 REPORTS = Path(__file__).resolve().parents[2] / "reports" / "gamedays"
@@ -108,6 +108,8 @@ def play(
             faults.heal(scenario.fault)  # whatever half of it happened
         load.stop()
         watch.stop()
+        if isinstance(exc, FaultUnavailable):
+            return failed_to_start(scenario, fault_at, "", skipped=str(exc))
         return failed_to_start(scenario, fault_at, f"the fault could not be made: {exc}")
     deadline = fault_at + scenario.hold_s + plan.max_wait_s + plan.quiet_s
     recovered = None
@@ -168,11 +170,14 @@ def play(
     }
 
 
-def failed_to_start(scenario: scenarios.Scenario, at: float, reason: str) -> dict[str, Any]:
-    result = score.Score(scenario.name, "", at, at, None, None, 0, 0, 0, 0, 0, [reason])
+def failed_to_start(
+    scenario: scenarios.Scenario, at: float, reason: str, skipped: str = ""
+) -> dict[str, Any]:
+    reasons = [reason] if reason else []
+    result = score.Score(scenario.name, "", at, at, None, None, 0, 0, 0, 0, 0, reasons, skipped)
     return {
         "scenario": asdict(scenario),
-        "score": asdict(result) | {"passed": False},
+        "score": asdict(result) | {"passed": result.passed},
         "budget": asdict(scenario.budget),
         "lost_order_ids": [],
         "events": [],
@@ -229,7 +234,15 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def verdict(s: dict[str, Any]) -> str:
+    if s.get("skipped"):
+        return "SKIP"
+    return "PASS" if s["passed"] else "FAIL"
+
+
 def line(s: dict[str, Any]) -> str:
+    if s.get("skipped"):
+        return f"SKIPPED: {s['skipped']}"
     verdict = "PASS" if s["passed"] else "FAIL: " + "; ".join(s["reasons"])
     return (
         f"detected {_seconds(s['detection_s'])} s, recovered {_seconds(s['recovery_s'])} s, "
@@ -250,11 +263,15 @@ def table(results: Sequence[dict[str, Any]]) -> str:
             f"{s['scenario']:<16} {_seconds(s['detection_s']):>9} "
             f"{_seconds(b['detection_s']):>7} {_seconds(s['recovery_s']):>10} "
             f"{b['recovery_s']:>7g} {s['failed_expected']:>8}/{s['failed_unexpected']:<8} "
-            f"{s['orders_lost']:>5}/{s['acknowledged_orders']:<6}  "
-            + ("PASS" if s["passed"] else "FAIL")
+            f"{s['orders_lost']:>5}/{s['acknowledged_orders']:<6}  " + verdict(s)
         )
-    passed = sum(r["score"]["passed"] for r in results)
-    rows.append(f"\n{passed}/{len(results)} scenarios passed")
+    passed = sum(r["score"]["passed"] and not r["score"].get("skipped") for r in results)
+    skipped = [r["score"] for r in results if r["score"].get("skipped")]
+    rows.append(
+        f"\n{passed}/{len(results)} scenarios passed"
+        + (f", {len(skipped)} skipped" if skipped else "")
+    )
+    rows += [f"  {s['scenario']} skipped: {s['skipped']}" for s in skipped]
     rows += [
         f"  {r['score']['scenario']}: {'; '.join(r['score']['reasons'])}"
         for r in results

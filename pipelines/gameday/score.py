@@ -26,6 +26,7 @@ class Score:
     acknowledged_orders: int
     orders_lost: int
     reasons: list[str] = field(default_factory=list)
+    skipped: str = ""  # why the fault could not be made here; a skip neither passes nor fails
 
     @property
     def passed(self) -> bool:

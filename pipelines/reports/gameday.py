@@ -27,7 +27,11 @@ def html(data: Mapping[str, Any]) -> str:
                 s["failed_expected"],
                 f"{s['failed_unexpected']} ({b['unexpected_failures']})",
                 f"{s['orders_lost']} / {s['acknowledged_orders']}",
-                ("ok", "pass") if s["passed"] else ("bad", "FAIL: " + "; ".join(s["reasons"])),
+                ("bad", "skipped: " + s["skipped"])
+                if s.get("skipped")
+                else ("ok", "pass")
+                if s["passed"]
+                else ("bad", "FAIL: " + "; ".join(s["reasons"])),
             )
         )
     sections: list[tuple[str, Any]] = [
@@ -59,7 +63,7 @@ def html(data: Mapping[str, Any]) -> str:
                 ),
             )
         )
-    passed = sum(r["score"]["passed"] for r in results)
+    passed = sum(r["score"]["passed"] and not r["score"].get("skipped") for r in results)
     took = float(data.get("finished_at", 0)) - float(data.get("started_at", 0))
     return page.render(
         f"Game day on {data.get('environment')}: {passed}/{len(results)} scenarios passed",

@@ -32,6 +32,11 @@ class TargetError(RuntimeError):
     """An operation on an environment failed. The message says what, where and what to do."""
 
 
+class FaultUnavailable(TargetError):
+    """A game-day fault this host or target cannot make (no root for a tmpfs, no FIS on AWS):
+    the scenario is skipped, with this message as the reason."""
+
+
 class Health(StrEnum):
     STARTING = "starting"
     READY = "ready"

@@ -20,6 +20,7 @@ from pipelines.targets.aws.common import aws_errors
 from pipelines.targets.aws.retention import epoch
 from pipelines.targets.base import (
     AlarmTransition,
+    FaultUnavailable,
     PruneItem,
     PruneOutcome,
     RotationOutcome,
@@ -207,7 +208,7 @@ class AwsFaults:
         self.env = env
 
     def inject(self, kind: str) -> str:
-        raise TargetError(
+        raise FaultUnavailable(
             f"{self.env.name}: game days run on the local target only; on AWS, fault "
             f"{kind!r} needs an AWS FIS experiment template, which this stack does not "
             "define. Run `invoke gameday` (local) instead."

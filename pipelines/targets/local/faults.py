@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pipelines.targets.base import TargetError
+from pipelines.targets.base import FaultUnavailable, TargetError
 from pipelines.targets.local.backups.manifest import backups_dir
 from pipelines.targets.local.contract import LocalEnv
 
@@ -100,7 +100,7 @@ class LocalFaults:
         full. The snapshots already there are hidden under it until heal() unmounts it."""
         directory = backups_dir(self.env)
         if os.geteuid() != 0 or not Path("/proc/filesystems").read_text().count("tmpfs"):
-            raise TargetError(
+            raise FaultUnavailable(
                 f"{self.env.name}: backups-disk-full needs root on Linux to mount a tmpfs "
                 f"over {directory}; skipped"
             )
@@ -111,7 +111,7 @@ class LocalFaults:
             text=True,
         )
         if done.returncode != 0:
-            raise TargetError(
+            raise FaultUnavailable(
                 f"{self.env.name}: cannot mount a tmpfs over {directory} here "
                 f"({done.stderr.strip()}); backups-disk-full skipped"
             )

@@ -122,3 +122,16 @@ def test_recovery_is_the_start_of_the_last_healthy_stretch() -> None:
     ]
     assert score.recovered_at(looks, FAULT_AT) == FAULT_AT + 40
     assert score.recovered_at(looks[:3], FAULT_AT) is None
+
+
+def test_a_fault_this_host_cannot_make_is_skipped_with_its_reason() -> None:
+    from pipelines.gameday import report, run
+
+    disk_full = scenarios.select(scenarios.load(), ["backups-disk-full"])[0]
+    why = "production: backups-disk-full needs root on Linux to mount a tmpfs; skipped"
+    result = run.failed_to_start(disk_full, FAULT_AT, "", skipped=why)
+    assert result["score"]["passed"] and result["score"]["skipped"] == why
+    summary = run.table([result])
+    assert "SKIP" in summary and "0/1 scenarios passed, 1 skipped" in summary and why in summary
+    data = {"environment": "production", "started_at": 0, "finished_at": 1, "scenarios": [result]}
+    assert f"skipped: {why}" in report.markdown(data)
