@@ -12,6 +12,7 @@ from typing import Any
 
 from pipelines.gameday.run import REPORTS, run
 from pipelines.gameday.scenarios import ScenarioError
+from pipelines.targets import get_target
 from pipelines.targets.base import TargetError
 from pipelines.targets.local.keeper import RESTART_ENV
 from pipelines.targets.local.scratch import scratch_environments
@@ -39,7 +40,8 @@ def play(names: Sequence[str], weaken: str = "", reports: Path = REPORTS) -> dic
         with scratch_environments("drydock-gameday-") as scratch:
             production = scratch.environment("production")
             print(f"bench.gameday: scratch production at {production.url}", flush=True)
-            return run(production, names, reports)
+            target = get_target("local")
+            return run(production, names, reports, build=lambda sha: target.release(sha, sha))
     finally:
         if weaken:
             if saved is None:

@@ -10,11 +10,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pipelines.gameday import client, scenarios, score
+from pipelines.gameday import bad_release, client, scenarios, score
 from pipelines.gameday.report import write
 from pipelines.gameday.watch import Look, Watch, look
 from pipelines.targets import get_target
-from pipelines.targets.base import Environment, Faults, FaultUnavailable, TargetError
+from pipelines.targets.base import Environment, Faults, FaultUnavailable, Release, TargetError
 from pipelines.traffic.timeline import per_second
 
 REPORTS = Path(__file__).resolve().parents[2] / "reports" / "gamedays"
@@ -27,8 +27,13 @@ def command(env: str, names: Sequence[str], target: str = "local", reports: str 
         print(f"gameday: --env must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
         return 2
     try:
-        environment = get_target(target).environment(env)
-        outcome = run(environment, names, Path(reports) if reports else REPORTS)
+        chosen = get_target(target)
+        outcome = run(
+            chosen.environment(env),
+            names,
+            Path(reports) if reports else REPORTS,
+            build=lambda sha: chosen.release(sha, sha),
+        )
     except (scenarios.ScenarioError, TargetError) as exc:
         print(f"gameday: {exc}")
         return 2
@@ -40,6 +45,7 @@ def run(
     names: Sequence[str] = (),
     reports: Path = REPORTS,
     log: Callable[[str], None] = print,
+    build: Callable[[str], Release] | None = None,
 ) -> dict[str, Any]:
     faults = env.faults
     plan = scenarios.load(known_faults=faults.kinds)
@@ -60,7 +66,7 @@ def run(
     try:
         for number, scenario in enumerate(chosen, 1):
             log(f"[{number}/{len(chosen)}] {scenario.name}: {scenario.description}")
-            results.append(play(env, faults, scenario, plan, shopper))
+            results.append(play(env, faults, scenario, plan, shopper, build))
             log("    " + line(results[-1]["score"]))
     finally:
         cleanup = client.cleanup(env.url, shopper)
@@ -84,6 +90,7 @@ def play(
     scenario: scenarios.Scenario,
     plan: scenarios.Plan,
     shopper: client.Shopper,
+    build: Callable[[str], Release] | None = None,
 ) -> dict[str, Any]:
     # The scenario before may still be settling; one that never recovered fails this one too.
     settled = _settle(env, plan.max_wait_s)
@@ -102,7 +109,7 @@ def play(
     fault_at = time.time()
     step: dict[str, Any] = {}
     try:
-        detail, healed_at = _break(env, faults, scenario, step)
+        detail, healed_at = _break(env, faults, scenario, step, build)
     except TargetError as exc:
         with contextlib.suppress(TargetError):
             faults.heal(scenario.fault)  # whatever half of it happened
@@ -187,7 +194,11 @@ def failed_to_start(
 
 
 def _break(
-    env: Environment, faults: Faults, scenario: scenarios.Scenario, step: dict[str, Any]
+    env: Environment,
+    faults: Faults,
+    scenario: scenarios.Scenario,
+    step: dict[str, Any],
+    build: Callable[[str], Release] | None = None,
 ) -> tuple[str, float]:
     """Inject the fault, run the scenario's step on the broken system (its outcome goes in
     `step`), and after the hold heal it. Returns what broke and when it ended."""
@@ -196,6 +207,10 @@ def _break(
         if not outcome.ok:
             raise TargetError(f"{scenario.name}: rotation did not finish: {outcome.reason}")
         return f"rotated jwt: {outcome.kid}", time.time()
+    if scenario.fault in bad_release.KINDS:
+        if build is None:
+            raise FaultUnavailable(f"{scenario.name}: no way to build a release here")
+        return bad_release.roll_out(env, build, scenario.fault, step), time.time()
     detail = faults.inject(scenario.fault)
     if scenario.then:
         _step(env, scenario, step)

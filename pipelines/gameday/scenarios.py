@@ -13,7 +13,9 @@ FILE = Path(__file__).with_name("scenarios.toml")
 DETECTORS = ("replica", "load_balancer", "database", "step", "none")
 STEPS = ("snapshot",)
 EXPECTED = ("in_flight", "window", "none")
-OPERATIONS = ("rotate-jwt-key",)  # faults done through Operations, on any target
+# Faults made through the protocol on any target: a rotation, a bad release rolled out.
+OPERATIONS = ("rotate-jwt-key", "bad-release-unready")
+STEP_FAULTS = ("bad-release-unready",)  # the fault is a step: detect = "step" needs no then
 
 
 class ScenarioError(ValueError):
@@ -98,7 +100,7 @@ def _scenario(path: Path, entry: Mapping[str, Any], faults: Sequence[str]) -> Sc
     then = str(entry.get("then", ""))
     if then and then not in STEPS:
         raise ScenarioError(f"{where}: then {then!r} is not one of {', '.join(STEPS)}")
-    if detect == "step" and not then:
+    if detect == "step" and not then and entry["fault"] not in STEP_FAULTS:
         raise ScenarioError(f"{where}: detect is 'step', so it needs a step (then = ...)")
     if entry["expected"] not in EXPECTED:
         raise ScenarioError(f"{where}: expected must be one of {', '.join(EXPECTED)}")
