@@ -386,7 +386,22 @@ def bench_gates(
     )
 
 
-bench = Collection("bench", bench_local, bench_service, bench_schema, bench_gates)
+@task(
+    name="gameday",
+    iterable=["scenario"],
+    help={
+        "scenario": "a scenario to run (repeatable; default: all)",
+        "weaken": "turn a recovery off first: lb (the agent does not restart Caddy)",
+    },
+)
+def bench_gameday(c: Context, scenario: list[str], weaken: str = "") -> None:
+    """The game day on a scratch production environment, torn down after."""
+    from pipelines.bench import gameday_bench
+
+    raise SystemExit(gameday_bench.main(scenario, weaken))
+
+
+bench = Collection("bench", bench_local, bench_service, bench_schema, bench_gates, bench_gameday)
 
 # --------------------------------------------------------------------------- backups and drills
 # Logic in pipelines/backups/commands.py, backups.py and drills.py (runbook sections 6 and 8).
@@ -579,6 +594,36 @@ drill_ns = Collection("drill", drill_restore, drill_pitr)
 bench.add_task(bench_drill)
 bench.add_task(bench_pitr)
 
+# --------------------------------------------------------------------------- game days, reports
+
+
+@task(
+    iterable=["scenario"],
+    help={
+        "env": "staging or production",
+        "scenario": "a scenario from pipelines/gameday/scenarios.toml (repeatable; default: all)",
+        "target": "local (game days break local processes)",
+    },
+)
+def gameday(
+    c: Context, scenario: list[str], env: str = "production", target: str = "local"
+) -> None:
+    """Break things on purpose under synthetic traffic and score how the system coped."""
+    from pipelines.gameday import run as gameday_run
+
+    raise SystemExit(gameday_run.command(env, scenario, target))
+
+
+@task(name="open", help={"port": "port on 127.0.0.1 (default: a free one)"})
+def reports_open(c: Context, port: int = 0) -> None:
+    """Serve reports/ on 127.0.0.1 and print the URL (Ctrl-C stops it)."""
+    from pipelines.reports import serve
+
+    raise SystemExit(serve.main(ROOT / "reports", port or None))
+
+
+reports_ns = Collection("reports", reports_open)
+
 ns = Collection(
     test,
     service,
@@ -596,6 +641,8 @@ ns = Collection(
     release_ns,
     backup_ns,
     drill_ns,
+    gameday,
+    reports_ns,
 )
 
 # --------------------------------------------------------------------------- infra (Pulumi)

@@ -1,4 +1,5 @@
-"""The restore drill's record: JSON and Markdown reports, the drill history, the summary."""
+"""The restore drill's record: JSON, Markdown and HTML reports (the phases against the RTO,
+and the trend over past drills), the drill history, the summary."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def summary(report: DrillReport) -> str:
         f"  dump {_seconds(report.phase_seconds('dump'))}  restore "
         f"{_seconds(report.phase_seconds('restore'))}  verify "
         f"{_seconds(report.phase_seconds('verify'))}  smoke {smoke_ok}/{len(report.smoke)}",
-        f"  report {report.paths.get('markdown', '-')}",
+        f"  report {report.paths.get('markdown', '-')}  plots {report.paths.get('html', '-')}",
     ]
     lines += [f"  ! {problem}" for problem in report.problems()]
     return "\n".join(lines)
@@ -141,7 +142,8 @@ def write(report: DrillReport, directory: Path) -> None:
     """The JSON and Markdown reports, and one line in the drill history."""
     directory.mkdir(parents=True, exist_ok=True)
     json_path, md_path = directory / f"{report.id}.json", directory / f"{report.id}.md"
-    report.paths = {"json": str(json_path), "markdown": str(md_path)}
+    html_path = directory / f"{report.id}.html"
+    report.paths = {"json": str(json_path), "markdown": str(md_path), "html": str(html_path)}
     json_path.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
     md_path.write_text(markdown(report))
     line = {
@@ -164,6 +166,9 @@ def write(report: DrillReport, directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    from pipelines.reports import drill as drill_html
+
+    drill_html.write(report.to_json(), drill_html.past_drills(history(directory)), html_path)
 
 
 def history(directory: Path = REPORTS) -> list[dict[str, Any]]:

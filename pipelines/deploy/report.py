@@ -1,5 +1,6 @@
-"""The deploy report: JSON for machines, Markdown for people, in a known place
-(`reports/deploys/<deploy id>/`, with `reports/deploys/latest.json` pointing at the newest)."""
+"""The deploy report: JSON for machines, Markdown for people and HTML with the timeline
+(traffic per second and the run's events), in a known place (`reports/deploys/<deploy id>/`,
+with `reports/deploys/latest.json` pointing at the newest)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult
+from pipelines.reports import deploy as deploy_html
+
+# ctx.facts key: the bake's synthetic traffic per second (timeline.Second rows as dicts).
+TRAFFIC_FACT = "traffic_per_second"
 
 
 def write_report(
@@ -33,6 +38,7 @@ def write_report(
         "plan": {n: asdict(p) for n, p in plans.items()},
         "steps": {n: asdict(r) for n, r in results.items()},
         "events": [asdict(e) for e in sorted(ctx.events, key=lambda e: e.at)],
+        "traffic": list(ctx.facts.get(TRAFFIC_FACT, [])),
     }
     json_path = ctx.reports / "report.json"
     json_path.write_text(json.dumps(data, indent=2, default=str))
@@ -41,7 +47,12 @@ def write_report(
     )
     md_path = ctx.reports / "report.md"
     md_path.write_text(markdown(data))
+    deploy_html.write(data, html_path(md_path))
     return md_path
+
+
+def html_path(report: Path) -> Path:
+    return report.with_suffix(".html")
 
 
 def markdown(data: Mapping[str, Any]) -> str:
@@ -53,6 +64,8 @@ def markdown(data: Mapping[str, Any]) -> str:
         "",
         f"- release: `{release.get('id')}` (commit `{data['sha'][:12]}`)",
         f"- duration: {took:.0f} s",
+        "",
+        f"- timeline (traffic and events): `{data['deploy_id']}/report.html`",
         "",
         "| step | result | time | summary |",
         "|---|---|---|---|",

@@ -10,7 +10,7 @@ from typing import Any
 from pipelines.deploy import provenance
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.ledger import Ledger
-from pipelines.targets.base import Environment, TargetError
+from pipelines.targets.base import Environment, RolloutResult, TargetError
 from pipelines.traffic.smoke import run_smoke
 
 
@@ -48,12 +48,21 @@ def _prepare(ctx: StepContext, env: Environment, verify: bool) -> dict[str, Any]
         "pre-deploy", reason=f"before {ctx.release.id}", deploy_id=ctx.deploy_id
     )
     evidence["snapshot"] = snapshot
+    ctx.event("snapshot", f"pre-deploy snapshot {snapshot['id']}", env.name)
     if verify:
         evidence["snapshot_verified"] = env.verify_snapshot(str(snapshot["id"]))
     ctx.check_locks()
     migrated = env.migrate(ctx.release)
     evidence["migrations"] = {"current": migrated.current, "head": migrated.head}
+    ctx.event("migration", f"schema at {migrated.current} (head {migrated.head})", env.name)
     return evidence
+
+
+def record_marks(ctx: StepContext, env_name: str, rollout: RolloutResult) -> None:
+    """The rollout's own timestamps (each replica started, ready, drained; a circuit breaker's
+    rollback) as the run's events."""
+    for mark in rollout.marks:
+        ctx.event(str(mark["kind"]), str(mark["label"]), env_name, float(mark["at"]))
 
 
 class StagingStep:
@@ -88,6 +97,7 @@ class StagingStep:
             rollout = env.rollout(ctx.release, ctx.options.get("rollout_deadline_s"))
         except TargetError as exc:
             return StepResult(False, f"staging: {exc}").timed(started)
+        record_marks(ctx, self.env_name, rollout)
         evidence["rollout"] = {
             "state": rollout.state.value,
             "reason": rollout.reason,
@@ -152,6 +162,7 @@ class ProductionStep:
         ctx.facts["production_previous_release"] = previous
         ctx.check_locks()
         rollout = env.rollout(ctx.release, ctx.options.get("rollout_deadline_s"))
+        record_marks(ctx, self.env_name, rollout)
         (self.ledger or ctx.target.ledger()).append(
             ROLLOUT_ENTRY,
             self.env_name,

@@ -24,7 +24,7 @@ from typing import Any
 
 from pipelines import releases
 from pipelines.deploy import provenance
-from pipelines.deploy.report import write_report
+from pipelines.deploy.report import html_path, write_report
 from pipelines.deploy.steps import (
     EXIT_LOCKED,
     EXIT_USAGE,
@@ -183,7 +183,7 @@ def execute(
         print(
             f"\nDEPLOY OK in {took:.0f} s: {ctx.release.id} "
             f"{'is live in production' if only is None else 'step ' + str(only) + ' passed'}."
-            f" Report: {path}"
+            f" Report: {path}\nTimeline: {html_path(path)}"
         )
         return 0
     assert failed is not None
@@ -192,7 +192,7 @@ def execute(
         f"\nDEPLOY FAILED at step {failed.number} ({failed.title}) after {took:.0f} s: "
         f"{results[failed.number].summary}"
         + (f"\nAlso failed: step {', '.join(also)} (see the report)" if also else "")
-        + f"\nReport: {path}",
+        + f"\nReport: {path}\nTimeline: {html_path(path)}",
         file=sys.stderr,
     )
     return exit_code_for(failed.number)

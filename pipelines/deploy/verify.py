@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.deploy import provenance
-from pipelines.deploy.rollout import ROLLOUT_ENTRY
+from pipelines.deploy.report import TRAFFIC_FACT
+from pipelines.deploy.rollout import ROLLOUT_ENTRY, record_marks
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.ledger import Ledger
 from pipelines.targets.base import Observation, TargetError
 from pipelines.traffic.synthetic import run_bake
+from pipelines.traffic.timeline import per_second
 
 REGRESSION = 0.20  # runbook section 10: p95 more than 20 % over the baseline...
 CONSECUTIVE = 3  # ...for three consecutive deploys fails even under the SLO
@@ -143,10 +145,15 @@ class VerifyStep:
         env = ctx.target.environment(self.env_name)
         seconds = self.bake_seconds(ctx)
         assert ctx.release is not None
+        since = min((e.at for e in ctx.events), default=time.time())
         try:
             email, password = env.smoke_credentials(ctx.release)
+            ctx.event("bake_start", f"bake {seconds:g} s", self.env_name)
             load, cleanup = run_bake(env.url, email, password, seconds)
+            ctx.event("bake_end", f"bake {seconds:g} s", self.env_name)
+            ctx.facts[TRAFFIC_FACT] = [vars(s) for s in per_second(load.samples)]
             observation = env.observe(seconds + 1)
+            self._alarm_events(ctx, env, since)
         except TargetError as exc:
             # Production could not be judged: the safe verdict is the release before.
             rollback = self._roll_back(ctx, env)
@@ -195,6 +202,10 @@ class VerifyStep:
             evidence,
         ).timed(started)
 
+    def _alarm_events(self, ctx: StepContext, env: Any, since: float) -> None:
+        for change in env.operations.alarm_transitions(since):
+            ctx.event("alarm", f"{change.alarm} -> {change.new}", self.env_name, change.at)
+
     def _step6(self, ctx: StepContext, current: str | None) -> dict[str, Any]:
         """What step 6 changed: from this process, else the ledger's newest rollout record
         of the release production runs now."""
@@ -221,7 +232,13 @@ class VerifyStep:
             if "previous_release" in recorded and recorded["previous_release"] is None:
                 return f"nothing to roll back to: {current} is the first release production ran"
             # Without a record, the target's own history knows the release before.
+            ctx.event(
+                "rollback",
+                f"bake failed: back to {recorded.get('previous_release')}",
+                self.env_name,
+            )
             result = env.rollback(recorded.get("previous_release"))
+            record_marks(ctx, self.env_name, result)
         except TargetError as exc:
             return f"rollback FAILED: {exc}"
         previous = result.release

@@ -32,6 +32,11 @@ class TargetError(RuntimeError):
     """An operation on an environment failed. The message says what, where and what to do."""
 
 
+class FaultUnavailable(TargetError):
+    """A game-day fault this host or target cannot make (no root for a tmpfs, no FIS on AWS):
+    the scenario is skipped, with this message as the reason."""
+
+
 class Health(StrEnum):
     STARTING = "starting"
     READY = "ready"
@@ -111,6 +116,10 @@ class RolloutResult:
     reason: str
     duration_s: float
     events: Sequence[str] = ()
+    # Timestamped, for a report's timeline: {"at": epoch, "kind": "replica_start" |
+    # "replica_ready" | "replica_drain" | "rollback", "label": ...}. Empty where the target
+    # cannot say when each replica changed.
+    marks: Sequence[Mapping[str, Any]] = ()
 
     @property
     def ok(self) -> bool:
@@ -406,6 +415,23 @@ class Operations(Protocol):
     def log_files(self) -> Sequence[Path]: ...
 
 
+class Faults(Protocol):
+    """Failures made on purpose, for game days (runbook sections 8 and 13): each kind breaks
+    one part of the environment the way it breaks for real."""
+
+    @property
+    def kinds(self) -> Sequence[str]: ...
+
+    def inject(self, kind: str) -> str:
+        """Break it now; returns what was broken, for the report ("replica slot 0, pid 42")."""
+        ...
+
+    def heal(self, kind: str) -> str:
+        """Undo what `inject` did that does not end by itself (SIGCONT a stopped replica,
+        start PostgreSQL, release a held lock); "" when there is nothing to undo."""
+        ...
+
+
 @runtime_checkable
 class Environment(Protocol):
     name: str
@@ -421,6 +447,9 @@ class Environment(Protocol):
 
     @property
     def operations(self) -> Operations: ...
+
+    @property
+    def faults(self) -> Faults: ...
 
     @property
     def location(self) -> str:
@@ -459,7 +488,10 @@ class Environment(Protocol):
 
     def restore_command(self, snapshot_id: str) -> str: ...
 
-    def smoke_credentials(self, release: Release) -> tuple[str, str]: ...
+    def smoke_credentials(self, release: Release | None = None) -> tuple[str, str]:
+        """The smoke suite's admin, made by `release` (None: the release running now) if it
+        does not exist yet."""
+        ...
 
 
 @runtime_checkable

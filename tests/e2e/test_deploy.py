@@ -117,6 +117,16 @@ def test_full_release_is_promoted_with_zero_failed_requests(
     entries = ledger.entries("production", "deploy")
     assert entries[-1]["ok"] and entries[-1]["release"] == release.id
     assert entries[-1]["p95_s"] is not None
+    # The timeline: every phase of the deploy as events, and the bake's traffic per second.
+    kinds = [e["kind"] for e in written["events"]]
+    assert {"snapshot", "migration", "replica_start", "replica_ready", "replica_drain"} <= set(
+        kinds
+    )
+    assert kinds.index("bake_start") < kinds.index("bake_end")
+    assert [e["at"] for e in written["events"]] == sorted(e["at"] for e in written["events"])
+    assert sum(s["requests"] for s in written["traffic"]) > 0
+    html = (tmp_path / "reports" / "report.html").read_text()
+    assert "event: replica_ready" in html and "Plotly.newPlot" in html
 
 
 def test_release_that_never_turns_ready_is_reversed_and_fails_step_6(
@@ -146,6 +156,8 @@ def test_release_that_never_turns_ready_is_reversed_and_fails_step_6(
     assert "rolled_back" in summary
     assert "not healthy within" in summary
     assert f"schema at {expected_head()}, code expects ffffffffffff" in summary
+    rollbacks = [e for e in written["events"] if e["kind"] == "rollback"]
+    assert rollbacks and "circuit breaker" in rollbacks[0]["label"]
 
 
 def test_release_that_errors_is_caught_by_verify_and_rolled_back(
@@ -173,5 +185,8 @@ def test_release_that_errors_is_caught_by_verify_and_rolled_back(
     assert "error rate" in verify["summary"]
     assert "Code rolled back" in verify["summary"]
     assert "backup.restore --snapshot" in verify["summary"]
+    kinds = [e["kind"] for e in written["events"]]
+    assert kinds.index("bake_end") < kinds.index("rollback")
+    assert sum(s["failed"] for s in written["traffic"]) > 0  # the errors the bake saw
     assert env.current_release() == before
     assert ledger.entries("production", "deploy")[-1]["ok"] is False

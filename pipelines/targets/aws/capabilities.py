@@ -20,6 +20,7 @@ from pipelines.targets.aws.common import aws_errors
 from pipelines.targets.aws.retention import epoch
 from pipelines.targets.base import (
     AlarmTransition,
+    FaultUnavailable,
     PointInTimeOutcome,
     PruneItem,
     PruneOutcome,
@@ -260,3 +261,24 @@ def _transition(item: Mapping[str, Any]) -> AlarmTransition:
     at = item["Timestamp"]
     stamp = at.timestamp() if isinstance(at, datetime) else float(at)
     return AlarmTransition(stamp, str(item.get("AlarmName", "")), old, new, reason)
+
+
+class AwsFaults:
+    """Game days run on the local target. On AWS the same faults (stop an ECS task, reboot
+    RDS with failover, block a task's network) belong to AWS Fault Injection Service
+    experiments with stop conditions on the alarms, which this stack does not define yet."""
+
+    kinds: tuple[str, ...] = ()
+
+    def __init__(self, env: AwsEnv) -> None:
+        self.env = env
+
+    def inject(self, kind: str) -> str:
+        raise FaultUnavailable(
+            f"{self.env.name}: game days run on the local target only; on AWS, fault "
+            f"{kind!r} needs an AWS FIS experiment template, which this stack does not "
+            "define. Run `invoke gameday` (local) instead."
+        )
+
+    def heal(self, kind: str) -> str:
+        return ""

@@ -245,3 +245,9 @@ def _write(report: dict[str, Any], directory: Path) -> None:
     }
     with (directory / "history.jsonl").open("a") as handle:
         handle.write(json.dumps({**line, "report": str(directory / f"{report['id']}.json")}) + "\n")
+    from pipelines.backups.report import history
+    from pipelines.reports import drill as drill_html
+
+    drill_html.write(
+        report, drill_html.past_drills(history(directory)), directory / f"{report['id']}.html"
+    )

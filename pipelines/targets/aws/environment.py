@@ -21,7 +21,7 @@ from typing import Any
 from infra import outputs as out
 from infra.spec import ROOT, EnvironmentSpec, load_stack_file
 from pipelines.targets.aws import ecs as ecs_ops
-from pipelines.targets.aws.capabilities import AwsBackupCapability, AwsOperations
+from pipelines.targets.aws.capabilities import AwsBackupCapability, AwsFaults, AwsOperations
 from pipelines.targets.aws.common import (
     LOAD_BALANCER_ARN_SUFFIX,
     TARGET_GROUP_ARN_SUFFIX,
@@ -117,6 +117,10 @@ class AwsEnvironment:
     @property
     def operations(self) -> AwsOperations:
         return AwsOperations(self)
+
+    @property
+    def faults(self) -> AwsFaults:
+        return AwsFaults(self)
 
     @property
     def location(self) -> str:
@@ -384,11 +388,16 @@ class AwsEnvironment:
         )
 
     @aws_errors("preparing the smoke admin")
-    def smoke_credentials(self, release: Release) -> tuple[str, str]:
+    def smoke_credentials(self, release: Release | None = None) -> tuple[str, str]:
         """The smoke suite's admin, made once per environment by a one-off task of the
         release. Only a hash of its password goes into the task's overrides."""
         password = self.secrets.ensure(SMOKE_SECRET, lambda: pysecrets.token_urlsafe(24))
         if not self._smoke_admin_ready:
+            if release is None:
+                raise TargetError(
+                    f"{self.name}: the smoke admin is made by a release's one-off task; "
+                    "name the release (a deploy does)"
+                )
             from service.security.passwords import hash_password
 
             self.database.run_task(

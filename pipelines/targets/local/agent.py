@@ -72,10 +72,15 @@ class Rollout:
     reason: str = ""
     finished_at: float | None = None
     events: list[str] = field(default_factory=list)
+    marks: list[dict[str, Any]] = field(default_factory=list)
+    ready: set[int] = field(default_factory=set)  # slots whose readiness is marked already
     deaths: int = 0
 
-    def note(self, message: str) -> None:
+    def note(self, message: str, kind: str | None = None, label: str = "") -> None:
+        """A line for people and, with `kind`, a timestamped mark for the report's timeline."""
         self.events.append(f"{time.strftime('%H:%M:%S')} {message}")
+        if kind is not None:
+            self.marks.append({"at": time.time(), "kind": kind, "label": label or message})
         log.info(message, extra={"generation": self.generation})
 
 
@@ -272,12 +277,27 @@ class Agent:
             if spawned is None:
                 break
             current[spawned.slot] = spawned
-            rollout.note(f"started replica on slot {spawned.slot} (port {spawned.port})")
+            rollout.note(
+                f"started replica on slot {spawned.slot} (port {spawned.port})",
+                "replica_start",
+                f"slot {spawned.slot} {rollout.release}",
+            )
         healthy = [s for s in current if self.health.get(s, SlotHealth()).in_lb]
+        for slot in sorted(set(healthy) - rollout.ready):
+            rollout.ready.add(slot)
+            rollout.note(
+                f"replica on slot {slot} ready and in the load balancer",
+                "replica_ready",
+                f"slot {slot} {rollout.release}",
+            )
         if len(healthy) < wanted:
             return
         for record in old.values():
-            rollout.note(f"draining old replica on slot {record.slot}")
+            rollout.note(
+                f"draining old replica on slot {record.slot}",
+                "replica_drain",
+                f"slot {record.slot} {record.release}",
+            )
             self.replicas.drain(record)
         if any(
             r.draining_since is not None or r.generation != generation
@@ -309,7 +329,7 @@ class Agent:
             if self.stable
             else "; nothing to roll back to"
         )
-        rollout.note(f"circuit breaker: {reason}{after}")
+        rollout.note(f"circuit breaker: {reason}{after}", "rollback", f"circuit breaker: {reason}")
 
     def _replace_unhealthy(self, target: dict[str, Any], current: dict[int, ReplicaRecord]) -> None:
         for slot, record in list(current.items()):
@@ -398,6 +418,7 @@ class Agent:
                     "started_at": rollout.started_at,
                     "finished_at": rollout.finished_at,
                     "events": rollout.events[-50:],
+                    "marks": rollout.marks[-100:],
                 },
                 "replicas": replicas,
             },

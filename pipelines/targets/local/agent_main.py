@@ -1,9 +1,9 @@
 """The agent process: `python -m pipelines.targets.local.agent_main --env E --state-dir D`.
 
-Its main loop runs the scheduler tick (agent.py), the alarm monitor (monitor.py) and the
-WAL archive's receiver (backups/receiver.py) every 0.25 s. It is the one module of the local
-target that builds an environment for itself, so it sits above environment.py;
-agent_process.py (start, find, stop) sits below it.
+Its main loop keeps the load balancer up (keeper.py), and runs the scheduler tick (agent.py),
+the alarm monitor (monitor.py) and the WAL archive's receiver (backups/receiver.py), every
+0.25 s. It is the one module of the local target that builds an environment for itself, so
+it sits above environment.py; agent_process.py (start, find, stop) sits below it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pipelines.targets.local.agent_process import hold_lock
 from pipelines.targets.local.environment import LocalEnvironment
+from pipelines.targets.local.keeper import LoadBalancerKeeper
 
 log = logging.getLogger("drydock.agent")
 TICK_S = 0.25
@@ -48,14 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     log.info("agent started", extra={"env": args.env, "pid": os.getpid()})
     monitor = environment.make_monitor()
     archiver = environment.make_archiver()
+    keeper = LoadBalancerKeeper(environment.load_balancer())
+    parts = {"keeper": keeper, "scheduler": agent, "monitor": monitor, "archiver": archiver}
     while not stopping:
         started = time.monotonic()
-        try:
-            agent.tick()
-            monitor.tick()
-            archiver.tick()
-        except Exception:  # one bad tick must not take the scheduler down
-            log.exception("agent tick failed")
+        for name, part in parts.items():
+            try:
+                part.tick()
+            except Exception:  # one part's bad tick must not stop the others, or the agent
+                log.exception("agent tick failed", extra={"part": name})
         time.sleep(max(0.0, TICK_S - (time.monotonic() - started)))
     log.info("agent stopping; replicas keep running")
     with contextlib.suppress(OSError):

@@ -28,6 +28,7 @@ from pipelines.targets.base import (
 from pipelines.targets.local import agent_process
 from pipelines.targets.local import database as db
 from pipelines.targets.local.capabilities import LocalBackups, LocalOperations
+from pipelines.targets.local.faults import LocalFaults
 from pipelines.targets.local.layout import EnvLayout, state_root
 from pipelines.targets.local.loadbalancer import LoadBalancer, LoadBalancerError
 from pipelines.targets.local.rollouts import Rollouts
@@ -109,6 +110,10 @@ class LocalEnvironment(Rollouts):
     @property
     def operations(self) -> LocalOperations:
         return LocalOperations(self)
+
+    @property
+    def faults(self) -> LocalFaults:
+        return LocalFaults(self)
 
     @property
     def location(self) -> str:
@@ -333,8 +338,11 @@ class LocalEnvironment(Rollouts):
             f"invoke backup.restore --snapshot {snapshot_id} --env {self.name} --into replace --yes"
         )
 
-    def smoke_credentials(self, release: Release) -> tuple[str, str]:
-        return self.ensure_smoke_admin(release.artifact)
+    def smoke_credentials(self, release: Release | None = None) -> tuple[str, str]:
+        if release is not None:
+            return self.ensure_smoke_admin(release.artifact)
+        running = (self.desired() or {}).get("release") or {}
+        return self.ensure_smoke_admin(running.get("artifact"))
 
     def ensure_smoke_admin(self, artifact: str | None = None) -> tuple[str, str]:
         """The admin account the smoke suite and synthetic traffic use, made once per

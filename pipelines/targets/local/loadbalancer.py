@@ -15,6 +15,7 @@ and ``events.offset`` (where the current config's events begin).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -191,7 +192,15 @@ class LoadBalancer:
         }
 
     def start(self, timeout: float = 10.0) -> bool:
-        """Start Caddy, or converge a running one; False when it already ran this config."""
+        """Start Caddy, or converge a running one; False when it already ran this config.
+        `env.up` and the agent's keeper may both find Caddy dead at once: a file lock makes
+        the second wait and then find it running, instead of starting a second Caddy."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        with open(self.home / "start.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._start(timeout)
+
+    def _start(self, timeout: float) -> bool:
         wanted = self.config()
         if self.is_running():
             with self._admin() as admin:

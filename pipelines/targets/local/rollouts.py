@@ -161,6 +161,7 @@ class Rollouts:
                     rollout.get("reason", ""),
                     time.time() - started,
                     tuple(rollout.get("events", ())),
+                    tuple(rollout.get("marks", ())),
                 )
             if self.agent_pid() is None:
                 self.ensure_agent()

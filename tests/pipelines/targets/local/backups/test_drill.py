@@ -114,6 +114,8 @@ def test_drill_restores_verifies_serves_and_measures(site: Site, reports: Path) 
     assert saved["ok"] is True and saved["rto_s"] == report.rto_s
     assert "passed" in Path(report.paths["markdown"]).read_text().splitlines()[0]
     assert drill_report.history(reports)[-1]["id"] == report.id
+    page = Path(report.paths["html"]).read_text()  # the phases against the RTO, and the trend
+    assert "Plotly.newPlot" in page and f"RTO {report.rto_s:.1f} s" in page
     entry = site.ledger.entries(env="staging", kind="drill")[-1]
     assert entry["id"] == report.id and entry["ok"] is True
 

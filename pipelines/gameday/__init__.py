@@ -1,0 +1,2 @@
+"""Game days: break the environment on purpose under synthetic traffic (scenarios.toml), and
+score how it coped: detection, recovery, failed requests, acknowledged orders lost."""

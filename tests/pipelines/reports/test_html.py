@@ -1,0 +1,66 @@
+"""The reports' HTML without a browser: self-contained, the expected series and markers in
+the figures, drill trend read from the reports on disk."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pipelines.reports import deploy, drill, timeline
+from tests.pipelines.reports import samples
+
+pytestmark = pytest.mark.unit
+
+
+def test_deploy_html_is_self_contained(tmp_path: Path) -> None:
+    path = deploy.write(samples.deploy_data(), tmp_path / "report.html")
+    text = path.read_text()
+    assert "Plotly.newPlot" in text
+    # Nothing is fetched at view time: no script or stylesheet from anywhere.
+    assert not re.search(r'<script[^>]+src="http', text)
+    assert not re.search(r'<link[^>]+href="http', text)
+    assert "bake failed: p95" in text  # the steps table
+
+
+def test_timeline_draws_each_series_and_one_marker_trace_per_event_kind() -> None:
+    data = samples.deploy_data()
+    fig = timeline.figure("t", data["traffic"], data["events"])
+    names = [trace.name for trace in fig.data]
+    assert names[:5] == [
+        timeline.REQUESTS,
+        timeline.FAILED,
+        timeline.P50,
+        timeline.P95,
+        timeline.ERROR_RATE,
+    ]
+    assert names[5:] == [timeline.EVENT_PREFIX + k for k in samples.DEPLOY_EVENT_KINDS]
+    assert len(fig.layout.shapes) == len(data["events"])  # one line per event
+    error_rate = fig.data[4].y
+    assert max(error_rate) == pytest.approx(100 * 7 / 20)  # 7 of 20 failed in those seconds
+    assert min(error_rate) == 0
+
+
+def test_bake_window_is_paired_from_its_events() -> None:
+    events = [
+        {"at": 10.0, "kind": "bake_start", "label": ""},
+        {"at": 15.0, "kind": "alarm", "label": ""},
+        {"at": 40.0, "kind": "bake_end", "label": ""},
+        {"at": 50.0, "kind": "bake_start", "label": ""},  # a bake cut short by a failure
+        {"at": 55.0, "kind": "rollback", "label": ""},
+    ]
+    windows = timeline.windows_from_events(events, "bake_start", "bake_end", "bake")
+    assert [(w.start, w.end) for w in windows] == [(10.0, 40.0), (50.0, 55.0)]
+
+
+def test_drill_trend_reads_sizes_from_the_reports_on_disk(tmp_path: Path) -> None:
+    report, history = samples.drill_data(tmp_path)
+    history.append({"id": "gone", "started_at": "x", "report": str(tmp_path / "missing.json")})
+    drills = drill.past_drills(history)
+    assert [d["size_mb"] for d in drills] == [2.5, 5.0, 7.5, None]
+    fig = drill.trend_figure(drills)
+    assert [t.name for t in fig.data] == [drill.RTO_TRACE, drill.RPO_TRACE, drill.SIZE_TRACE]
+    phases = drill.phases_figure(report)
+    assert [t.name for t in phases.data][:5] == ["dump", "restore", "verify", "replica", "smoke"]
+    assert phases.layout.shapes[0].x0 == report["rto_s"]
