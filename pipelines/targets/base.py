@@ -118,6 +118,27 @@ class RolloutResult:
 
 
 @dataclass(frozen=True)
+class ServedTraffic:
+    """What one side of a canary (the new release, or the stable baseline) served in a
+    window. Per-request latencies where the target records them (the local load balancer's
+    access log); otherwise only the aggregate p95 (CloudWatch's target-group percentiles)."""
+
+    requests: int
+    errors: int  # 5xx and connection failures
+    latencies_s: Sequence[float] = ()
+    p95_s: float | None = None
+
+
+@dataclass(frozen=True)
+class CanaryWindow:
+    share: int  # percent of traffic the canary was given
+    start: float  # unix time
+    end: float
+    canary: ServedTraffic
+    baseline: ServedTraffic
+
+
+@dataclass(frozen=True)
 class Observation:
     """What the environment looked like over a window: the SLO inputs of deploy step 7."""
 
