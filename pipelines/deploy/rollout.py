@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from pipelines.deploy import provenance
+from pipelines.deploy.canary.delivery import canary_rollout
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.ledger import Ledger
 from pipelines.targets.base import Environment, TargetError
@@ -151,7 +152,15 @@ class ProductionStep:
         previous = env.current_release()
         ctx.facts["production_previous_release"] = previous
         ctx.check_locks()
-        rollout = env.rollout(ctx.release, ctx.options.get("rollout_deadline_s"))
+        deadline = ctx.options.get("rollout_deadline_s")
+        strategy = ctx.options.get("rollout_strategy") or env.spec.rollout_strategy
+        evidence["strategy"] = strategy
+        if strategy == "canary" and previous is not None:
+            canary = canary_rollout(ctx, env, ctx.release, deadline)
+            evidence["canary"] = canary.outcome.as_dict()
+            rollout = canary.rollout
+        else:  # the first release has no baseline to compare a canary with
+            rollout = env.rollout(ctx.release, deadline)
         (self.ledger or ctx.target.ledger()).append(
             ROLLOUT_ENTRY,
             self.env_name,
@@ -178,6 +187,9 @@ class ProductionStep:
                 f"production rollout {rollout.state.value}: {rollout.reason}{keeps}",
                 evidence,
             ).timed(started)
+        through = f"; {canary.outcome.summary()}" if "canary" in evidence else ""
         return StepResult(
-            True, f"production runs {ctx.release.id} (rollout {rollout.duration_s:.1f} s)", evidence
+            True,
+            f"production runs {ctx.release.id} (rollout {rollout.duration_s:.1f} s{through})",
+            evidence,
         ).timed(started)

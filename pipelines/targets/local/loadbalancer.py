@@ -6,6 +6,15 @@ load. Which slots get traffic is decided the way an ALB target group decides it,
 active checks on the readiness path, passive checks on proxy errors, and retries
 (``try_duration``) so that a request to a slot whose listener just closed goes to another slot.
 
+A canary slot sits beside them, on a route of its own. Which requests take that route is
+decided per request, without a config load: the route matches when the request's random
+UUID starts with one of the hex prefixes listed in ``canary-share`` (a regular expression
+Caddy reads through its ``{file.*}`` placeholder on every request), so writing that file
+moves a share of the traffic, and an empty or missing file sends none. The canary route
+lists the stable slots after the canary under the ``first`` policy: a canary that is not
+healthy falls back to them. Every access-log entry names the port that served it
+(``log_append``), which is how a canary stage is compared with its baseline.
+
 Files under ``home`` (0700): ``caddy.pid``, ``admin.sock``, ``bootstrap.json`` (admin only; the
 full config is POSTed to ``/load``), ``caddy.out`` (stdout/stderr), ``caddy.log`` (Caddy's
 JSON log), ``access.log`` (JSON access log), ``events.log`` (health transitions), all rolled,
@@ -37,6 +46,38 @@ log = logging.getLogger(__name__)
 _SERVER = "lb"
 _ACCESS_LOGGER = f"http.log.access.{_SERVER}"
 _MAX_SOCKET_PATH = 107  # sun_path is 108 bytes, NUL included
+_UUID_PREFIXES = 256  # two hex digits of the request's UUID choose the route
+_HEX = "0123456789abcdef"
+
+
+def share_pattern(percent: float) -> str:
+    """The regular expression whose matches are `percent` of random UUIDs, to 1/256.
+    "" (no canary traffic) for 0, "^" (all of it) for 100."""
+    wanted = round(percent * _UUID_PREFIXES / 100)
+    if wanted <= 0:
+        return ""
+    if wanted >= _UUID_PREFIXES:
+        return "^"
+    whole, part = divmod(wanted, 16)  # first digits taken whole, then part of the next
+    parts = [f"[{_HEX[0]}-{_HEX[whole - 1]}]"] if whole else []
+    if part:
+        parts.append(f"{_HEX[whole]}[{_HEX[0]}-{_HEX[part - 1]}]")
+    return "^(" + "|".join(parts) + ")"
+
+
+def share_of(pattern: str) -> float:
+    """The percentage of traffic `pattern` (from share_pattern) sends to the canary."""
+    if not pattern:
+        return 0.0
+    if pattern == "^":
+        return 100.0
+    taken = 0
+    for alternative in pattern[2:-1].split("|"):
+        if len(alternative) == 5:  # [0-x]: whole first digits
+            taken += 16 * (_HEX.index(alternative[3]) + 1)
+        else:  # d[0-x]
+            taken += _HEX.index(alternative[4]) + 1
+    return 100 * taken / _UUID_PREFIXES
 
 
 class LoadBalancerError(RuntimeError):
@@ -88,6 +129,7 @@ class LoadBalancer:
         slot_ports: Sequence[int],
         ready_path: str = "/api/_internal/ready",
         *,
+        canary_port: int | None = None,
         health_interval: float = 1.0,
         health_timeout: float = 1.0,
         health_passes: int = 1,
@@ -102,8 +144,10 @@ class LoadBalancer:
     ) -> None:
         if not ready_path.startswith("/"):
             raise ValueError(f"ready_path must start with '/', got {ready_path!r}")
-        if len(set(slot_ports)) != len(slot_ports) or listen_port in slot_ports:
+        every = [*slot_ports, *([canary_port] if canary_port is not None else [])]
+        if len(set(every)) != len(every) or listen_port in every:
             raise ValueError(f"slot ports must be distinct and differ from {listen_port}")
+        self.canary_port = canary_port
         self.home = Path(home).absolute()
         self.listen_port = listen_port
         self._admin_clients: dict[float, httpx.Client] = {}
@@ -125,6 +169,7 @@ class LoadBalancer:
         self.access_log = self.home / "access.log"
         self.events_log = self.home / "events.log"
         self.events_offset_file = self.home / "events.offset"
+        self.canary_share_file = self.home / "canary-share"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -143,28 +188,53 @@ class LoadBalancer:
             writer = {"output": "file", "filename": str(self.home / name), **log_file}
             return {"writer": writer, "encoder": {"format": "json"}, **extra}
 
-        proxy = {
-            "handler": "reverse_proxy",
-            "upstreams": [{"dial": f"127.0.0.1:{port}"} for port in self.slot_ports],
-            "load_balancing": {
-                "selection_policy": {"policy": "round_robin"},
-                "try_duration": _duration(self.try_duration),
-                "try_interval": _duration(self.try_interval),
+        def proxy(ports: Sequence[int], policy: str) -> dict[str, Any]:
+            return {
+                "handler": "reverse_proxy",
+                "upstreams": [{"dial": f"127.0.0.1:{port}"} for port in ports],
+                "load_balancing": {
+                    "selection_policy": {"policy": policy},
+                    "try_duration": _duration(self.try_duration),
+                    "try_interval": _duration(self.try_interval),
+                },
+                "health_checks": health_checks,
+            }
+
+        health_checks = {
+            "active": {
+                "uri": self.ready_path,
+                "interval": _duration(health["interval"]),
+                "timeout": _duration(health["timeout"]),
+                "passes": health["passes"],
+                "fails": health["fails"],
             },
-            "health_checks": {
-                "active": {
-                    "uri": self.ready_path,
-                    "interval": _duration(health["interval"]),
-                    "timeout": _duration(health["timeout"]),
-                    "passes": health["passes"],
-                    "fails": health["fails"],
-                },
-                "passive": {
-                    "fail_duration": _duration(self.fail_duration),
-                    "max_fails": self.max_fails,
-                },
+            "passive": {
+                "fail_duration": _duration(self.fail_duration),
+                "max_fails": self.max_fails,
             },
         }
+        served_by = {
+            "handler": "log_append",
+            "key": "upstream_port",
+            "value": "{http.reverse_proxy.upstream.port}",
+        }
+        routes: list[dict[str, Any]] = [{"handle": [served_by]}]
+        if self.canary_port is not None:
+            share = f"{{file.{self.canary_share_file}}}"
+            routes += [
+                {"handle": [{"handler": "vars", "canary_share": share}]},
+                {
+                    "match": [
+                        {
+                            "expression": "{http.vars.canary_share} != '' && "
+                            "{http.request.uuid}.matches({http.vars.canary_share})"
+                        }
+                    ],
+                    "handle": [proxy([self.canary_port, *self.slot_ports], "first")],
+                    "terminal": True,
+                },
+            ]
+        routes.append({"handle": [proxy(self.slot_ports, "round_robin")]})
         return {
             "admin": self._admin_config(),
             "logging": {
@@ -183,7 +253,7 @@ class LoadBalancer:
                             "listen": [f"127.0.0.1:{self.listen_port}"],
                             "automatic_https": {"disable": True},
                             "logs": {"default_logger_name": _SERVER},
-                            "routes": [{"handle": [proxy]}],
+                            "routes": routes,
                         }
                     },
                 }
@@ -283,6 +353,27 @@ class LoadBalancer:
             requests = int(entry.get("num_requests", 0))
             result.append(UpstreamStatus(slot, address, port, ok, requests, fails))
         return result
+
+    def set_canary_share(self, percent: float) -> float:
+        """Send `percent` of new requests to the canary slot, from the next request on (an
+        atomic file replace; no config load). Returns the share actually set."""
+        if self.canary_port is None:
+            raise LoadBalancerError(f"{self.home}: this load balancer has no canary slot")
+        pattern = share_pattern(percent)
+        tmp = self.canary_share_file.with_name(".canary-share.tmp")
+        tmp.write_text(pattern)
+        os.replace(tmp, self.canary_share_file)
+        return share_of(pattern)
+
+    def canary_share(self) -> float:
+        try:
+            return share_of(self.canary_share_file.read_text())
+        except FileNotFoundError:
+            return 0.0
+
+    def port_healthy(self, port: int) -> bool:
+        """Caddy's active health of one upstream port since the last config load."""
+        return self._active_health().get(f"127.0.0.1:{port}", True)
 
     def metrics(self) -> str:
         """Caddy's Prometheus metrics (admin ``/metrics``)."""
