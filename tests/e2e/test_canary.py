@@ -68,7 +68,7 @@ def test_release_failing_five_percent_of_orders_is_stopped_at_the_first_stage(
     release = build_release(tmp_path, "feat: orders with injected faults", FAULTY_ORDERS)
     ledger = FileLedger(tmp_path / "ledger.jsonl")
     with order_traffic(env) as load:
-        code = execute(context(release, tmp_path), ledger, [ProductionStep()])
+        code = execute(context(release, tmp_path), ledger, [ProductionStep(ledger)])
     step = step6(tmp_path)
     assert code == exit_code_for(6), step["summary"]
     canary = step["evidence"]["canary"]

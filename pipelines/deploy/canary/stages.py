@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pipelines.deploy.canary.judge import compare
+from pipelines.deploy.canary.judge import MIN_REQUESTS, compare
 from pipelines.deploy.steps import StepContext
-from pipelines.targets.base import Environment, Release
+from pipelines.targets.base import CanaryWindow, Environment, Release, TargetError
 
 
 @dataclass
@@ -56,16 +56,32 @@ def run_stages(
     canary.start(release, start_timeout_s)
     outcome = CanaryOutcome(ok=True)
     window_end: float | None = None
+    previous: CanaryWindow | None = None
     for share in canary.steps:
         ctx.check_locks()
-        in_force = canary.shift(share)
+        try:
+            in_force = canary.shift(share)
+        except TargetError as exc:  # the platform stopped the deployment itself (an alarm)
+            outcome.ok, outcome.aborted_at, outcome.reason = False, share, str(exc)
+            outcome.action = canary.abort(outcome.reason)
+            ctx.event("canary_abort", f"canary {share} %: {exc}", env=env.name)
+            return outcome
         shifted = time.time()
         ctx.event("canary_stage", f"canary {share} %", env=env.name, at=shifted)
         end = shifted + canary.step_seconds
         sleep(max(0.0, end - time.time()))
-        comparison = compare(canary.window(share, shifted, end))
+        window = canary.window(share, shifted, end)
+        baseline_from = "this stage"
+        if window.baseline.requests < MIN_REQUESTS and previous is not None:
+            # At 100 % the stable replicas serve nothing: the canary is held to what they
+            # served in the stage before, the most recent baseline there is.
+            window = replace(window, baseline=previous.baseline)
+            baseline_from = f"the {previous.share} % stage"
+        comparison = compare(window)
+        previous = window
         stage = {
             **comparison.as_dict(),
+            "baseline_from": baseline_from,
             "share_in_force_percent": round(in_force, 2),
             "started_at": shifted,
             # From the end of the previous stage's window to this stage's weights: the
