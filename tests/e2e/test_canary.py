@@ -120,7 +120,7 @@ def test_good_release_is_promoted_through_every_stage_with_no_failed_request(
             context(release, tmp_path), FileLedger(tmp_path / "l.jsonl"), [ProductionStep()]
         )
     step = step6(tmp_path)
-    assert code == 0, step["summary"]
+    assert code == 0, json.dumps(step["evidence"], indent=1)
     canary = step["evidence"]["canary"]
     assert [s["share_percent"] for s in canary["stages"]] == [10, 50, 100]
     assert all(s["verdict"] == "promote" for s in canary["stages"]), canary

@@ -61,6 +61,7 @@ class NativeCanary:
         self.deployment_arn: str | None = None
         self.groups: tuple[str, str] | None = None  # (baseline, canary) target group ARNs
         self.stages_seen: list[str] = []
+        self.previous: str | None = None
 
     @property
     def steps(self) -> Sequence[int]:
@@ -81,7 +82,7 @@ class NativeCanary:
                 f"(<repository>@sha256:<digest>); got {release.artifact!r}"
             )
         self.groups = self._target_groups()
-        self.env.start_deployment(release)
+        self.previous, _ = self.env.start_deployment(release)
         found = self.ecs.list_service_deployments(
             cluster=self.env.outputs[out.CLUSTER_NAME],
             service=self.env.outputs[out.SERVICE_NAME],
@@ -172,7 +173,6 @@ class NativeCanary:
     def _settle(self, release_id: str = "") -> RolloutResult:
         started = self.env.clock()
         deadline = started + self.env.rollout_timeout_s
-        previous = self.env.current_release()
         while True:
             deployment = self.describe()
             status = deployment.get("status")
@@ -190,7 +190,7 @@ class NativeCanary:
                 return RolloutResult(
                     state,
                     release_id or str(deployment.get("targetServiceRevisionArn", "")),
-                    previous,
+                    self.previous,
                     reason,
                     self.env.clock() - started,
                     tuple(self.stages_seen),

@@ -212,9 +212,10 @@ class AwsEnvironment:
         return self._deploy(service, current, wanted, release.id, timeout_s, started)
 
     @aws_errors("starting the deployment")
-    def start_deployment(self, release: Release) -> str:
+    def start_deployment(self, release: Release) -> tuple[str | None, str]:
         """A new revision running `release.artifact`, handed to ECS without waiting: the
-        service's deployment strategy (the native canary) takes it from there."""
+        service's deployment strategy (the native canary) takes it from there. Returns the
+        release that served before and the new revision's ARN."""
         ecs = self.clients("ecs")
         current, definition, _ = self._current()
         tags = ecs_ops.release_tags(current, release.id, **{"git-sha": release.git_sha})
@@ -227,7 +228,7 @@ class AwsEnvironment:
             taskDefinition=wanted,
             forceNewDeployment=False,
         )
-        return wanted
+        return current.release, wanted
 
     @aws_errors("reading the production listener rule")
     def production_rule_arn(self) -> str:
@@ -242,8 +243,9 @@ class AwsEnvironment:
             "drydock:rolloutStrategy=canary applied to the stack (invoke infra.up)"
         )
 
-    @property
+    @cached_property
     def canary(self) -> NativeCanary:
+        # One per environment: it follows one deployment from its start to its end.
         return NativeCanary(self)
 
     @aws_errors("reconfiguring the service")
