@@ -9,6 +9,7 @@ from typing import Any
 
 from pipelines.deploy import provenance
 from pipelines.deploy.canary.delivery import canary_rollout
+from pipelines.deploy.canary.report import add_to_release_notes
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.ledger import Ledger
 from pipelines.targets.base import Environment, TargetError
@@ -158,6 +159,7 @@ class ProductionStep:
         if strategy == "canary" and previous is not None:
             canary = canary_rollout(ctx, env, ctx.release, deadline)
             evidence["canary"] = canary.outcome.as_dict()
+            add_to_release_notes(ctx.reports, evidence["canary"])
             rollout = canary.rollout
         else:  # the first release has no baseline to compare a canary with
             rollout = env.rollout(ctx.release, deadline)
