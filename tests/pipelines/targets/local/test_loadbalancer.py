@@ -333,3 +333,64 @@ def test_overlong_socket_path_is_refused(replicas: Callable[..., Replica]) -> No
     lb = LoadBalancer(Path("/tmp") / ("x" * 120), free_port(), [replicas("a").port])
     with pytest.raises(LoadBalancerError, match="longer than 107 bytes"):
         lb.start()
+
+
+def test_canary_shares_move_per_request_without_a_reload_and_fail_nothing(
+    replicas: Callable[..., Replica],
+) -> None:
+    from pipelines.targets.local.loadbalancer import share_of, share_pattern
+
+    a, b, canary = replicas("a"), replicas("b"), replicas("canary")
+    root = Path(tempfile.mkdtemp(prefix="lb-", dir="/tmp"))
+    lb = LoadBalancer(
+        root / "lb", free_port(), [a.port, b.port], "/ready", canary_port=canary.port, **FAST
+    )
+    try:
+        lb.start()
+        wait_for(lambda: lb.port_healthy(canary.port), what="the canary healthy")
+        with httpx.Client(base_url=lb.url, timeout=5) as client:
+            assert {client.get("/work").text for _ in range(40)} == {"a", "b"}  # no share yet
+            served: dict[float, dict[str, int]] = {}
+            failures = []
+            for percent in (10, 50, 100, 0):
+                assert lb.set_canary_share(percent) == share_of(share_pattern(percent))
+                counts = {"a": 0, "b": 0, "canary": 0}
+                for _ in range(400):
+                    response = client.get("/work")
+                    if response.status_code != 200:
+                        failures.append(response.status_code)
+                    counts[response.text] += 1
+                served[percent] = counts
+        assert failures == []
+        assert 15 <= served[10]["canary"] <= 70  # 10.2 % of 400 is 41
+        assert 150 <= served[50]["canary"] <= 250
+        assert served[100]["canary"] == 400 and served[0]["canary"] == 0
+        # The shares moved with no config load: Caddy logged one "load" only.
+        caddy_log = (lb.home / "caddy.log").read_text()
+        assert caddy_log.count('"msg":"load complete"') == 1
+        # Every request's log entry names the port that served it.
+        entries = [json.loads(line) for line in lb.access_log.read_text().splitlines()]
+        ports = {str(e.get("upstream_port")) for e in entries}
+        assert ports == {str(a.port), str(b.port), str(canary.port)}
+        # A canary that stops answering sends its share back to the stable slots.
+        lb.set_canary_share(100)
+        canary.stop()
+        with httpx.Client(base_url=lb.url, timeout=5) as client:
+            after = [client.get("/work") for _ in range(50)]
+        assert {r.status_code for r in after} == {200}
+        assert {r.text for r in after} <= {"a", "b"}
+    finally:
+        lb.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_share_patterns_cover_the_share_they_name() -> None:
+    import re
+
+    from pipelines.targets.local.loadbalancer import share_of, share_pattern
+
+    for percent in (0, 1, 10, 25, 33, 50, 90, 99, 100):
+        pattern = share_pattern(percent)
+        taken = sum(bool(pattern) and bool(re.match(pattern, f"{i:02x}")) for i in range(256))
+        assert share_of(pattern) == 100 * taken / 256
+        assert abs(share_of(pattern) - percent) <= 100 / 512
