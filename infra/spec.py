@@ -323,8 +323,12 @@ class EnvironmentSpec:
 
     @property
     def local_canary_port(self) -> int:
-        """The canary's slot, just past the replica slots."""
+        """The canary's slot, just past the replica slots; its baseline's is the next."""
         return self.local_replica_base_port + self.max_count
+
+    @property
+    def local_baseline_port(self) -> int:
+        return self.local_canary_port + 1
 
 
 SETTINGS = settings_of(fields(EnvironmentSpec))
@@ -511,10 +515,11 @@ def _cross_problems(s: EnvironmentSpec) -> Iterator[str]:
         s.local_agent_port,
         *s.local_replica_ports,
         s.local_canary_port,
+        s.local_baseline_port,
     ]
     if len(set(ports)) != len(ports) or max(ports) > 65535:
         yield (
             "local ports collide: drydock:localLoadBalancerPort, localPostgresPort, "
-            "localAgentPort and localReplicaBasePort..+maxCount (the replica slots, then "
-            "the canary's) must be distinct and <= 65535"
+            "localAgentPort and localReplicaBasePort..+maxCount+1 (the replica slots, then "
+            "the canary's and its baseline's) must be distinct and <= 65535"
         )

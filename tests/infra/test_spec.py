@@ -164,6 +164,7 @@ def test_out_of_range_value_names_file_key_value_and_range(tmp_path: Path) -> No
         ),
         ({"drydock:localAgentPort": 8180}, "local ports collide"),
         ({"drydock:localAgentPort": 8194}, "local ports collide"),  # the canary's slot
+        ({"drydock:localAgentPort": 8195}, "local ports collide"),  # its baseline's
         (
             {"drydock:canarySteps": "[50, 10, 100]"},
             "drydock:canarySteps=[50, 10, 100] must rise strictly and end at 100",

@@ -24,9 +24,10 @@ from pipelines.targets.base import CanaryWindow, ServedTraffic
 ALPHA = 0.01
 ERROR_MARGIN = 0.005  # half a percentage point of requests
 MIN_ERRORS = 2
-# A canary replica at 50 % carries three times the load of each of three stable replicas
-# (locally one replica takes the share; on ECS the canary tasks are few), which alone moves
-# its p95 by a quarter under load: the bound sits above that, far below a real regression.
+# At 100 % the stable side serves nothing and the canary is held to the baseline of the
+# stage before, measured at half its load (and on ECS, a few canary tasks are compared with
+# a whole fleet): load alone moves a p95 by a quarter on a busy machine. The bound sits
+# above that and far below a real regression.
 P95_RATIO = 1.5
 LATENCY_FLOOR_S = 0.025
 MIN_REQUESTS = 20  # per side: fewer cannot tell a good release from a bad one

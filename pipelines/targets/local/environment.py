@@ -127,6 +127,7 @@ class LocalEnvironment(Rollouts):
             self.slot_ports,
             spec.readiness_path,
             canary_port=spec.local_canary_port,
+            baseline_port=spec.local_baseline_port,
             health_interval=spec.local_health_check_interval_ms / 1000,
             health_timeout=1.0,
             health_passes=1,

@@ -6,13 +6,15 @@ load. Which slots get traffic is decided the way an ALB target group decides it,
 active checks on the readiness path, passive checks on proxy errors, and retries
 (``try_duration``) so that a request to a slot whose listener just closed goes to another slot.
 
-A canary slot sits beside them, on a route of its own. Which requests take that route is
-decided per request, without a config load: the route matches when the request's random
-UUID starts with one of the hex prefixes listed in ``canary-share`` (a regular expression
-Caddy reads through its ``{file.*}`` placeholder on every request), so writing that file
-moves a share of the traffic, and an empty or missing file sends none. The canary route
-lists the stable slots after the canary under the ``first`` policy: a canary that is not
-healthy falls back to them. Every access-log entry names the port that served it
+Two more slots sit beside them, each on a route of its own: the canary (the new release)
+and its baseline (a fresh replica of the stable release, given the same share, so that the
+two are compared at the same load, as Kayenta does). Which requests take those routes is
+decided per request, without a config load: a route matches when the request's random UUID
+starts with one of the hex prefixes in ``canary-share`` or ``baseline-share`` (regular
+expressions Caddy reads through its ``{file.*}`` placeholder on every request), so writing
+those files moves a share of the traffic, and an empty or missing file sends none. Each of
+those routes lists the stable slots after its own under the ``first`` policy: a slot that is
+not healthy falls back to them. Every access-log entry names the port that served it
 (``log_append``), which is how a canary stage is compared with its baseline.
 
 Files under ``home`` (0700): ``caddy.pid``, ``admin.sock``, ``bootstrap.json`` (admin only; the
@@ -27,6 +29,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import time
@@ -50,33 +53,39 @@ _UUID_PREFIXES = 256  # two hex digits of the request's UUID choose the route
 _HEX = "0123456789abcdef"
 
 
-def share_pattern(percent: float) -> str:
-    """The regular expression whose matches are `percent` of random UUIDs, to 1/256.
-    "" (no canary traffic) for 0, "^" (all of it) for 100."""
-    wanted = round(percent * _UUID_PREFIXES / 100)
-    if wanted <= 0:
+def range_pattern(low: int, high: int) -> str:
+    """The regular expression matching UUIDs whose first two hex digits, read as a number,
+    lie in [low, high): "" when the range is empty, "^" when it is all of them."""
+    low, high = max(0, low), min(_UUID_PREFIXES, high)
+    if low >= high:
         return ""
-    if wanted >= _UUID_PREFIXES:
+    if (low, high) == (0, _UUID_PREFIXES):
         return "^"
-    whole, part = divmod(wanted, 16)  # first digits taken whole, then part of the next
-    parts = [f"[{_HEX[0]}-{_HEX[whole - 1]}]"] if whole else []
-    if part:
-        parts.append(f"{_HEX[whole]}[{_HEX[0]}-{_HEX[part - 1]}]")
-    return "^(" + "|".join(parts) + ")"
+    alternatives = []
+    for digit in range(16):
+        start, end = max(low, 16 * digit), min(high, 16 * digit + 16)
+        if start >= end:
+            continue
+        if end - start == 16:
+            alternatives.append(_HEX[digit])
+        else:
+            alternatives.append(f"{_HEX[digit]}[{_HEX[start % 16]}-{_HEX[(end - 1) % 16]}]")
+    return "^(" + "|".join(alternatives) + ")"
+
+
+def share_patterns(percent: float) -> tuple[str, str]:
+    """(canary, baseline): `percent` of random UUIDs to 1/256 for the canary, and as many
+    again, where they fit, for the baseline replica it is compared with."""
+    taken = round(percent * _UUID_PREFIXES / 100)
+    twin = min(taken, _UUID_PREFIXES - taken)
+    return range_pattern(0, taken), range_pattern(taken, taken + twin)
 
 
 def share_of(pattern: str) -> float:
-    """The percentage of traffic `pattern` (from share_pattern) sends to the canary."""
+    """The percentage of random UUIDs `pattern` matches."""
     if not pattern:
         return 0.0
-    if pattern == "^":
-        return 100.0
-    taken = 0
-    for alternative in pattern[2:-1].split("|"):
-        if len(alternative) == 5:  # [0-x]: whole first digits
-            taken += 16 * (_HEX.index(alternative[3]) + 1)
-        else:  # d[0-x]
-            taken += _HEX.index(alternative[4]) + 1
+    taken = sum(1 for i in range(_UUID_PREFIXES) if re.match(pattern, f"{i:02x}"))
     return 100 * taken / _UUID_PREFIXES
 
 
@@ -130,6 +139,7 @@ class LoadBalancer:
         ready_path: str = "/api/_internal/ready",
         *,
         canary_port: int | None = None,
+        baseline_port: int | None = None,
         health_interval: float = 1.0,
         health_timeout: float = 1.0,
         health_passes: int = 1,
@@ -144,10 +154,13 @@ class LoadBalancer:
     ) -> None:
         if not ready_path.startswith("/"):
             raise ValueError(f"ready_path must start with '/', got {ready_path!r}")
-        every = [*slot_ports, *([canary_port] if canary_port is not None else [])]
+        extra = [port for port in (canary_port, baseline_port) if port is not None]
+        every = [*slot_ports, *extra]
         if len(set(every)) != len(every) or listen_port in every:
             raise ValueError(f"slot ports must be distinct and differ from {listen_port}")
-        self.canary_port = canary_port
+        if (canary_port is None) != (baseline_port is None):
+            raise ValueError("a canary slot needs a baseline slot, and the other way round")
+        self.canary_port, self.baseline_port = canary_port, baseline_port
         self.home = Path(home).absolute()
         self.listen_port = listen_port
         self._admin_clients: dict[float, httpx.Client] = {}
@@ -170,6 +183,7 @@ class LoadBalancer:
         self.events_log = self.home / "events.log"
         self.events_offset_file = self.home / "events.offset"
         self.canary_share_file = self.home / "canary-share"
+        self.baseline_share_file = self.home / "baseline-share"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -219,21 +233,27 @@ class LoadBalancer:
             "value": "{http.reverse_proxy.upstream.port}",
         }
         routes: list[dict[str, Any]] = [{"handle": [served_by]}]
-        if self.canary_port is not None:
-            share = f"{{file.{self.canary_share_file}}}"
-            routes += [
-                {"handle": [{"handler": "vars", "canary_share": share}]},
-                {
-                    "match": [
-                        {
-                            "expression": "{http.vars.canary_share} != '' && "
-                            "{http.request.uuid}.matches({http.vars.canary_share})"
-                        }
-                    ],
-                    "handle": [proxy([self.canary_port, *self.slot_ports], "first")],
-                    "terminal": True,
-                },
-            ]
+        if self.canary_port is not None and self.baseline_port is not None:
+            shares = {
+                "canary_share": f"{{file.{self.canary_share_file}}}",
+                "baseline_share": f"{{file.{self.baseline_share_file}}}",
+            }
+            routes.append({"handle": [{"handler": "vars", **shares}]})
+            for share, port in (
+                ("canary_share", self.canary_port),
+                ("baseline_share", self.baseline_port),
+            ):
+                matches = (
+                    f"{{http.vars.{share}}} != '' && "
+                    f"{{http.request.uuid}}.matches({{http.vars.{share}}})"
+                )
+                routes.append(
+                    {
+                        "match": [{"expression": matches}],
+                        "handle": [proxy([port, *self.slot_ports], "first")],
+                        "terminal": True,
+                    }
+                )
         routes.append({"handle": [proxy(self.slot_ports, "round_robin")]})
         return {
             "admin": self._admin_config(),
@@ -355,15 +375,21 @@ class LoadBalancer:
         return result
 
     def set_canary_share(self, percent: float) -> float:
-        """Send `percent` of new requests to the canary slot, from the next request on (an
-        atomic file replace; no config load). Returns the share actually set."""
+        """Send `percent` of new requests to the canary slot and as many to the baseline slot,
+        from the next request on (atomic file replaces; no config load). The canary's file is
+        written last when the share grows and first when it shrinks, so that at no moment do
+        the two overlap. Returns the canary's share as set."""
         if self.canary_port is None:
             raise LoadBalancerError(f"{self.home}: this load balancer has no canary slot")
-        pattern = share_pattern(percent)
-        tmp = self.canary_share_file.with_name(".canary-share.tmp")
-        tmp.write_text(pattern)
-        os.replace(tmp, self.canary_share_file)
-        return share_of(pattern)
+        canary, baseline = share_patterns(percent)
+        writes = [(self.baseline_share_file, baseline), (self.canary_share_file, canary)]
+        if share_of(canary) < self.canary_share():
+            writes.reverse()
+        for path, pattern in writes:
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(pattern)
+            os.replace(tmp, path)
+        return share_of(canary)
 
     def canary_share(self) -> float:
         try:
