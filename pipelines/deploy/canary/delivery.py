@@ -31,7 +31,9 @@ def canary_rollout(
 ) -> CanaryRollout:
     """The stages, then every replica onto the release; an aborted canary is a rollout that
     rolled back, with the comparison as its reason."""
-    timeout = float(deadline_s) if deadline_s else START_TIMEOUT_S
+    # The pair starts beside a serving fleet, on a machine busy with it: never less time
+    # than START_TIMEOUT_S to turn ready.
+    timeout = max(float(deadline_s or 0), START_TIMEOUT_S)
     seconds = len(env.canary.steps) * env.canary.step_seconds + timeout + 60
     email, password = env.smoke_credentials(release)
     fixture = synthetic.prepare(env.url, email, password)
