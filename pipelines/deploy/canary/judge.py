@@ -40,6 +40,9 @@ class Comparison:
     canary: dict[str, Any]
     baseline: dict[str, Any]
     checks: dict[str, tuple[bool, str]]
+    # What leans against the canary without yet being significant: the stage holds longer
+    # (stages.py) rather than promote on too little evidence or abort on noise.
+    leaning: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -60,6 +63,7 @@ class Comparison:
             "baseline": self.baseline,
             "checks": {name: {"ok": ok, "detail": d} for name, (ok, d) in self.checks.items()},
             "verdict": self.verdict,
+            "leaning": list(self.leaning),
         }
 
 
@@ -113,15 +117,35 @@ def _latency(canary: ServedTraffic, baseline: ServedTraffic) -> tuple[bool, str]
 def compare(window: CanaryWindow) -> Comparison:
     canary, baseline = window.canary, window.baseline
     checks: dict[str, tuple[bool, str]] = {}
+    leaning: list[str] = []
     enough = min(canary.requests, baseline.requests) >= MIN_REQUESTS
     checks["traffic"] = (
         enough,
         f"canary {canary.requests}, baseline {baseline.requests} requests "
         f"(at least {MIN_REQUESTS} each to judge)",
     )
-    if enough:
+    if not enough:
+        leaning.append("traffic")
+    else:
         checks["errors"] = _errors(canary, baseline)
         checks["latency"] = _latency(canary, baseline)
+        canary_rate = canary.errors / canary.requests
+        if checks["errors"][0] and canary_rate - baseline.errors / baseline.requests > ERROR_MARGIN:
+            leaning.append("errors")
+        canary_p95, baseline_p95 = _p95(canary), _p95(baseline)
+        if (
+            checks["latency"][0]
+            and canary_p95 is not None
+            and baseline_p95 is not None
+            and canary_p95 > baseline_p95 * P95_RATIO
+            and canary_p95 - baseline_p95 > LATENCY_FLOOR_S
+        ):
+            leaning.append("latency")
     return Comparison(
-        window.share, window.end - window.start, _numbers(canary), _numbers(baseline), checks
+        window.share,
+        window.end - window.start,
+        _numbers(canary),
+        _numbers(baseline),
+        checks,
+        tuple(leaning),
     )

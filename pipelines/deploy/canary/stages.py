@@ -17,6 +17,8 @@ from pipelines.deploy.canary.judge import MIN_REQUESTS, compare
 from pipelines.deploy.steps import StepContext
 from pipelines.targets.base import CanaryWindow, Environment, Release, TargetError
 
+MAX_EXTENSIONS = 2  # a stage holds for at most three windows
+
 
 @dataclass
 class CanaryOutcome:
@@ -68,20 +70,28 @@ def run_stages(
             return outcome
         shifted = time.time()
         ctx.event("canary_stage", f"canary {share} %", env=env.name, at=shifted)
-        end = shifted + canary.step_seconds
-        sleep(max(0.0, end - time.time()))
-        window = canary.window(share, shifted, end)
-        baseline_from = "this stage"
-        if window.baseline.requests < MIN_REQUESTS and previous is not None:
-            # At 100 % the stable replicas serve nothing: the canary is held to what they
-            # served in the stage before, the most recent baseline there is.
-            window = replace(window, baseline=previous.baseline)
-            baseline_from = f"the {previous.share} % stage"
-        comparison = compare(window)
+        end, extensions = shifted, 0
+        while True:
+            end += canary.step_seconds
+            sleep(max(0.0, end - time.time()))
+            window = canary.window(share, shifted, end)
+            baseline_from = "this stage"
+            if window.baseline.requests < MIN_REQUESTS and previous is not None:
+                # At 100 % the baseline serves nothing: the canary is held to what it served
+                # in the stage before, the most recent baseline there is.
+                window = replace(window, baseline=previous.baseline)
+                baseline_from = f"the {previous.share} % stage"
+            comparison = compare(window)
+            # Evidence that leans against the canary without being significant yet (a
+            # quiet first stage sees few failures) holds the stage for another window.
+            if not comparison.leaning or extensions >= MAX_EXTENSIONS:
+                break
+            extensions += 1
         previous = window
         stage = {
             **comparison.as_dict(),
             "baseline_from": baseline_from,
+            "extensions": extensions,
             "share_in_force_percent": round(in_force, 2),
             "started_at": shifted,
             # From the end of the previous stage's window to this stage's weights: the

@@ -114,6 +114,7 @@ def test_a_good_canary_is_promoted() -> None:
     verdict = compare(window(side(normal(1, 100, 0.02, 0.005)), side(normal(2, 900, 0.02, 0.005))))
     assert verdict.ok and verdict.verdict == "promote", verdict.failures()
     assert set(verdict.checks) == {"traffic", "errors", "latency"}
+    assert verdict.leaning == ()
 
 
 def test_five_percent_errors_on_half_the_requests_abort() -> None:
@@ -129,6 +130,7 @@ def test_one_stray_error_does_not_abort() -> None:
         window(side(normal(1, 100, 0.02, 0.005), errors=1), side(normal(2, 900, 0.02, 0.005)))
     )
     assert verdict.ok, verdict.failures()
+    assert verdict.leaning == ("errors",)  # not a verdict yet: the stage holds longer
 
 
 def test_a_hundred_milliseconds_on_a_quarter_of_requests_aborts() -> None:
@@ -151,6 +153,7 @@ def test_too_little_traffic_is_an_abort_that_says_so() -> None:
     assert verdict.failures() == [
         "traffic: canary 5, baseline 500 requests (at least 20 each to judge)"
     ]
+    assert verdict.leaning == ("traffic",)
 
 
 def test_aggregates_only_are_judged_by_the_p95_bound() -> None:
@@ -158,3 +161,10 @@ def test_aggregates_only_are_judged_by_the_p95_bound() -> None:
     slow = compare(window(ServedTraffic(500, 0, p95_s=0.15), ServedTraffic(5000, 2, p95_s=0.05)))
     assert good.ok and not slow.ok
     assert slow.as_dict()["checks"]["latency"]["ok"] is False
+
+
+def test_a_slow_tail_on_too_few_samples_leans_without_failing() -> None:
+    canary = [0.02] * 18 + [0.3, 0.3, 0.3]  # p95 far over the bound, the rank test unmoved
+    verdict = compare(window(side(canary), side(normal(2, 900, 0.02, 0.001))))
+    assert verdict.ok, verdict.failures()
+    assert verdict.leaning == ("latency",)
