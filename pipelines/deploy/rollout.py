@@ -155,6 +155,16 @@ class ProductionStep:
         ctx.check_locks()
         deadline = ctx.options.get("rollout_deadline_s")
         strategy = ctx.options.get("rollout_strategy") or env.spec.rollout_strategy
+        if strategy == "canary" and previous is not None:
+            # A canary is compared with the release before it, which must still serve on
+            # the migrated schema: after a contract it cannot, and only a rollout helps.
+            schema = env.operations.migration_status()
+            if not schema.compatible:
+                strategy = "rolling"
+                why = schema.reason or f"schema at {schema.current}"
+                evidence["canary_skipped"] = (
+                    f"{previous} cannot serve on the migrated schema ({why}); rolled out at once"
+                )
         evidence["strategy"] = strategy
         if strategy == "canary" and previous is not None:
             canary = canary_rollout(ctx, env, ctx.release, deadline)
