@@ -401,7 +401,20 @@ def bench_gameday(c: Context, scenario: list[str], weaken: str = "") -> None:
     raise SystemExit(gameday_bench.main(scenario, weaken))
 
 
-bench = Collection("bench", bench_local, bench_service, bench_schema, bench_gates, bench_gameday)
+@task(
+    name="canary",
+    help={"good_runs": "good releases promoted in a row", "out": "JSON results file"},
+)
+def bench_canary(c: Context, good_runs: int = 10, out: str = "reports/bench-canary.json") -> None:
+    """Production's canary under order traffic: bad releases stopped, good ones promoted."""
+    from pipelines.bench import canary_bench
+
+    raise SystemExit(canary_bench.main(good_runs=good_runs, out=out))
+
+
+bench = Collection(
+    "bench", bench_local, bench_service, bench_schema, bench_gates, bench_gameday, bench_canary
+)
 
 # --------------------------------------------------------------------------- backups and drills
 # Logic in pipelines/backups/commands.py, backups.py and drills.py (runbook sections 6 and 8).

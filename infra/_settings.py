@@ -129,12 +129,19 @@ def coerce(raw: Any, annotation: Any) -> Any:
         except (TypeError, ValueError):
             raise ValueError("is not a number") from None
     if get_origin(base) is tuple:
+        item_type = get_args(base)[0]
+        kind = "integers" if item_type is int else "strings"
         if isinstance(raw, str):
             try:
                 raw = json.loads(raw) if raw.strip().startswith("[") else [raw]
             except json.JSONDecodeError:
-                raise ValueError("is not a list of strings") from None
-        if not isinstance(raw, list) or not all(isinstance(i, str) for i in raw):
+                raise ValueError(f"is not a list of {kind}") from None
+        if not isinstance(raw, list):
+            raise ValueError(f"is not a list of {kind}")
+        if item_type is int:
+            if not all(isinstance(i, int) and not isinstance(i, bool) for i in raw):
+                raise ValueError("is not a list of integers")
+        elif not all(isinstance(i, str) for i in raw):
             raise ValueError("is not a list of strings")
         return tuple(raw)
     if isinstance(raw, dict | list):

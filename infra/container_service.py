@@ -212,6 +212,22 @@ class ContainerService(pulumi.ComponentResource):
             self._service(name, spec, cluster, task, network, load_balancer, deployment_alarm_names)
         self.register_outputs({"repository_url": self.repository_url, "cluster": self.cluster_name})
 
+    def _load_balancer_role(self, name: str, spec: EnvironmentSpec) -> aws.iam.Role:
+        """What ECS assumes to move the production rule's weights and register tasks."""
+        role = aws.iam.Role(
+            f"{name}-load-balancer",
+            assume_role_policy=assume_role_policy("ecs.amazonaws.com"),
+            tags=Names(spec.stack).tags(spec.environment_class),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-load-balancer",
+            role=role.name,
+            policy_arn=managed_policy("AmazonECSInfrastructureRolePolicyForLoadBalancers"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return role
+
     def _service(
         self,
         name: str,
@@ -223,6 +239,29 @@ class ContainerService(pulumi.ComponentResource):
         deployment_alarm_names: pulumi.Input[list[str]],
     ) -> None:
         n = Names(spec.stack)
+        deployment: aws.ecs.ServiceDeploymentConfigurationArgs | None = None
+        advanced = None
+        alternate, rule = (
+            load_balancer.alternate_target_group_arn,
+            load_balancer.production_rule_arn,
+        )
+        if alternate is not None and rule is not None:  # drydock:rolloutStrategy=canary
+            advanced = aws.ecs.ServiceLoadBalancerAdvancedConfigurationArgs(
+                alternate_target_group_arn=alternate,
+                production_listener_rule=rule,
+                role_arn=self._load_balancer_role(name, spec).arn,
+            )
+            # ECS shifts the first share, holds it for a stage, shifts the rest, then keeps
+            # the old tasks through the bake so that a rollback is a weight change. The
+            # deployment alarms below roll it back by themselves (runbook §7).
+            deployment = aws.ecs.ServiceDeploymentConfigurationArgs(
+                strategy="CANARY",
+                canary_configuration=aws.ecs.ServiceDeploymentConfigurationCanaryConfigurationArgs(
+                    canary_percent=float(spec.canary_steps[0]),
+                    canary_bake_time_in_minutes=str(spec.canary_step_seconds // 60),
+                ),
+                bake_time_in_minutes=str(spec.bake_window_seconds // 60),
+            )
         service = aws.ecs.Service(
             f"{name}-service",
             name=n.service,
@@ -235,6 +274,7 @@ class ContainerService(pulumi.ComponentResource):
             deployment_minimum_healthy_percent=100,
             deployment_maximum_percent=200,
             deployment_circuit_breaker={"enable": True, "rollback": True},
+            deployment_configuration=deployment,
             alarms={"alarm_names": deployment_alarm_names, "enable": True, "rollback": True},
             health_check_grace_period_seconds=spec.health_check_grace_period_seconds,
             enable_execute_command=spec.ecs_exec,
@@ -244,11 +284,12 @@ class ContainerService(pulumi.ComponentResource):
                 "assign_public_ip": False,
             },
             load_balancers=[
-                {
-                    "target_group_arn": load_balancer.target_group_arn,
-                    "container_name": n.container,
-                    "container_port": spec.container_port,
-                }
+                aws.ecs.ServiceLoadBalancerArgs(
+                    target_group_arn=load_balancer.target_group_arn,
+                    container_name=n.container,
+                    container_port=spec.container_port,
+                    advanced_configuration=advanced,
+                )
             ],
             propagate_tags="SERVICE",
             enable_ecs_managed_tags=True,

@@ -27,7 +27,7 @@ INTERNAL_PREFIX = "/api/_internal"
 # it: `%5F` and `%2F` spellings of the prefix reach the same routes. Without a slash after the
 # prefix, `/api/_internal*` also covers `/api/_internal%2Fmetrics`.
 CLOSED_PATTERNS = (f"{INTERNAL_PREFIX}*", "/api/%5Finternal*", "/api/%5finternal*")
-PROBES_PRIORITY, CLOSED_PRIORITY = 10, 20
+PROBES_PRIORITY, CLOSED_PRIORITY, PRODUCTION_PRIORITY = 10, 20, 30
 NOT_FOUND_BODY = json.dumps({"error": {"code": "not_found", "message": "not found"}})
 
 
@@ -38,6 +38,10 @@ class LoadBalancer(pulumi.ComponentResource):
     target_group_arn: pulumi.Output[str]
     target_group_arn_suffix: pulumi.Output[str]
     https_listener: aws.lb.Listener
+    # With drydock:rolloutStrategy=canary: the second target group ECS starts a release in,
+    # and the rule whose weights it moves between the two (None with a rolling strategy).
+    alternate_target_group_arn: pulumi.Output[str] | None
+    production_rule_arn: pulumi.Output[str] | None
 
     def __init__(
         self,
@@ -72,27 +76,31 @@ class LoadBalancer(pulumi.ComponentResource):
             tags={**tags, "Name": names.prefix},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[audit.delivery_policy]),
         )
-        target_group = aws.lb.TargetGroup(
-            f"{name}-tg",
-            target_type="ip",
-            protocol="HTTP",
-            port=spec.container_port,
-            vpc_id=network.vpc_id,
-            deregistration_delay=spec.deregistration_delay_seconds,
-            health_check={
-                "enabled": True,
-                "protocol": "HTTP",
-                "port": "traffic-port",
-                "path": spec.readiness_path,
-                "matcher": "200",
-                "interval": spec.health_check_interval_seconds,
-                "timeout": spec.health_check_timeout_seconds,
-                "healthy_threshold": spec.healthy_threshold,
-                "unhealthy_threshold": spec.unhealthy_threshold,
-            },
-            tags=tags,
-            opts=child,
-        )
+
+        def group(resource_name: str) -> aws.lb.TargetGroup:
+            return aws.lb.TargetGroup(
+                resource_name,
+                target_type="ip",
+                protocol="HTTP",
+                port=spec.container_port,
+                vpc_id=network.vpc_id,
+                deregistration_delay=spec.deregistration_delay_seconds,
+                health_check={
+                    "enabled": True,
+                    "protocol": "HTTP",
+                    "port": "traffic-port",
+                    "path": spec.readiness_path,
+                    "matcher": "200",
+                    "interval": spec.health_check_interval_seconds,
+                    "timeout": spec.health_check_timeout_seconds,
+                    "healthy_threshold": spec.healthy_threshold,
+                    "unhealthy_threshold": spec.unhealthy_threshold,
+                },
+                tags=tags,
+                opts=child,
+            )
+
+        target_group = group(f"{name}-tg")
         self.https_listener = aws.lb.Listener(
             f"{name}-https",
             load_balancer_arn=alb.arn,
@@ -133,6 +141,33 @@ class LoadBalancer(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        self.alternate_target_group_arn = self.production_rule_arn = None
+        if spec.rollout_strategy == "canary":
+            alternate = group(f"{name}-tg-alternate")
+            # Everything the rules above do not answer. ECS's native canary moves this
+            # rule's weights during a deployment (and swaps the groups' roles after one),
+            # so Pulumi leaves its actions to ECS once created.
+            production = aws.lb.ListenerRule(
+                f"{name}-production",
+                listener_arn=self.https_listener.arn,
+                priority=PRODUCTION_PRIORITY,
+                conditions=[{"path_pattern": {"values": ["/*"]}}],
+                actions=[
+                    {
+                        "type": "forward",
+                        "forward": {
+                            "target_groups": [
+                                {"arn": target_group.arn, "weight": 100},
+                                {"arn": alternate.arn, "weight": 0},
+                            ]
+                        },
+                    }
+                ],
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["actions"]),
+            )
+            self.alternate_target_group_arn = alternate.arn
+            self.production_rule_arn = production.arn
         aws.lb.Listener(
             f"{name}-http",
             load_balancer_arn=alb.arn,

@@ -216,6 +216,17 @@ class EnvironmentSpec:
     # Deploy verification.
     bake_window_seconds: int = setting("bakeWindowSeconds", 600, bounds=(60, 3600))
     local_bake_window_seconds: int = setting("localBakeWindowSeconds", 60, bounds=(10, 3600))
+    # Progressive delivery (runbook §7): `canary` sends each share of canarySteps to the new
+    # release for canaryStepSeconds and compares it with the stable replicas before the next
+    # share; `rolling` replaces the replicas at once, gated by health alone.
+    rollout_strategy: str = setting(
+        "rolloutStrategy", "rolling", "canary", choices=("rolling", "canary")
+    )
+    canary_steps: tuple[int, ...] = setting(
+        "canarySteps", (10, 50, 100), bounds=(1, 100), hint="percentages rising to 100"
+    )
+    canary_step_seconds: int = setting("canaryStepSeconds", 300, bounds=(60, 3600))
+    local_canary_step_seconds: int = setting("localCanaryStepSeconds", 20, bounds=(5, 3600))
     # Abuse controls handed to the service (runbook §5).
     rate_limit_backend: str = setting(
         "rateLimitBackend", "postgres", choices=("memory", "postgres")
@@ -309,6 +320,15 @@ class EnvironmentSpec:
     @property
     def local_replica_ports(self) -> tuple[int, ...]:
         return tuple(self.local_replica_base_port + i for i in range(self.max_count))
+
+    @property
+    def local_canary_port(self) -> int:
+        """The canary's slot, just past the replica slots; its baseline's is the next."""
+        return self.local_replica_base_port + self.max_count
+
+    @property
+    def local_baseline_port(self) -> int:
+        return self.local_canary_port + 1
 
 
 SETTINGS = settings_of(fields(EnvironmentSpec))
@@ -483,9 +503,23 @@ def _cross_problems(s: EnvironmentSpec) -> Iterator[str]:
         yield "drydock:deletionProtection=false is not allowed in production; allowed: true"
     if s.is_production and s.ecs_exec:
         yield "drydock:ecsExec=true is not allowed in production; allowed: false"
-    ports = [s.local_lb_port, s.local_postgres_port, s.local_agent_port, *s.local_replica_ports]
+    steps = s.canary_steps
+    if not steps or list(steps) != sorted(set(steps)) or steps[-1] != 100:
+        yield (
+            f"drydock:canarySteps={list(steps)} must rise strictly and end at 100 (the last "
+            "stage sends all traffic to the new release); allowed: e.g. [10, 50, 100]"
+        )
+    ports = [
+        s.local_lb_port,
+        s.local_postgres_port,
+        s.local_agent_port,
+        *s.local_replica_ports,
+        s.local_canary_port,
+        s.local_baseline_port,
+    ]
     if len(set(ports)) != len(ports) or max(ports) > 65535:
         yield (
             "local ports collide: drydock:localLoadBalancerPort, localPostgresPort, "
-            "localAgentPort and localReplicaBasePort..+maxCount must be distinct and <= 65535"
+            "localAgentPort and localReplicaBasePort..+maxCount+1 (the replica slots, then "
+            "the canary's and its baseline's) must be distinct and <= 65535"
         )

@@ -124,6 +124,7 @@ def local_scratch() -> Iterator[Scratch]:
             "drydock:localDrainSeconds": 2,
             "drydock:localAlarmPeriodSeconds": 5,
             "drydock:localBakeWindowSeconds": 10,
+            "drydock:localCanaryStepSeconds": 8,
         },
     ) as scratch:
         yield scratch

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pipelines.deploy.canary.report import markdown_lines
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult
 from pipelines.reports import deploy as deploy_html
 
@@ -78,6 +79,10 @@ def markdown(data: Mapping[str, Any]) -> str:
         status = "ok" if result["ok"] else "**FAILED**"
         summary = str(result["summary"]).replace("|", "\\|")
         lines.append(f"| {number} | {status} | {result['duration_s']:.1f} s | {summary} |")
+    for result in data["steps"].values():
+        canary = (result.get("evidence") or {}).get("canary")
+        if canary:
+            lines += ["", *markdown_lines(canary)]
     warnings = [w for r in data["steps"].values() for w in r.get("warnings", ())]
     if warnings:
         lines += ["", "## Warnings", *[f"- {w}" for w in warnings]]

@@ -8,6 +8,8 @@ import time
 from typing import Any
 
 from pipelines.deploy import provenance
+from pipelines.deploy.canary.delivery import canary_rollout
+from pipelines.deploy.canary.report import add_to_release_notes
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.ledger import Ledger
 from pipelines.targets.base import Environment, RolloutResult, TargetError
@@ -120,6 +122,27 @@ class StagingStep:
 ROLLOUT_ENTRY = "rollout"  # the ledger's record of what step 6 changed, for step 7 alone
 
 
+def _strategy(
+    ctx: StepContext, env: Environment, previous: str | None, evidence: dict[str, Any]
+) -> str:
+    """The spec's strategy (or the run's option), unless a canary has nothing to compare with:
+    the first release has no baseline, and after a contract the release before cannot serve
+    on the migrated schema, so only a rollout at once helps (said in `canary_skipped`)."""
+    strategy = str(ctx.options.get("rollout_strategy") or env.spec.rollout_strategy)
+    if strategy != "canary":
+        return strategy
+    if previous is None:
+        return "rolling"
+    schema = env.operations.migration_status()
+    if schema.compatible:
+        return strategy
+    why = schema.reason or f"schema at {schema.current}"
+    evidence["canary_skipped"] = (
+        f"{previous} cannot serve on the migrated schema ({why}); rolled out at once"
+    )
+    return "rolling"
+
+
 class ProductionStep:
     """Step 6. What it changed (the release before, the snapshot, the restore command) is
     written to the ledger as soon as the rollout ends, so step 7 in another process, as CI
@@ -161,7 +184,15 @@ class ProductionStep:
         previous = env.current_release()
         ctx.facts["production_previous_release"] = previous
         ctx.check_locks()
-        rollout = env.rollout(ctx.release, ctx.options.get("rollout_deadline_s"))
+        deadline = ctx.options.get("rollout_deadline_s")
+        evidence["strategy"] = strategy = _strategy(ctx, env, previous, evidence)
+        if strategy == "canary":
+            canary = canary_rollout(ctx, env, ctx.release, deadline)
+            evidence["canary"] = canary.outcome.as_dict()
+            add_to_release_notes(ctx.reports, evidence["canary"])
+            rollout = canary.rollout
+        else:
+            rollout = env.rollout(ctx.release, deadline)
         record_marks(ctx, self.env_name, rollout)
         (self.ledger or ctx.target.ledger()).append(
             ROLLOUT_ENTRY,
@@ -189,6 +220,9 @@ class ProductionStep:
                 f"production rollout {rollout.state.value}: {rollout.reason}{keeps}",
                 evidence,
             ).timed(started)
+        through = f"; {canary.outcome.summary()}" if "canary" in evidence else ""
         return StepResult(
-            True, f"production runs {ctx.release.id} (rollout {rollout.duration_s:.1f} s)", evidence
+            True,
+            f"production runs {ctx.release.id} (rollout {rollout.duration_s:.1f} s{through})",
+            evidence,
         ).timed(started)

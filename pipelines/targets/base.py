@@ -127,6 +127,27 @@ class RolloutResult:
 
 
 @dataclass(frozen=True)
+class ServedTraffic:
+    """What one side of a canary (the new release, or the stable baseline) served in a
+    window. Per-request latencies where the target records them (the local load balancer's
+    access log); otherwise only the aggregate p95 (CloudWatch's target-group percentiles)."""
+
+    requests: int
+    errors: int  # 5xx and connection failures
+    latencies_s: Sequence[float] = ()
+    p95_s: float | None = None
+
+
+@dataclass(frozen=True)
+class CanaryWindow:
+    share: int  # percent of traffic the canary was given
+    start: float  # unix time
+    end: float
+    canary: ServedTraffic
+    baseline: ServedTraffic
+
+
+@dataclass(frozen=True)
 class Observation:
     """What the environment looked like over a window: the SLO inputs of deploy step 7."""
 
@@ -433,6 +454,44 @@ class Faults(Protocol):
 
 
 @runtime_checkable
+class Canary(Protocol):
+    """Progressive delivery of a release beside the stable replicas (runbook §7): a share of
+    the traffic at a time, each share compared with the stable baseline before the next."""
+
+    @property
+    def steps(self) -> Sequence[int]:
+        """The stages: percentages of traffic, rising to 100."""
+        ...
+
+    @property
+    def step_seconds(self) -> float:
+        """How long each stage holds before it is judged."""
+        ...
+
+    def start(self, release: Release, timeout_s: float) -> None:
+        """Start the release beside the stable replicas, taking no traffic yet; TargetError
+        when it does not turn ready in time (and then nothing is left running)."""
+        ...
+
+    def shift(self, percent: int) -> float:
+        """Give the canary `percent` of the traffic, or wait until the platform has; returns
+        the share in force (a target may round it)."""
+        ...
+
+    def window(self, share: int, start: float, end: float) -> CanaryWindow:
+        """What the canary and the stable baseline served between two unix times."""
+        ...
+
+    def abort(self, reason: str) -> str:
+        """All traffic back to the stable replicas, the canary stopped; says what was done."""
+        ...
+
+    def promote(self, release: Release, timeout_s: float) -> RolloutResult:
+        """Every replica onto the release, then the canary retired."""
+        ...
+
+
+@runtime_checkable
 class Environment(Protocol):
     name: str
 
@@ -450,6 +509,9 @@ class Environment(Protocol):
 
     @property
     def faults(self) -> Faults: ...
+
+    @property
+    def canary(self) -> Canary: ...
 
     @property
     def location(self) -> str:

@@ -178,7 +178,10 @@ def test_release_that_errors_is_caught_by_verify_and_rolled_back(
         },
     )
     ledger = FileLedger(tmp_path / "ledger.jsonl")
-    code = execute(context(release, tmp_path), ledger, [ProductionStep(), VerifyStep(ledger)])
+    # Rolled out at once, as a hotfix would be: the bake alone must catch it. Under the
+    # canary, step 6 stops it first (tests/e2e/test_canary.py).
+    ctx = context(release, tmp_path, rollout_strategy="rolling")
+    code = execute(ctx, ledger, [ProductionStep(), VerifyStep(ledger)])
     written = json.loads((tmp_path / "reports" / "report.json").read_text())
     assert code == exit_code_for(7), written["steps"]
     verify = written["steps"]["7"]

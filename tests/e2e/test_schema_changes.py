@@ -10,6 +10,7 @@ release that could not serve on the schema it finds would show as failed request
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -115,9 +116,9 @@ def schema_of(env: LocalEnvironment) -> dict[str, object]:
 ROLLOUT_DEADLINE_S = 90
 
 
-def promote(release: Release, tmp: Path) -> int:
+def promote(release: Release, tmp: Path, **options: object) -> int:
     ledger = LocalTarget().ledger()
-    ctx = context(release, tmp, rollout_deadline_s=ROLLOUT_DEADLINE_S)
+    ctx = context(release, tmp, rollout_deadline_s=ROLLOUT_DEADLINE_S, **options)
     return execute(ctx, ledger, [ProductionStep(ledger)])
 
 
@@ -156,7 +157,8 @@ def test_a_faulty_release_is_caught_by_step_7_in_its_own_process_and_rolled_back
     edits = {**expand_edits(), "service/flags.py": fault_on}
     release = build_release(tmp_path, "feat(orders): a note, and a fault", edits)
     with items_load(production) as load:
-        assert promote(release, tmp_path) == 0  # it turns ready: only the bake can tell
+        # Rolled out at once (under the canary, step 6 stops it first): only the bake tells.
+        assert promote(release, tmp_path, rollout_strategy="rolling") == 0
         assert production.current_release() == release.id
         # deploy.verify as .github/workflows/deploy.yml runs it: a job of its own.
         verify = subprocess.run(
@@ -229,6 +231,9 @@ def test_after_a_contract_the_release_before_it_is_refused_before_anything_chang
     )
     assert promote(contract, tmp_path) == 0
     assert schema_of(production)["current"] == LATER_REV
+    step = json.loads((tmp_path / "reports" / "report.json").read_text())["steps"]["6"]
+    assert step["evidence"]["strategy"] == "rolling"  # the expand code cannot serve on it
+    assert "cannot serve on the migrated schema" in step["evidence"]["canary_skipped"]
 
     with items_load(production) as load, pytest.raises(TargetError) as refused:
         operations.rollback("production", expand.id)

@@ -82,7 +82,7 @@ def test_service_rolls_out_safely_and_rolls_back_by_itself(stack: Stack) -> None
     )
     assert service.get("launchType") == "FARGATE"
     (lb,) = service.get("loadBalancers")
-    target_group = stack.one("aws:lb/targetGroup:TargetGroup")
+    target_group = stack.one("aws:lb/targetGroup:TargetGroup", "ingress-tg")
     assert lb["targetGroupArn"] == target_group.state["arn"]
     assert (lb["containerName"], lb["containerPort"]) == ("api", stack.spec.container_port)
 
@@ -109,19 +109,23 @@ def test_alb_https_listener_invalid_headers_dropped_and_forwarded_for_appended(
     assert https.get("certificateArn") == CERTIFICATE
     assert https.get("sslPolicy").startswith("ELBSecurityPolicy-TLS13")
     (action,) = https.get("defaultActions")
-    assert action["targetGroupArn"] == stack.one("aws:lb/targetGroup:TargetGroup").state["arn"]
+    assert (
+        action["targetGroupArn"]
+        == stack.one("aws:lb/targetGroup:TargetGroup", "ingress-tg").state["arn"]
+    )
     assert stack.outputs["service_url"] == "https://" + alb.state["dnsName"]
 
 
 def test_the_https_listener_closes_internal_routes_but_the_probes(stack: Stack) -> None:
     https = stack.one("aws:lb/listener:Listener", "ingress-https")
-    tg = stack.one("aws:lb/targetGroup:TargetGroup").state["arn"]
+    tg = stack.one("aws:lb/targetGroup:TargetGroup", "ingress-tg").state["arn"]
     rules = {
         r.name: r
         for r in stack.of_type("aws:lb/listenerRule:ListenerRule")
         if r.get("listenerArn") == https.state["arn"]
     }
-    assert set(rules) == {"ingress-probes", "ingress-internal-closed"}
+    canary = {"ingress-production"} if stack.spec.rollout_strategy == "canary" else set()
+    assert set(rules) == {"ingress-probes", "ingress-internal-closed", *canary}
     probes, closed = rules["ingress-probes"], rules["ingress-internal-closed"]
     assert probes.get("priority") < closed.get("priority")  # evaluated first
     assert probes.get("conditions") == [
@@ -139,7 +143,7 @@ def test_the_https_listener_closes_internal_routes_but_the_probes(stack: Stack) 
 
 def test_target_group_checks_readiness_with_spec_thresholds(stack: Stack) -> None:
     spec = stack.spec
-    tg = stack.one("aws:lb/targetGroup:TargetGroup")
+    tg = stack.one("aws:lb/targetGroup:TargetGroup", "ingress-tg")
     assert tg.get("targetType") == "ip"
     assert tg.get("port") == spec.container_port
     assert tg.get("deregistrationDelay") == spec.deregistration_delay_seconds
@@ -192,3 +196,45 @@ def test_before_the_first_release_there_is_no_service_and_alarms_stay_quiet() ->
     assert alarms
     assert all(a.get("actionsEnabled") is False for a in alarms)
     assert bootstrap.outputs["released_image"] == ""
+
+
+def test_production_deploys_through_the_native_canary_with_its_alarms(production: Stack) -> None:
+    spec = production.spec
+    service = production.one(SERVICE)
+    assert service.get("deploymentConfiguration") == {
+        "strategy": "CANARY",
+        "canaryConfiguration": {
+            "canaryPercent": float(spec.canary_steps[0]),
+            "canaryBakeTimeInMinutes": str(spec.canary_step_seconds // 60),
+        },
+        "bakeTimeInMinutes": str(spec.bake_window_seconds // 60),
+    }
+    assert service.get("alarms")["rollback"] is True  # ECS rolls back on the SLO alarms
+    (balancer,) = service.get("loadBalancers")
+    advanced = balancer["advancedConfiguration"]
+    groups = {g.name: g for g in production.of_type("aws:lb/targetGroup:TargetGroup")}
+    assert advanced["alternateTargetGroupArn"] == groups["ingress-tg-alternate"].state["arn"]
+    assert balancer["targetGroupArn"] == groups["ingress-tg"].state["arn"]
+    rule = production.one("aws:lb/listenerRule:ListenerRule", "ingress-production")
+    assert advanced["productionListenerRule"] == rule.state["arn"]
+    (forward,) = rule.get("actions")
+    weights = {g["arn"]: g["weight"] for g in forward["forward"]["targetGroups"]}
+    assert weights == {balancer["targetGroupArn"]: 100, advanced["alternateTargetGroupArn"]: 0}
+    assert rule.get("priority") > 20  # after the probes and the closed internal prefix
+    role = production.by_arn(advanced["roleArn"])
+    assert role.type == "aws:iam/role:Role"
+    assert "ecs.amazonaws.com" in role.get("assumeRolePolicy")
+    attached = [
+        a.get("policyArn")
+        for a in production.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if a.get("role") == role.state["name"]
+    ]
+    assert attached == ["arn:aws:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers"]
+
+
+def test_staging_rolls_with_one_target_group(staging: Stack) -> None:
+    service = staging.one(SERVICE)
+    assert service.get("deploymentConfiguration") is None
+    (balancer,) = service.get("loadBalancers")
+    assert "advancedConfiguration" not in balancer or not balancer["advancedConfiguration"]
+    assert len(staging.of_type("aws:lb/targetGroup:TargetGroup")) == 1

@@ -163,6 +163,19 @@ def test_out_of_range_value_names_file_key_value_and_range(tmp_path: Path) -> No
             "overlaps drydock:maintenanceWindow",
         ),
         ({"drydock:localAgentPort": 8180}, "local ports collide"),
+        ({"drydock:localAgentPort": 8194}, "local ports collide"),  # the canary's slot
+        ({"drydock:localAgentPort": 8195}, "local ports collide"),  # its baseline's
+        (
+            {"drydock:canarySteps": "[50, 10, 100]"},
+            "drydock:canarySteps=[50, 10, 100] must rise strictly and end at 100",
+        ),
+        ({"drydock:canarySteps": "[10, 50]"}, "drydock:canarySteps=[10, 50] must rise"),
+        ({"drydock:canarySteps": "[0, 100]"}, "drydock:canarySteps=0 is out of range; allowed"),
+        ({"drydock:canarySteps": '["ten"]'}, "drydock:canarySteps='[\"ten\"]' is not a list"),
+        (
+            {"drydock:rolloutStrategy": "blue-green"},
+            "drydock:rolloutStrategy=blue-green is not allowed; allowed values: rolling, canary",
+        ),
         (
             {"drydock:alarmEmails": '["not-an-email"]'},
             "drydock:alarmEmails='not-an-email' is not valid; allowed: email",
@@ -225,3 +238,12 @@ def test_aws_needs_a_certificate_and_fails_before_any_resource() -> None:
 def test_invalid_config_fails_before_any_resource_is_declared() -> None:
     with pytest.raises(SpecError, match="did you mean 'drydock:desiredCount'"):
         build_stack("staging", **{"drydock:desiredCont": 2})
+
+
+def test_production_rolls_out_through_a_canary_and_staging_rolls() -> None:
+    production, staging = load_stack_file("production"), load_stack_file("staging")
+    assert (production.rollout_strategy, staging.rollout_strategy) == ("canary", "rolling")
+    assert production.canary_steps == (10, 50, 100)
+    assert production.local_canary_port == production.local_replica_base_port + 12
+    config = from_pulumi_config({"drydock:canarySteps": "[5, 25, 100]"}, "production")
+    assert config.canary_steps == (5, 25, 100)

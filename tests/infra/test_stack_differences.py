@@ -58,6 +58,13 @@ DIFFERENCES: dict[str, tuple[Callable[[Stack], Any], Any, Any]] = {
         90,
     ),
     "environment class": (lambda s: s.spec.environment_class, "staging", "production"),
+    "rollout strategy": (
+        lambda s: (s.one("aws:ecs/service:Service").get("deploymentConfiguration") or {}).get(
+            "strategy"
+        ),
+        None,
+        "CANARY",
+    ),
     "vault locked in compliance mode": (
         lambda s: len(s.of_type("aws:backup/vaultLockConfiguration:VaultLockConfiguration")),
         0,
@@ -86,4 +93,11 @@ def test_everything_else_has_the_same_shape(staging: Stack, production: Stack) -
     dr = {f"dr-{part}" for part in ("bucket", "encryption", "key", "key-alias", "lifecycle")}
     dr |= {f"dr-{part}" for part in ("ownership", "public-access", "tls-only", "vault")}
     dr |= {"dr", "dr-versioning", "dr-vault-lock", "backups-replication"}
-    assert shape(production) - shape(staging) == {"alarms-email", "backups-vault-lock", *dr}
+    # The native canary: a second target group, the rule ECS moves, the role it uses.
+    canary = {"ingress-tg-alternate", "ingress-production", "service-load-balancer"}
+    assert shape(production) - shape(staging) == {
+        "alarms-email",
+        "backups-vault-lock",
+        *dr,
+        *canary,
+    }

@@ -13,8 +13,9 @@ if TYPE_CHECKING:
     from infra.spec import EnvironmentSpec
     from pipelines.targets.aws.common import Clients, StackOutputs
     from pipelines.targets.aws.database import AwsDatabase
+    from pipelines.targets.aws.observe import Dimensions
     from pipelines.targets.aws.secrets import AwsSecrets
-    from pipelines.targets.base import RolloutResult
+    from pipelines.targets.base import Release, RolloutResult
 
 
 class AwsEnv(Protocol):
@@ -40,3 +41,29 @@ class AwsEnv(Protocol):
     def reconfigure(self, variables: Mapping[str, str]) -> RolloutResult: ...
 
     def restore_command(self, snapshot_id: str) -> str: ...
+
+
+class AwsCanaryHost(Protocol):
+    """What the native canary (canary.py) uses of an environment."""
+
+    name: str
+    spec: EnvironmentSpec
+    clients: Clients
+    poll_s: float
+    rollout_timeout_s: float
+    metric_lag_s: float
+
+    @property
+    def outputs(self) -> StackOutputs: ...
+
+    def sleep(self, seconds: float, /) -> None: ...
+
+    def clock(self) -> float: ...
+
+    def wall_clock(self) -> float: ...
+
+    def dimensions(self) -> Dimensions: ...
+
+    def start_deployment(self, release: Release) -> tuple[str | None, str]: ...
+
+    def production_rule_arn(self) -> str: ...

@@ -21,6 +21,7 @@ from typing import Any
 from infra import outputs as out
 from infra.spec import ROOT, EnvironmentSpec, load_stack_file
 from pipelines.targets.aws import ecs as ecs_ops
+from pipelines.targets.aws.canary import NativeCanary
 from pipelines.targets.aws.capabilities import AwsBackupCapability, AwsFaults, AwsOperations
 from pipelines.targets.aws.common import (
     LOAD_BALANCER_ARN_SUFFIX,
@@ -213,6 +214,43 @@ class AwsEnvironment:
             ecs, definition, self.outputs[out.CONTAINER_NAME], release.artifact, tags
         )
         return self._deploy(service, current, wanted, release.id, timeout_s, started)
+
+    @aws_errors("starting the deployment")
+    def start_deployment(self, release: Release) -> tuple[str | None, str]:
+        """A new revision running `release.artifact`, handed to ECS without waiting: the
+        service's deployment strategy (the native canary) takes it from there. Returns the
+        release that served before and the new revision's ARN."""
+        ecs = self.clients("ecs")
+        current, definition, _ = self._current()
+        tags = ecs_ops.release_tags(current, release.id, **{"git-sha": release.git_sha})
+        wanted = ecs_ops.register_with_image(
+            ecs, definition, self.outputs[out.CONTAINER_NAME], release.artifact, tags
+        )
+        ecs.update_service(
+            cluster=self.outputs[out.CLUSTER_NAME],
+            service=self.outputs[out.SERVICE_NAME],
+            taskDefinition=wanted,
+            forceNewDeployment=False,
+        )
+        return current.release, wanted
+
+    @aws_errors("reading the production listener rule")
+    def production_rule_arn(self) -> str:
+        """The listener rule whose weights ECS moves during a canary deployment."""
+        service = self._current()[2]
+        for balancer in service.get("loadBalancers", []):
+            rule = (balancer.get("advancedConfiguration") or {}).get("productionListenerRule")
+            if rule:
+                return str(rule)
+        raise TargetError(
+            f"{self.name}: the service has no production listener rule: the canary needs "
+            "drydock:rolloutStrategy=canary applied to the stack (invoke infra.up)"
+        )
+
+    @cached_property
+    def canary(self) -> NativeCanary:
+        # One per environment: it follows one deployment from its start to its end.
+        return NativeCanary(self)
 
     @aws_errors("reconfiguring the service")
     def reconfigure(self, variables: Mapping[str, str]) -> RolloutResult:

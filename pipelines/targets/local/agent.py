@@ -267,7 +267,10 @@ class Agent:
         if rollout.deaths >= CRASH_LOOP:
             self._trip(rollout, current, f"replicas crashed {rollout.deaths} times")
             return
-        if time.time() - rollout.started_at > deadline:
+        # The deadline is for turning healthy: once every new replica is, the old ones are
+        # draining and tripping now would stop the only replicas left to serve.
+        in_lb = [s for s in current if self.health.get(s, SlotHealth()).in_lb]
+        if len(in_lb) < wanted and time.time() - rollout.started_at > deadline:
             reasons = sorted({self.health[s].reason for s in current if s in self.health} - {""})
             detail = f": {'; '.join(reasons)}" if reasons else ""
             self._trip(rollout, current, f"new replicas not healthy within {deadline:g} s{detail}")

@@ -27,6 +27,7 @@ from pipelines.targets.base import (
 )
 from pipelines.targets.local import agent_process
 from pipelines.targets.local import database as db
+from pipelines.targets.local.canary import LocalCanary
 from pipelines.targets.local.capabilities import LocalBackups, LocalOperations
 from pipelines.targets.local.faults import LocalFaults
 from pipelines.targets.local.layout import EnvLayout, state_root
@@ -116,6 +117,10 @@ class LocalEnvironment(Rollouts):
         return LocalFaults(self)
 
     @property
+    def canary(self) -> LocalCanary:
+        return LocalCanary(self)
+
+    @property
     def location(self) -> str:
         return str(self.layout.root)
 
@@ -126,6 +131,8 @@ class LocalEnvironment(Rollouts):
             spec.local_lb_port,
             self.slot_ports,
             spec.readiness_path,
+            canary_port=spec.local_canary_port,
+            baseline_port=spec.local_baseline_port,
             health_interval=spec.local_health_check_interval_ms / 1000,
             health_timeout=1.0,
             health_passes=1,
@@ -213,6 +220,8 @@ class LocalEnvironment(Rollouts):
         if self.agent_pid() is not None:
             stopped.append("agent")
         self.stop_agent()
+        if self.canary.stop():
+            stopped.append("canary")
         replicas = Replicas(self.layout)
         if replicas.records():
             stopped.append(f"{len(replicas.records())} replica(s)")

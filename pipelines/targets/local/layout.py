@@ -4,7 +4,7 @@
     secrets/        encrypted secret files (0600) and the key file
     postgres/       cluster home (under /var/lib/drydock when run as root)
     lb/             Caddy: admin socket, pid, JSON access log
-    agent/          desired.json, observed.json, slots/, agent.pid
+    agent/          desired.json, observed.json, slots/, canary/, agent.pid
     logs/           JSON logs of the agent and every replica, rotated
     alarms/         alarm state and history
 .local/releases/    unpacked release artifacts, shared by environments
@@ -60,6 +60,11 @@ class EnvLayout:
     @property
     def slots(self) -> Path:
         return self.agent / "slots"
+
+    @property
+    def canary(self) -> Path:
+        """The canary replica's record: beside the agent's slots, never among them."""
+        return self.agent / "canary"
 
     @property
     def desired(self) -> Path:

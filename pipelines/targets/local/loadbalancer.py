@@ -6,6 +6,17 @@ load. Which slots get traffic is decided the way an ALB target group decides it,
 active checks on the readiness path, passive checks on proxy errors, and retries
 (``try_duration``) so that a request to a slot whose listener just closed goes to another slot.
 
+Two more slots sit beside them, each on a route of its own: the canary (the new release)
+and its baseline (a fresh replica of the stable release, given the same share, so that the
+two are compared at the same load, as Kayenta does). Which requests take those routes is
+decided per request, without a config load: a route matches when the request's random UUID
+starts with one of the hex prefixes in ``canary-share`` or ``baseline-share`` (regular
+expressions Caddy reads through its ``{file.*}`` placeholder on every request), so writing
+those files moves a share of the traffic, and an empty or missing file sends none. Each of
+those routes lists the stable slots after its own under the ``first`` policy: a slot that is
+not healthy falls back to them. Every access-log entry names the port that served it
+(``log_append``), which is how a canary stage is compared with its baseline.
+
 Files under ``home`` (0700): ``caddy.pid``, ``admin.sock``, ``bootstrap.json`` (admin only; the
 full config is POSTed to ``/load``), ``caddy.out`` (stdout/stderr), ``caddy.log`` (Caddy's
 JSON log), ``access.log`` (JSON access log), ``events.log`` (health transitions), all rolled,
@@ -19,6 +30,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import time
@@ -38,6 +50,44 @@ log = logging.getLogger(__name__)
 _SERVER = "lb"
 _ACCESS_LOGGER = f"http.log.access.{_SERVER}"
 _MAX_SOCKET_PATH = 107  # sun_path is 108 bytes, NUL included
+_UUID_PREFIXES = 256  # two hex digits of the request's UUID choose the route
+_HEX = "0123456789abcdef"
+
+
+def range_pattern(low: int, high: int) -> str:
+    """The regular expression matching UUIDs whose first two hex digits, read as a number,
+    lie in [low, high): "" when the range is empty, "^" when it is all of them."""
+    low, high = max(0, low), min(_UUID_PREFIXES, high)
+    if low >= high:
+        return ""
+    if (low, high) == (0, _UUID_PREFIXES):
+        return "^"
+    alternatives = []
+    for digit in range(16):
+        start, end = max(low, 16 * digit), min(high, 16 * digit + 16)
+        if start >= end:
+            continue
+        if end - start == 16:
+            alternatives.append(_HEX[digit])
+        else:
+            alternatives.append(f"{_HEX[digit]}[{_HEX[start % 16]}-{_HEX[(end - 1) % 16]}]")
+    return "^(" + "|".join(alternatives) + ")"
+
+
+def share_patterns(percent: float) -> tuple[str, str]:
+    """(canary, baseline): `percent` of random UUIDs to 1/256 for the canary, and as many
+    again, where they fit, for the baseline replica it is compared with."""
+    taken = round(percent * _UUID_PREFIXES / 100)
+    twin = min(taken, _UUID_PREFIXES - taken)
+    return range_pattern(0, taken), range_pattern(taken, taken + twin)
+
+
+def share_of(pattern: str) -> float:
+    """The percentage of random UUIDs `pattern` matches."""
+    if not pattern:
+        return 0.0
+    taken = sum(1 for i in range(_UUID_PREFIXES) if re.match(pattern, f"{i:02x}"))
+    return 100 * taken / _UUID_PREFIXES
 
 
 class LoadBalancerError(RuntimeError):
@@ -89,6 +139,8 @@ class LoadBalancer:
         slot_ports: Sequence[int],
         ready_path: str = "/api/_internal/ready",
         *,
+        canary_port: int | None = None,
+        baseline_port: int | None = None,
         health_interval: float = 1.0,
         health_timeout: float = 1.0,
         health_passes: int = 1,
@@ -103,8 +155,13 @@ class LoadBalancer:
     ) -> None:
         if not ready_path.startswith("/"):
             raise ValueError(f"ready_path must start with '/', got {ready_path!r}")
-        if len(set(slot_ports)) != len(slot_ports) or listen_port in slot_ports:
+        extra = [port for port in (canary_port, baseline_port) if port is not None]
+        every = [*slot_ports, *extra]
+        if len(set(every)) != len(every) or listen_port in every:
             raise ValueError(f"slot ports must be distinct and differ from {listen_port}")
+        if (canary_port is None) != (baseline_port is None):
+            raise ValueError("a canary slot needs a baseline slot, and the other way round")
+        self.canary_port, self.baseline_port = canary_port, baseline_port
         self.home = Path(home).absolute()
         self.listen_port = listen_port
         self._admin_clients: dict[float, httpx.Client] = {}
@@ -126,6 +183,8 @@ class LoadBalancer:
         self.access_log = self.home / "access.log"
         self.events_log = self.home / "events.log"
         self.events_offset_file = self.home / "events.offset"
+        self.canary_share_file = self.home / "canary-share"
+        self.baseline_share_file = self.home / "baseline-share"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -144,28 +203,59 @@ class LoadBalancer:
             writer = {"output": "file", "filename": str(self.home / name), **log_file}
             return {"writer": writer, "encoder": {"format": "json"}, **extra}
 
-        proxy = {
-            "handler": "reverse_proxy",
-            "upstreams": [{"dial": f"127.0.0.1:{port}"} for port in self.slot_ports],
-            "load_balancing": {
-                "selection_policy": {"policy": "round_robin"},
-                "try_duration": _duration(self.try_duration),
-                "try_interval": _duration(self.try_interval),
+        def proxy(ports: Sequence[int], policy: str) -> dict[str, Any]:
+            return {
+                "handler": "reverse_proxy",
+                "upstreams": [{"dial": f"127.0.0.1:{port}"} for port in ports],
+                "load_balancing": {
+                    "selection_policy": {"policy": policy},
+                    "try_duration": _duration(self.try_duration),
+                    "try_interval": _duration(self.try_interval),
+                },
+                "health_checks": health_checks,
+            }
+
+        health_checks = {
+            "active": {
+                "uri": self.ready_path,
+                "interval": _duration(health["interval"]),
+                "timeout": _duration(health["timeout"]),
+                "passes": health["passes"],
+                "fails": health["fails"],
             },
-            "health_checks": {
-                "active": {
-                    "uri": self.ready_path,
-                    "interval": _duration(health["interval"]),
-                    "timeout": _duration(health["timeout"]),
-                    "passes": health["passes"],
-                    "fails": health["fails"],
-                },
-                "passive": {
-                    "fail_duration": _duration(self.fail_duration),
-                    "max_fails": self.max_fails,
-                },
+            "passive": {
+                "fail_duration": _duration(self.fail_duration),
+                "max_fails": self.max_fails,
             },
         }
+        served_by = {
+            "handler": "log_append",
+            "key": "upstream_port",
+            "value": "{http.reverse_proxy.upstream.port}",
+        }
+        routes: list[dict[str, Any]] = [{"handle": [served_by]}]
+        if self.canary_port is not None and self.baseline_port is not None:
+            shares = {
+                "canary_share": f"{{file.{self.canary_share_file}}}",
+                "baseline_share": f"{{file.{self.baseline_share_file}}}",
+            }
+            routes.append({"handle": [{"handler": "vars", **shares}]})
+            for share, port in (
+                ("canary_share", self.canary_port),
+                ("baseline_share", self.baseline_port),
+            ):
+                matches = (
+                    f"{{http.vars.{share}}} != '' && "
+                    f"{{http.request.uuid}}.matches({{http.vars.{share}}})"
+                )
+                routes.append(
+                    {
+                        "match": [{"expression": matches}],
+                        "handle": [proxy([port, *self.slot_ports], "first")],
+                        "terminal": True,
+                    }
+                )
+        routes.append({"handle": [proxy(self.slot_ports, "round_robin")]})
         return {
             "admin": self._admin_config(),
             "logging": {
@@ -184,7 +274,7 @@ class LoadBalancer:
                             "listen": [f"127.0.0.1:{self.listen_port}"],
                             "automatic_https": {"disable": True},
                             "logs": {"default_logger_name": _SERVER},
-                            "routes": [{"handle": [proxy]}],
+                            "routes": routes,
                         }
                     },
                 }
@@ -292,6 +382,33 @@ class LoadBalancer:
             requests = int(entry.get("num_requests", 0))
             result.append(UpstreamStatus(slot, address, port, ok, requests, fails))
         return result
+
+    def set_canary_share(self, percent: float) -> float:
+        """Send `percent` of new requests to the canary slot and as many to the baseline slot,
+        from the next request on (atomic file replaces; no config load). The canary's file is
+        written last when the share grows and first when it shrinks, so that at no moment do
+        the two overlap. Returns the canary's share as set."""
+        if self.canary_port is None:
+            raise LoadBalancerError(f"{self.home}: this load balancer has no canary slot")
+        canary, baseline = share_patterns(percent)
+        writes = [(self.baseline_share_file, baseline), (self.canary_share_file, canary)]
+        if share_of(canary) < self.canary_share():
+            writes.reverse()
+        for path, pattern in writes:
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(pattern)
+            os.replace(tmp, path)
+        return share_of(canary)
+
+    def canary_share(self) -> float:
+        try:
+            return share_of(self.canary_share_file.read_text())
+        except FileNotFoundError:
+            return 0.0
+
+    def port_healthy(self, port: int) -> bool:
+        """Caddy's active health of one upstream port since the last config load."""
+        return self._active_health().get(f"127.0.0.1:{port}", True)
 
     def metrics(self) -> str:
         """Caddy's Prometheus metrics (admin ``/metrics``)."""

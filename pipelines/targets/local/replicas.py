@@ -71,16 +71,22 @@ def rotate_log(path: Path, max_bytes: int | None = None, keep: int = LOG_KEEP) -
 
 
 class Replicas:
-    def __init__(self, layout: EnvLayout, python: str = sys.executable) -> None:
+    """`records_dir`: where the slot records live; the agent's slots by default. The canary
+    keeps its record elsewhere, so the agent neither adopts nor drains it."""
+
+    def __init__(
+        self, layout: EnvLayout, python: str = sys.executable, records_dir: Path | None = None
+    ) -> None:
         self.layout = layout
         self.python = python
+        self.records_dir = records_dir or layout.slots
 
     def log_path(self, slot: int) -> Path:
         return self.layout.logs / f"replica-{slot}.log"
 
     def records(self) -> dict[int, ReplicaRecord]:
         found: dict[int, ReplicaRecord] = {}
-        for path in sorted(self.layout.slots.glob("*.json")):
+        for path in sorted(self.records_dir.glob("*.json")):
             data = read_json(path)
             if data:
                 record = ReplicaRecord.from_json(data)
@@ -88,10 +94,10 @@ class Replicas:
         return found
 
     def save(self, record: ReplicaRecord) -> None:
-        write_json(self.layout.slots / f"{record.slot}.json", record.to_json())
+        write_json(self.records_dir / f"{record.slot}.json", record.to_json())
 
     def forget(self, slot: int) -> None:
-        (self.layout.slots / f"{slot}.json").unlink(missing_ok=True)
+        (self.records_dir / f"{slot}.json").unlink(missing_ok=True)
 
     def spawn(
         self,

@@ -333,3 +333,79 @@ def test_overlong_socket_path_is_refused(replicas: Callable[..., Replica]) -> No
     lb = LoadBalancer(Path("/tmp") / ("x" * 120), free_port(), [replicas("a").port])
     with pytest.raises(LoadBalancerError, match="longer than 107 bytes"):
         lb.start()
+
+
+def test_canary_shares_move_per_request_without_a_reload_and_fail_nothing(
+    replicas: Callable[..., Replica],
+) -> None:
+    from pipelines.targets.local.loadbalancer import share_of, share_patterns
+
+    a, b = replicas("a"), replicas("b")
+    canary, baseline = replicas("canary"), replicas("baseline")
+    root = Path(tempfile.mkdtemp(prefix="lb-", dir="/tmp"))
+    lb = LoadBalancer(
+        root / "lb",
+        free_port(),
+        [a.port, b.port],
+        "/ready",
+        canary_port=canary.port,
+        baseline_port=baseline.port,
+        **FAST,
+    )
+    try:
+        lb.start()
+        for port in (canary.port, baseline.port):
+            wait_for(lambda port=port: lb.port_healthy(port), what=f"port {port} healthy")
+        with httpx.Client(base_url=lb.url, timeout=5) as client:
+            assert {client.get("/work").text for _ in range(40)} == {"a", "b"}  # no share yet
+            served: dict[float, dict[str, int]] = {}
+            failures = []
+            for percent in (10, 50, 100, 0):
+                assert lb.set_canary_share(percent) == share_of(share_patterns(percent)[0])
+                counts = {"a": 0, "b": 0, "canary": 0, "baseline": 0}
+                for _ in range(400):
+                    response = client.get("/work")
+                    if response.status_code != 200:
+                        failures.append(response.status_code)
+                    counts[response.text] += 1
+                served[percent] = counts
+        assert failures == []
+        for side in ("canary", "baseline"):  # 10.2 % of 400 is 41, 50 % is 200
+            assert 15 <= served[10][side] <= 70
+            assert 150 <= served[50][side] <= 250
+        assert served[50]["a"] + served[50]["b"] == 0
+        assert served[100] == {"a": 0, "b": 0, "canary": 400, "baseline": 0}
+        assert served[0]["canary"] + served[0]["baseline"] == 0
+        # The shares moved with no config load: Caddy logged one "load" only.
+        caddy_log = (lb.home / "caddy.log").read_text()
+        assert caddy_log.count('"msg":"load complete"') == 1
+        # Every request's log entry names the port that served it.
+        entries = [json.loads(line) for line in lb.access_log.read_text().splitlines()]
+        ports = {str(e.get("upstream_port")) for e in entries}
+        assert ports == {str(r.port) for r in (a, b, canary, baseline)}
+        # A canary that stops answering sends its share back to the stable slots.
+        lb.set_canary_share(100)
+        canary.stop()
+        with httpx.Client(base_url=lb.url, timeout=5) as client:
+            after = [client.get("/work") for _ in range(50)]
+        assert {r.status_code for r in after} == {200}
+        assert {r.text for r in after} <= {"a", "b"}
+    finally:
+        lb.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_share_patterns_cover_the_share_they_name_and_never_overlap() -> None:
+    import re
+
+    from pipelines.targets.local.loadbalancer import share_of, share_patterns
+
+    for percent in (0, 1, 10, 25, 33, 50, 60, 90, 99, 100):
+        canary, baseline = share_patterns(percent)
+        assert abs(share_of(canary) - percent) <= 100 / 512
+        assert share_of(baseline) == min(share_of(canary), 100 - share_of(canary))
+        both = (
+            [bool(p) and bool(re.match(p, f"{i:02x}")) for i in range(256) for p in (canary,)],
+            [bool(baseline) and bool(re.match(baseline, f"{i:02x}")) for i in range(256)],
+        )
+        assert not any(c and b for c, b in zip(*both, strict=True))

@@ -1,0 +1,272 @@
+"""The native ECS canary over the sequences moto cannot model (Stubber): the deployment is
+started, bakes at its canary share, and is rolled back by a deployment alarm (reported with
+ECS's reason) or by the pipeline's own comparison (StopServiceDeployment), or goes through."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.stub import ANY, Stubber
+
+from pipelines.deploy.canary.stages import run_stages
+from pipelines.deploy.steps import StepContext
+from pipelines.targets.aws.observe import Dimensions, metric_queries
+from pipelines.targets.base import Release, RolloutState
+from tests.pipelines.targets.aws.conftest import (
+    ACCOUNT,
+    CLUSTER,
+    FAMILY,
+    NEW_IMAGE,
+    OLD_IMAGE,
+    REGION,
+    SERVICE,
+    T0,
+    FakeTime,
+    client,
+    deployment,
+    environment,
+    service,
+    task_definition,
+    td_arn,
+)
+
+pytestmark = pytest.mark.unit
+
+RELEASE = Release(
+    id=NEW_IMAGE, version="1.1.0", git_sha="c0ffee", artifact=NEW_IMAGE, created_at=""
+)
+OLD, NEW = 7, 8
+ELB = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}"
+RULE = f"{ELB}:listener-rule/app/drydock-staging/50dc6c495c0c9188/f2f7dc8efc522ab2/9683b2d02a6cabee"
+BLUE = f"{ELB}:targetgroup/drydock-staging-blue/73e2d6bc24d8a067"
+GREEN = f"{ELB}:targetgroup/drydock-staging-green/2453ed029918f21f"
+LB_SUFFIX = "app/drydock-staging/50dc6c495c0c9188"
+DEPLOYMENT = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service-deployment/{CLUSTER}/{SERVICE}/Abc123"
+ALARM = "drydock-staging-slo-error-rate"
+
+
+def with_rule(answer: dict[str, Any]) -> dict[str, Any]:
+    answer["services"][0]["loadBalancers"] = [
+        {
+            "targetGroupArn": BLUE,
+            "containerName": "api",
+            "containerPort": 8000,
+            "advancedConfiguration": {
+                "alternateTargetGroupArn": GREEN,
+                "productionListenerRule": RULE,
+                "roleArn": f"arn:aws:iam::{ACCOUNT}:role/ecs-lb",
+            },
+        }
+    ]
+    return answer
+
+
+def started(ecs: Stubber, elbv2: Stubber) -> None:
+    """Read the rule's weights, register the revision, hand it to ECS, find the deployment."""
+    old = with_rule(service(OLD, [deployment("ecs-svc/old", OLD, "PRIMARY", "COMPLETED")]))
+    where = {"cluster": CLUSTER, "services": [SERVICE]}
+    ecs.add_response("describe_services", old, where)
+    ecs.add_response(
+        "describe_task_definition",
+        {"taskDefinition": task_definition(FAMILY, OLD, OLD_IMAGE), "tags": []},
+        {"taskDefinition": td_arn(FAMILY, OLD), "include": ["TAGS"]},
+    )
+    forward = {
+        "Type": "forward",
+        "ForwardConfig": {
+            "TargetGroups": [
+                {"TargetGroupArn": GREEN, "Weight": 0},
+                {"TargetGroupArn": BLUE, "Weight": 100},
+            ]
+        },
+    }
+    elbv2.add_response(
+        "describe_rules", {"Rules": [{"RuleArn": RULE, "Actions": [forward]}]}, {"RuleArns": [RULE]}
+    )
+    ecs.add_response("describe_services", old, where)
+    ecs.add_response(
+        "describe_task_definition",
+        {"taskDefinition": task_definition(FAMILY, OLD, OLD_IMAGE), "tags": []},
+        {"taskDefinition": td_arn(FAMILY, OLD), "include": ["TAGS"]},
+    )
+    expected = {
+        k: v
+        for k, v in task_definition(FAMILY, OLD, NEW_IMAGE).items()
+        if k not in {"taskDefinitionArn", "revision"}
+    }
+    expected["tags"] = [
+        {"key": "drydock:release", "value": NEW_IMAGE},
+        {"key": "drydock:git-sha", "value": "c0ffee"},
+    ]
+    ecs.add_response(
+        "register_task_definition",
+        {"taskDefinition": task_definition(FAMILY, NEW, NEW_IMAGE)},
+        expected,
+    )
+    ecs.add_response(
+        "update_service",
+        {
+            "service": service(NEW, [deployment("ecs-svc/new", NEW, "PRIMARY", "IN_PROGRESS")])[
+                "services"
+            ][0]
+        },
+        {
+            "cluster": CLUSTER,
+            "service": SERVICE,
+            "taskDefinition": td_arn(FAMILY, NEW),
+            "forceNewDeployment": False,
+        },
+    )
+    ecs.add_response(
+        "list_service_deployments",
+        {"serviceDeployments": [{"serviceDeploymentArn": DEPLOYMENT, "status": "PENDING"}]},
+        {"cluster": CLUSTER, "service": SERVICE, "status": ["PENDING", "IN_PROGRESS"]},
+    )
+
+
+def lifecycle(ecs: Stubber, status: str, stage: str | None = None, **extra: Any) -> None:
+    answer: dict[str, Any] = {
+        "serviceDeploymentArn": DEPLOYMENT,
+        "status": status,
+        "createdAt": T0,
+        "targetServiceRevision": {"arn": f"{DEPLOYMENT}/revision/8"},
+        **extra,
+    }
+    if stage:
+        answer["lifecycleStage"] = stage
+    ecs.add_response(
+        "describe_service_deployments",
+        {"serviceDeployments": [answer]},
+        {"serviceDeploymentArns": [DEPLOYMENT]},
+    )
+
+
+def metrics(cloudwatch: Stubber, group: str, requests: float, errors: float, p95: float) -> None:
+    queries = metric_queries(Dimensions(LB_SUFFIX, group.rsplit(":", 1)[-1]), 300)
+    results = [
+        {"Id": "p95", "Values": [p95]},
+        {"Id": "requests", "Values": [requests]},
+        {"Id": "target5xx", "Values": [errors]},
+        {"Id": "elb5xx", "Values": [0.0]},
+    ]
+    cloudwatch.add_response(
+        "get_metric_data",
+        {"MetricDataResults": results},
+        {
+            "MetricDataQueries": queries,
+            "StartTime": ANY,
+            "EndTime": ANY,
+            "ScanBy": "TimestampAscending",
+        },
+    )
+
+
+def run(setup: Any, fake_time: FakeTime, tmp_path: Path) -> tuple[Any, StepContext, Any]:
+    clients = {name: client(name) for name in ("ecs", "elbv2", "cloudwatch")}
+    env = environment(clients, fake_time, load_balancer_arn_suffix=LB_SUFFIX)
+    ctx = StepContext(target=None, sha="c0ffee", root=tmp_path, reports=tmp_path)  # type: ignore[arg-type]
+    stubs = {name: Stubber(c) for name, c in clients.items()}
+    for stub in stubs.values():
+        stub.activate()
+    setup(stubs["ecs"], stubs["elbv2"], stubs["cloudwatch"])
+    outcome = run_stages(ctx, env, RELEASE, 60, sleep=fake_time.sleep)
+    return outcome, ctx, (env, stubs)
+
+
+def test_started_baking_then_rolled_back_by_an_alarm_is_a_failure_with_ecs_reason(
+    fake_time: FakeTime, tmp_path: Path
+) -> None:
+    reason = f"ECS deployment alarms: alarm {ALARM} is in ALARM state."
+
+    def setup(ecs: Stubber, elbv2: Stubber, cloudwatch: Stubber) -> None:
+        started(ecs, elbv2)
+        lifecycle(ecs, "PENDING")
+        lifecycle(ecs, "IN_PROGRESS", "SCALE_UP")
+        lifecycle(ecs, "IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT")  # 10 %, baking
+        metrics(cloudwatch, BLUE, 5400, 2, 0.080)
+        metrics(cloudwatch, GREEN, 600, 0, 0.082)
+        rolled_back = {
+            "statusReason": reason,
+            "alarms": {
+                "status": "TRIGGERED",
+                "alarmNames": [ALARM],
+                "triggeredAlarmNames": [ALARM],
+            },
+            "rollback": {"reason": "Rolling back: deployment alarm triggered", "startedAt": T0},
+        }
+        lifecycle(ecs, "ROLLBACK_IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT", **rolled_back)
+        lifecycle(ecs, "ROLLBACK_IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT", **rolled_back)
+
+    outcome, ctx, (env, stubs) = run(setup, fake_time, tmp_path)
+    for stub in stubs.values():
+        stub.assert_no_pending_responses()
+    assert not outcome.ok and outcome.aborted_at == 100
+    assert outcome.reason == (
+        f"ECS deployment ROLLBACK_IN_PROGRESS (alarm {ALARM} in ALARM; {reason}; "
+        "Rolling back: deployment alarm triggered)"
+    )
+    assert outcome.action.startswith("ECS is rolling back on its own")
+    first = outcome.stages[0]
+    assert first["share_percent"] == 10 and first["verdict"] == "promote"
+    assert (first["canary"]["requests"], first["baseline"]["requests"]) == (600, 5400)
+    assert [e.kind for e in ctx.events] == ["canary_stage", "canary_promote", "canary_abort"]
+    assert env.canary.stages_seen == [
+        "PENDING/-",
+        "IN_PROGRESS/SCALE_UP",
+        "IN_PROGRESS/PRODUCTION_TRAFFIC_SHIFT",
+        "ROLLBACK_IN_PROGRESS/PRODUCTION_TRAFFIC_SHIFT",
+    ]
+
+
+def test_a_worse_canary_is_rolled_back_by_the_pipeline_with_stop_service_deployment(
+    fake_time: FakeTime, tmp_path: Path
+) -> None:
+    def setup(ecs: Stubber, elbv2: Stubber, cloudwatch: Stubber) -> None:
+        started(ecs, elbv2)
+        lifecycle(ecs, "IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT")
+        metrics(cloudwatch, BLUE, 5400, 3, 0.080)
+        metrics(cloudwatch, GREEN, 600, 0, 0.250)  # three times slower at p95
+        lifecycle(ecs, "IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT")
+        ecs.add_response(
+            "stop_service_deployment",
+            {"serviceDeploymentArn": DEPLOYMENT},
+            {"serviceDeploymentArn": DEPLOYMENT, "stopType": "ROLLBACK"},
+        )
+        lifecycle(ecs, "ROLLBACK_REQUESTED", "PRODUCTION_TRAFFIC_SHIFT")
+        lifecycle(ecs, "ROLLBACK_SUCCESSFUL", "CLEAN_UP", statusReason="Stopped by request")
+
+    outcome, _, (_, stubs) = run(setup, fake_time, tmp_path)
+    for stub in stubs.values():
+        stub.assert_no_pending_responses()
+    assert not outcome.ok and outcome.aborted_at == 10
+    assert outcome.reason.startswith("latency: p95 canary 250.0 ms vs baseline 80.0 ms")
+    assert "asked ECS to roll back" in outcome.action
+    assert "ROLLBACK_SUCCESSFUL" in outcome.action
+
+
+def test_a_good_canary_is_watched_through_the_bake_to_success(
+    fake_time: FakeTime, tmp_path: Path
+) -> None:
+    def setup(ecs: Stubber, elbv2: Stubber, cloudwatch: Stubber) -> None:
+        started(ecs, elbv2)
+        lifecycle(ecs, "IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT")
+        metrics(cloudwatch, BLUE, 5400, 1, 0.080)
+        metrics(cloudwatch, GREEN, 600, 0, 0.078)
+        lifecycle(ecs, "IN_PROGRESS", "BAKE_TIME")
+        metrics(cloudwatch, BLUE, 0, 0, 0.0)  # at 100 % the old tasks serve nothing
+        metrics(cloudwatch, GREEN, 6000, 1, 0.079)
+        lifecycle(ecs, "IN_PROGRESS", "BAKE_TIME")
+        lifecycle(ecs, "IN_PROGRESS", "CLEAN_UP")
+        lifecycle(ecs, "SUCCESSFUL", "CLEAN_UP")
+
+    outcome, _, (env, stubs) = run(setup, fake_time, tmp_path)
+    assert outcome.ok, outcome.reason
+    assert outcome.stages[1]["baseline_from"] == "the 10 % stage"
+    result = env.canary.promote(RELEASE, 60)
+    for stub in stubs.values():
+        stub.assert_no_pending_responses()
+    assert result.state is RolloutState.COMPLETED
+    assert (result.release, result.previous_release) == (NEW_IMAGE, OLD_IMAGE)
+    assert result.events[-2:] == ("IN_PROGRESS/CLEAN_UP", "SUCCESSFUL/CLEAN_UP")
