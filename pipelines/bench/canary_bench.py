@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipelines.bench.results import write as write_results
 from pipelines.targets.local.scratch import scratch_environments
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,9 +175,5 @@ def summary(results: dict[str, Any]) -> str:
 def main(good_runs: int = 10, out: str = "reports/bench-canary.json") -> int:
     results = run(good_runs)
     results["verdicts"] = verdicts(results)
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(summary(results))
-    print(f"results: {path}")
+    write_results(results, out, summary(results))
     return 0 if all(results["verdicts"].values()) else 1

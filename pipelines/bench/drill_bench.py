@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import shutil
 import tempfile
@@ -26,6 +25,7 @@ from typing import Any
 
 import asyncpg
 
+from pipelines.bench.results import write as write_results
 from pipelines.host.ports import free_port
 from pipelines.postgres import tools as pgtools
 from pipelines.postgres.cluster import Cluster, data_home
@@ -249,9 +249,5 @@ def summary(results: dict[str, Any]) -> str:
 
 def main(gigabytes: float = 1.0, out: str = "reports/bench-drill.json") -> int:
     results = run(gigabytes)
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(summary(results))
-    print(f"results: {path}")
+    write_results(results, out, summary(results))
     return 0 if all(results["goals"].values()) else 1

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipelines.bench.results import write as write_results
 from pipelines.targets.local.scratch import scratch_environments
 from pipelines.traffic.loadgen import Load, LoadReport, get
 from service.migrate import expected_head
@@ -149,11 +150,7 @@ def summary(results: dict[str, Any]) -> str:
 
 def main(out: str = "reports/bench-schema.json") -> int:
     results = run()
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(summary(results))
-    print(f"results: {path}")
+    write_results(results, out, summary(results))
     ok = results["promote"]["exit_code"] == 0 and not any(
         results[n]["failed"] for n in ("promote", "rollback")
     )

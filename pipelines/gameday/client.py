@@ -6,15 +6,15 @@ not there is data lost, whatever else went right."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
 
+from pipelines.traffic import synthetic
 from pipelines.traffic.loadgen import Load
-from pipelines.traffic.smoke import bearer, expect
+from pipelines.traffic.smoke import bearer
 
 # About 15 requests a second: enough that a fault shows in every second of the timeline,
 # little enough that the client's own load does not trip the p95 alarm on a small machine.
@@ -24,16 +24,7 @@ WORKERS = 2
 PAUSE_S = 0.1
 LOGIN_EVERY = 60
 
-
-@dataclass
-class Shopper:
-    admin_token: str
-    user_id: int
-    email: str
-    password: str
-    token: str
-    item_id: int
-    sku: str
+Shopper = synthetic.Fixture
 
 
 @dataclass
@@ -46,33 +37,8 @@ class OrderLedger:
             self.ids.append(order_id)
 
 
-def _login(client: httpx.Client, email: str, password: str) -> str:
-    response = client.post("/api/auth/login", json={"email": email, "password": password})
-    return str(expect(response, 200, f"login {email}").json()["access_token"])
-
-
 def prepare(base_url: str, admin_email: str, admin_password: str) -> Shopper:
-    tag = secrets.token_hex(4)
-    with httpx.Client(base_url=base_url, timeout=10) as client:
-        admin = _login(client, admin_email, admin_password)
-        email, password = f"gameday-{tag}@example.com", secrets.token_urlsafe(18)
-        user = expect(
-            client.post("/api/auth/register", json={"email": email, "password": password}),
-            201,
-            "register the game-day shopper",
-        ).json()
-        sku = f"GAMEDAY-{tag}"
-        item = expect(
-            client.post(
-                "/api/inventory",
-                headers=bearer(admin),
-                json={"sku": sku, "name": "Game-day item", "price_cents": 1, "stock": 10_000_000},
-            ),
-            201,
-            "create the game-day item",
-        ).json()
-        token = _login(client, email, password)
-        return Shopper(admin, int(user["id"]), email, password, token, int(item["id"]), sku)
+    return synthetic.prepare(base_url, admin_email, admin_password, purpose="gameday")
 
 
 def traffic(base_url: str, shopper: Shopper, ledger: OrderLedger, seconds: float) -> Load:
@@ -80,7 +46,7 @@ def traffic(base_url: str, shopper: Shopper, ledger: OrderLedger, seconds: float
     order = {"items": [{"sku": shopper.sku, "quantity": 1}]}
 
     def request(client: httpx.Client, n: int) -> httpx.Response:
-        headers = bearer(shopper.token)
+        headers = bearer(shopper.user_token)
         if n % LOGIN_EVERY == 3:
             return client.post(
                 "/api/auth/login", json={"email": shopper.email, "password": shopper.password}
@@ -117,12 +83,4 @@ def missing_orders(database_url: str, ids: Sequence[int]) -> list[int]:
 
 
 def cleanup(base_url: str, shopper: Shopper) -> list[str]:
-    outcomes = []
-    with httpx.Client(base_url=base_url, timeout=10) as client:
-        for path in (f"/api/admin/users/{shopper.user_id}", f"/api/inventory/{shopper.item_id}"):
-            try:
-                status = client.delete(path, headers=bearer(shopper.admin_token)).status_code
-                outcomes.append(f"{path}: {status}")
-            except httpx.HTTPError as exc:
-                outcomes.append(f"{path}: {type(exc).__name__}")
-    return outcomes
+    return synthetic.cleanup(base_url, shopper)

@@ -15,45 +15,60 @@ from pipelines.traffic.smoke import bearer, expect
 
 @dataclass
 class Fixture:
+    """A throwaway shopper (logged in) and an item with stock to spare, made through the API
+    with the admin's credentials, and deleted the same way afterwards."""
+
     admin_token: str
     user_id: int
+    email: str
+    password: str
     user_token: str
     item_id: int
     sku: str
 
 
-def _login(client: httpx.Client, email: str, password: str) -> str:
+def login(client: httpx.Client, email: str, password: str) -> str:
     response = client.post("/api/auth/login", json={"email": email, "password": password})
     return str(expect(response, 200, f"login {email}").json()["access_token"])
 
 
-def prepare(base_url: str, admin_email: str, admin_password: str) -> Fixture:
+def prepare(
+    base_url: str, admin_email: str, admin_password: str, purpose: str = "synthetic"
+) -> Fixture:
+    """`purpose` names the shopper, the item and the errors ("synthetic", "gameday"), so a
+    leftover says which run made it."""
     tag = secrets.token_hex(4)
     with httpx.Client(base_url=base_url, timeout=10) as client:
-        admin = _login(client, admin_email, admin_password)
-        email, password = f"synthetic-{tag}@example.com", secrets.token_urlsafe(18)
+        admin = login(client, admin_email, admin_password)
+        email, password = f"{purpose}-{tag}@example.com", secrets.token_urlsafe(18)
         user = expect(
             client.post("/api/auth/register", json={"email": email, "password": password}),
             201,
-            "register synthetic shopper",
+            f"register the {purpose} shopper",
         ).json()
-        sku = f"SYNTH-{tag}"
+        sku = f"{purpose.upper()}-{tag}"
         item = expect(
             client.post(
                 "/api/inventory",
                 headers=bearer(admin),
                 json={
                     "sku": sku,
-                    "name": "Synthetic traffic item",
+                    "name": f"{purpose.capitalize()} traffic item",
                     "price_cents": 1,
                     "stock": 10_000_000,
                 },
             ),
             201,
-            "create synthetic item",
+            f"create the {purpose} item",
         ).json()
         return Fixture(
-            admin, int(user["id"]), _login(client, email, password), int(item["id"]), sku
+            admin,
+            int(user["id"]),
+            email,
+            password,
+            login(client, email, password),
+            int(item["id"]),
+            sku,
         )
 
 
@@ -64,7 +79,6 @@ def cleanup(base_url: str, fixture: Fixture) -> list[str]:
             try:
                 status = client.delete(path, headers=bearer(fixture.admin_token)).status_code
             except httpx.HTTPError as exc:
-                status = 0
                 outcomes.append(f"{path}: {type(exc).__name__}")
                 continue
             outcomes.append(f"{path}: {status}")

@@ -129,9 +129,18 @@ def test_full_release_is_promoted_with_zero_failed_requests(
     assert "event: replica_ready" in html and "Plotly.newPlot" in html
 
 
+@pytest.mark.parametrize(
+    ("strategy", "stopped_by"),
+    [
+        ("canary", ("canary_abort", "canary not started")),
+        ("rolling", ("rollback", "circuit breaker")),
+    ],
+)
 def test_release_that_never_turns_ready_is_reversed_and_fails_step_6(
-    local_production: LocalStack, tmp_path: Path
+    local_production: LocalStack, tmp_path: Path, strategy: str, stopped_by: tuple[str, str]
 ) -> None:
+    """Production's default, the canary, stops it before it takes any traffic; rolled out at
+    once (a hotfix), the agent's circuit breaker reverses it."""
     env = local_production.environment
     before = env.current_release()
     release = build_release(
@@ -145,9 +154,8 @@ def test_release_that_never_turns_ready_is_reversed_and_fails_step_6(
     )
     ledger = FileLedger(tmp_path / "ledger.jsonl")
     with prod_load(local_production) as load:
-        code = execute(
-            context(release, tmp_path, rollout_deadline_s=10), ledger, [ProductionStep()]
-        )
+        ctx = context(release, tmp_path, rollout_deadline_s=10, rollout_strategy=strategy)
+        code = execute(ctx, ledger, [ProductionStep()])
     assert code == exit_code_for(6)
     assert load.report.failures == 0, load.report.summary()
     assert env.current_release() == before
@@ -156,8 +164,9 @@ def test_release_that_never_turns_ready_is_reversed_and_fails_step_6(
     assert "rolled_back" in summary
     assert "not healthy within" in summary
     assert f"schema at {expected_head()}, code expects ffffffffffff" in summary
-    rollbacks = [e for e in written["events"] if e["kind"] == "rollback"]
-    assert rollbacks and "circuit breaker" in rollbacks[0]["label"]
+    kind, label = stopped_by
+    stops = [e for e in written["events"] if e["kind"] == kind]
+    assert stops and label in stops[0]["label"], written["events"]
 
 
 def test_release_that_errors_is_caught_by_verify_and_rolled_back(

@@ -68,9 +68,18 @@ def restore_request(
     backups: AwsBackups, live: dict[str, Any], snapshot: str, temporary: str, tags: dict[str, str]
 ) -> dict[str, Any]:
     """`restore_db_instance_from_db_snapshot` beside the live instance, never public."""
-    request: dict[str, Any] = {
+    return {
         "DBInstanceIdentifier": temporary,
         "DBSnapshotIdentifier": snapshot,
+        **beside_live(live, tags),
+    }
+
+
+def beside_live(live: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
+    """What every temporary copy of the live instance shares, whatever it is restored from:
+    the live instance's class, subnet group, security groups and parameter group; never
+    public, single-AZ, deletable, and tagged so that only the drill's own cleanup touches it."""
+    settings: dict[str, Any] = {
         "DBInstanceClass": live["DBInstanceClass"],
         "DBSubnetGroupName": live["DBSubnetGroup"]["DBSubnetGroupName"],
         "VpcSecurityGroupIds": [g["VpcSecurityGroupId"] for g in live.get("VpcSecurityGroups", [])],
@@ -83,8 +92,8 @@ def restore_request(
     }
     groups = live.get("DBParameterGroups") or []
     if groups:
-        request["DBParameterGroupName"] = groups[0]["DBParameterGroupName"]
-    return request
+        settings["DBParameterGroupName"] = groups[0]["DBParameterGroupName"]
+    return settings
 
 
 def delete_instance(backups: AwsBackups, instance: str) -> None:

@@ -15,7 +15,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from pipelines.targets.aws.drill import delete_instance
+from pipelines.targets.aws.drill import beside_live, delete_instance
 from pipelines.targets.base import TargetError
 
 if TYPE_CHECKING:
@@ -68,24 +68,12 @@ def restore_request(
     live: dict[str, Any], temporary: str, restore_time: dt.datetime, tags: dict[str, str]
 ) -> dict[str, Any]:
     """`restore_db_instance_to_point_in_time` beside the live instance, never public."""
-    request: dict[str, Any] = {
+    return {
         "SourceDBInstanceIdentifier": live["DBInstanceIdentifier"],
         "TargetDBInstanceIdentifier": temporary,
         "RestoreTime": restore_time,
-        "DBInstanceClass": live["DBInstanceClass"],
-        "DBSubnetGroupName": live["DBSubnetGroup"]["DBSubnetGroupName"],
-        "VpcSecurityGroupIds": [g["VpcSecurityGroupId"] for g in live.get("VpcSecurityGroups", [])],
-        "PubliclyAccessible": False,
-        "MultiAZ": False,
-        "DeletionProtection": False,
-        "AutoMinorVersionUpgrade": False,
-        "CopyTagsToSnapshot": False,
-        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+        **beside_live(live, tags),
     }
-    groups = live.get("DBParameterGroups") or []
-    if groups:
-        request["DBParameterGroupName"] = groups[0]["DBParameterGroupName"]
-    return request
 
 
 def parse_time(text: str) -> dt.datetime:

@@ -51,7 +51,7 @@ def test_a_range_too_small_for_the_block_is_refused(monkeypatch: pytest.MonkeyPa
 
 def test_a_listener_is_named_as_such() -> None:
     with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
+        server.bind(("127.0.0.1", ports.free_port()))
         server.listen()
         port = server.getsockname()[1]
         assert not ports.port_free(port)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.backups.dump import sha256_file
+from pipelines.host.ports import free_port
 from pipelines.targets.aws import backup_task
 from tests.conftest import PgServer
 from tests.pipelines.targets.local.backups.fixtures import Site, build_site, teardown_site
@@ -52,7 +53,7 @@ def bucket() -> Iterator[tuple[str, dict[str, bytes]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", received

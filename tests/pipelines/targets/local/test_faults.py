@@ -38,7 +38,7 @@ def isolated(tmp_path: Path, **overrides: int) -> LocalEnvironment:
 
 def test_a_port_in_use_is_named_and_nothing_starts(tmp_path: Path) -> None:
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
+        squatter.bind(("127.0.0.1", free_port()))
         squatter.listen()
         port = squatter.getsockname()[1]
         env = isolated(tmp_path, local_lb_port=port)
@@ -208,9 +208,11 @@ def test_a_port_held_by_a_connection_is_named_with_the_way_out(tmp_path: Path) -
     """Nothing listens, yet PostgreSQL could not bind: a connection holds the port as its
     local end, as outgoing connections do with ports in the kernel's ephemeral range."""
     with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
+        server.bind(("127.0.0.1", free_port()))
         server.listen()
         with socket.socket() as client:
+            # Port 0 on purpose: the kernel hands out an ephemeral port, as it does for an
+            # outgoing connection, which is the case this test is about.
             client.bind(("127.0.0.1", 0))
             held = client.getsockname()[1]
             client.connect(server.getsockname())

@@ -282,7 +282,7 @@ def test_port_in_use_names_the_port_and_its_owner(
     make_lb: Callable[..., LoadBalancer], replicas: Callable[..., Replica]
 ) -> None:
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
+        squatter.bind(("127.0.0.1", free_port()))
         squatter.listen()
         port = squatter.getsockname()[1]
         lb = make_lb([replicas("a").port], listen_port=port)
@@ -298,7 +298,7 @@ def test_a_port_left_in_time_wait_by_a_stopped_listener_is_free(
 ) -> None:
     with socket.socket() as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Caddy's (Go) are
-        listener.bind(("127.0.0.1", 0))
+        listener.bind(("127.0.0.1", free_port()))
         listener.listen()
         port = listener.getsockname()[1]
         client = socket.create_connection(("127.0.0.1", port))
