@@ -3,6 +3,7 @@ reports (`reports/drills/`), and one line per drill in `pitr-history.jsonl` ther
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -10,6 +11,13 @@ from pathlib import Path
 from typing import Any
 
 HISTORY = "pitr-history.jsonl"
+
+
+def iso_ms(epoch: float | None) -> str:
+    """A moment in UTC to the hundredth of a second, as the drill's reports show T."""
+    if epoch is None:
+        return "-"
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
 @dataclass

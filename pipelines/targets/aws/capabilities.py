@@ -30,6 +30,7 @@ from pipelines.targets.base import (
 )
 
 if TYPE_CHECKING:
+    from pipelines.ledger import Ledger
     from pipelines.targets.aws.contract import AwsEnv
     from pipelines.targets.base import Environment, MigrationStatus, RestoreOutcome, RolloutResult
 
@@ -150,7 +151,7 @@ class AwsBackupCapability:
             record=restored,
         )
 
-    def pitr_drill(self, reports_dir: Path, log: Log = print) -> bool:
+    def pitr_drill(self, reports_dir: Path, ledger: Ledger, log: Log = print) -> bool:
         """Not on AWS yet: writing orders and verifying the copy to the row needs a one-off
         task inside the VPC, which the weekly drill's task does not do."""
         raise TargetError(
