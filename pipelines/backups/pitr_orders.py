@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from pipelines.backups.pitr_report import iso_ms
+from pipelines.traffic import synthetic
 from pipelines.traffic.smoke import bearer
 
 INITIAL_STOCK = 10_000_000  # what pipelines.traffic.synthetic gives its item
@@ -166,3 +167,34 @@ class OrderLedger:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a point-in-time drill's order ledger: {exc!r}") from None
+
+
+@dataclass
+class ApiOrders:
+    """Orders through an environment's public URL by a throwaway shopper and item
+    (`pipelines.traffic.synthetic`), deleted again by `cleanup`."""
+
+    base_url: str
+    credentials: Callable[[], tuple[str, str]]  # the smoke admin, made on first use
+    log: Callable[[str], None] = print
+    fixture: synthetic.Fixture | None = None
+
+    def write(
+        self, before_s: float, after_s: float, quiet_s: float
+    ) -> tuple[OrderLedger, list[str]]:
+        self.fixture = synthetic.prepare(self.base_url, *self.credentials())
+        writer, moment = write_around_a_moment(
+            self.base_url,
+            self.fixture.user_token,
+            self.fixture.sku,
+            before_s=before_s,
+            after_s=after_s,
+            log=self.log,
+            quiet_s=quiet_s,
+            whole_second=True,
+        )
+        book = OrderLedger(moment, self.fixture.user_id, self.fixture.item_id, tuple(writer.acked))
+        return book, writer.failures
+
+    def cleanup(self) -> list[str]:
+        return synthetic.cleanup(self.base_url, self.fixture) if self.fixture else []

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from pipelines.targets.aws.common import Clients, StackOutputs
     from pipelines.targets.aws.database import AwsDatabase
     from pipelines.targets.aws.secrets import AwsSecrets
-    from pipelines.targets.base import RolloutResult
+    from pipelines.targets.base import Release, RolloutResult
 
 
 class AwsEnv(Protocol):
@@ -40,3 +40,5 @@ class AwsEnv(Protocol):
     def reconfigure(self, variables: Mapping[str, str]) -> RolloutResult: ...
 
     def restore_command(self, snapshot_id: str) -> str: ...
+
+    def smoke_credentials(self, release: Release) -> tuple[str, str]: ...

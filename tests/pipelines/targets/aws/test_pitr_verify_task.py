@@ -56,7 +56,9 @@ def bucket() -> Iterator[tuple[str, dict[str, bytes]]]:
         server.server_close()
 
 
-async def copy_as_of_t(url: str, orders: list[tuple[int, int, int]], stock: int) -> tuple[int, int]:
+async def copy_as_of_t(
+    url: str, orders: list[tuple[int, int, float]], stock: int
+) -> tuple[int, int]:
     """The shopper, the item and `orders` (quantity, unit price, commit offset from T in s)
     as the copy holds them; returns the shopper's and the item's ids."""
     conn = await asyncpg.connect(url)
