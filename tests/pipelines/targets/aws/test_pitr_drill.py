@@ -23,6 +23,7 @@ from botocore.stub import ANY, Stubber
 from pipelines.backups.pitr_orders import Acked, OrderLedger
 from pipelines.targets.aws import pitr, pitr_drill
 from pipelines.targets.aws.s3 import S3Ledger
+from pipelines.targets.base import TargetError
 from tests.pipelines.targets.aws.backup_fixtures import (
     BUCKET,
     INSTANCE,
@@ -367,3 +368,13 @@ def test_rds_that_never_archives_past_t_restores_nothing(
     assert "RDS had not archived past T = 2026-12-03T14:59:00.000Z after 1.5 s" in report.failure
     assert "nothing was restored" in report.failure
     assert "RestoreDBInstanceToPointInTime" not in calls and orders.cleaned == ["done"]
+
+
+def test_a_stack_without_a_service_url_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    from tests.pipelines.targets.aws.conftest import environment
+
+    with pytest.raises(TargetError, match="no service URL output") as refused:
+        environment(service_url="").backups.pitr_drill(tmp_path, S3Ledger(BUCKET, client=None))
+    assert "invoke infra.up --stack staging" in str(refused.value)
+    assert "Nothing was created" in str(refused.value)
+    assert list(tmp_path.iterdir()) == []
