@@ -562,7 +562,7 @@ def drill_restore(
     help={
         "env": _BACKUP_ENV + " (running: orders are written through its API)",
         "reports": "directory for the reports (default reports/drills)",
-        "target": "local (default)",
+        "target": "local (default) or aws (a copy beside the RDS instance, verified by a task)",
     },
 )
 def drill_pitr(c: Context, env: str = "staging", reports: str = "", target: str = "local") -> None:

@@ -288,7 +288,9 @@ def drill_pitr(env: str, reports: str = "", target: str = "local") -> int:
     among them beside the live database, verified to the row."""
 
     def go() -> int:
-        ok = environment(env, target).backups.pitr_drill(Path(reports) if reports else REPORTS)
+        ok = environment(env, target).backups.pitr_drill(
+            Path(reports) if reports else REPORTS, get_target(target).ledger()
+        )
         return OK if ok else FAILED
 
     return guarded(go, "drill.pitr")

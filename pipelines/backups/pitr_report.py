@@ -3,6 +3,7 @@ reports (`reports/drills/`), and one line per drill in `pitr-history.jsonl` ther
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -10,6 +11,13 @@ from pathlib import Path
 from typing import Any
 
 HISTORY = "pitr-history.jsonl"
+
+
+def iso_ms(epoch: float | None) -> str:
+    """A moment in UTC to the hundredth of a second, as the drill's reports show T."""
+    if epoch is None:
+        return "-"
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
 @dataclass
@@ -30,6 +38,8 @@ class PitrDrillReport:
     rto_s: float | None = None
     replay_mb_s: float | None = None
     mismatches: list[str] = field(default_factory=list)
+    rto_basis: str = "restore start to a ready replica on the copy"
+    rpo_basis: str = "T minus the newest transaction in the copy"
     cleanup: list[str] = field(default_factory=list)
     failure: str = ""
     seconds: float = 0.0
@@ -85,17 +95,31 @@ def markdown(report: PitrDrillReport) -> str:
             f"{report.orders_written} / {report.orders_expected} / {report.orders_in_copy}",
         ),
         ("newest transaction in the copy", report.recovered_to or "-"),
-        ("RPO (T minus that transaction)", f"{_num(report.rpo_s)} s"),
-        ("RTO (restore start to a ready replica)", f"{_num(report.rto_s)} s"),
+        (f"RPO ({report.rpo_basis})", f"{_num(report.rpo_s)} s"),
+        (f"RTO ({report.rto_basis})", f"{_num(report.rto_s)} s"),
         ("archive caught up after writing", f"{_num(report.archive_catch_up_s)} s"),
-        ("base backup", str(restore.get("backup_id", "-"))),
-        (
-            "copy / WAL staging / replay",
-            " / ".join(f"{durations.get(k, 0):.1f} s" for k in ("copy_s", "stage_s", "replay_s")),
-        ),
-        ("replay rate", f"{_num(report.replay_mb_s)} MB/s"),
-        ("drill duration", f"{report.seconds:.1f} s"),
     ]
+    if durations:  # a restore from a base backup and WAL replayed here
+        rows += [
+            ("base backup", str(restore.get("backup_id", "-"))),
+            (
+                "copy / WAL staging / replay",
+                " / ".join(
+                    f"{durations.get(k, 0):.1f} s" for k in ("copy_s", "stage_s", "replay_s")
+                ),
+            ),
+            ("replay rate", f"{_num(report.replay_mb_s)} MB/s"),
+        ]
+    if restore.get("instance"):  # a managed database's copy
+        rows += [
+            ("copy instance", str(restore["instance"])),
+            ("restore request to available", f"{_num(restore.get('available_s'))} s"),
+            (
+                "restore request to the first answer inside the VPC",
+                f"{_num(restore.get('first_answer_s'))} s",
+            ),
+        ]
+    rows.append(("drill duration", f"{report.seconds:.1f} s"))
     out = [f"# Point-in-time recovery drill {report.id}", "", "| | |", "|---|---|"]
     out += [f"| {name} | {value} |" for name, value in rows]
     problems = report.problems()

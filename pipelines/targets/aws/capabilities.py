@@ -25,12 +25,14 @@ from pipelines.targets.base import (
     PruneItem,
     PruneOutcome,
     RecoveryWindow,
+    Release,
     RotationOutcome,
     SnapshotInfo,
     TargetError,
 )
 
 if TYPE_CHECKING:
+    from pipelines.ledger import Ledger
     from pipelines.targets.aws.contract import AwsEnv
     from pipelines.targets.base import Environment, MigrationStatus, RestoreOutcome, RolloutResult
 
@@ -151,14 +153,28 @@ class AwsBackupCapability:
             record=restored,
         )
 
-    def pitr_drill(self, reports_dir: Path, log: Log = print) -> bool:
-        """Not on AWS yet: writing orders and verifying the copy to the row needs a one-off
-        task inside the VPC, which the weekly drill's task does not do."""
-        raise TargetError(
-            "drill.pitr does not run on the aws target yet; restore beside the live instance "
-            "with invoke backup.restore --env E --to-time T --target aws, check it, then "
-            "invoke backup.discard --env E --id ID --target aws. Nothing was created"
-        )
+    def pitr_drill(self, reports_dir: Path, ledger: Ledger, log: Log = print) -> bool:
+        """Orders through the service URL, the copy restored to T beside the live instance,
+        verified to the row by a one-off task inside the VPC, deleted (`pitr_drill.py`)."""
+        from pipelines.backups.pitr_orders import ApiOrders
+        from pipelines.targets.aws import pitr_drill
+
+        url = self.env.url
+        if not url:
+            raise TargetError(
+                f"{self.env.name}: the stack has no service URL output ({out.SERVICE_URL}), so "
+                f"no order can be written; run `invoke infra.up --stack {self.env.name}` first. "
+                "Nothing was created"
+            )
+        image = self.store.image
+
+        def credentials() -> tuple[str, str]:
+            release = Release(id=image(), version="", git_sha="", artifact=image(), created_at="")
+            return self.env.smoke_credentials(release)
+
+        self.store.log = log
+        orders = ApiOrders(url, credentials, log=log)
+        return pitr_drill.run(self.store, orders, reports_dir, ledger).ok
 
     @aws_errors("deleting a point-in-time copy")
     def discard_point_restore(self, restore_id: str) -> None:

@@ -42,6 +42,8 @@ class AwsEnv(Protocol):
 
     def restore_command(self, snapshot_id: str) -> str: ...
 
+    def smoke_credentials(self, release: Release) -> tuple[str, str]: ...
+
 
 class AwsCanaryHost(Protocol):
     """What the native canary (canary.py) uses of an environment."""

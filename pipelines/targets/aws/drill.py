@@ -183,7 +183,7 @@ def run(
             "exit_code": task.exit_code,
             "stopped_reason": task.stopped_reason,
         }
-        verification = _read_report(backups, f"{prefix}/report.json")
+        verification = read_object(backups, f"{prefix}/report.json")
         report["verification"] = verification
         report["rpo_s"] = verification.get("rpo_s")
         report["ok"] = task.exit_code == 0 and bool(verification.get("ok"))
@@ -232,7 +232,7 @@ def _settle_marks(backups: AwsBackups, arn: str, report: dict[str, Any]) -> None
         backups.log(f"  warn {warning}")
 
 
-def _read_report(backups: AwsBackups, key: str) -> dict[str, Any]:
+def read_object(backups: AwsBackups, key: str) -> dict[str, Any]:
     try:
         body = backups.clients("s3").get_object(Bucket=backups.bucket, Key=key)["Body"]
     except client_error() as exc:

@@ -38,6 +38,7 @@ from pipelines.targets.local.runtime import ALIASES, NAMES
 from pipelines.targets.local.secrets import SecretStoreError
 
 if TYPE_CHECKING:
+    from pipelines.ledger import Ledger
     from pipelines.targets.base import Environment
     from pipelines.targets.local.contract import LocalEnv
 
@@ -231,10 +232,10 @@ class LocalBackups:
         with _as_target_errors():
             discard_restore(self.env, restore_id)
 
-    def pitr_drill(self, reports_dir: Path, log: Log = print) -> bool:
+    def pitr_drill(self, reports_dir: Path, ledger: Ledger, log: Log = print) -> bool:
         from pipelines.targets.local.backups.pitr_drill import run_pitr_drill
 
-        return run_pitr_drill(self.env, reports_dir=reports_dir, log=log).ok
+        return run_pitr_drill(self.env, reports_dir=reports_dir, log=log, ledger=ledger).ok
 
 
 class LocalOperations:

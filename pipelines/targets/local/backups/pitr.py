@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.backups.pitr_report import iso_ms
 from pipelines.host.ports import free_port
 from pipelines.postgres.cluster import Cluster, PostgresError, data_home
 from pipelines.postgres.tools import ConnInfo
@@ -54,7 +55,6 @@ from pipelines.targets.local.backups.window import (
     Window,
     base_backups,
     check_target,
-    iso_ms,
     recovery_window,
 )
 from pipelines.targets.local.runtime import DATABASE, SUPERUSER

@@ -21,17 +21,16 @@ import asyncio
 import contextlib
 import datetime as dt
 import secrets
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import asyncpg
-import httpx
 
-from pipelines.backups.pitr_report import PitrDrillReport, write
+from pipelines.backups.pitr_orders import INITIAL_STOCK, write_around_a_moment
+from pipelines.backups.pitr_report import PitrDrillReport, iso_ms, write
+from pipelines.backups.pitr_verify import copy_orders, verify
 from pipelines.ledger import Ledger
 from pipelines.postgres.tools import ConnInfo
 from pipelines.targets.local.backups import pitr
@@ -39,76 +38,15 @@ from pipelines.targets.local.backups.manifest import BackupError, superuser
 from pipelines.targets.local.backups.receiver import WalReceiver
 from pipelines.targets.local.backups.replica import DrillReplica, release_artifact
 from pipelines.targets.local.backups.snapshot import take_snapshot
-from pipelines.targets.local.backups.window import iso_ms, recovery_window
+from pipelines.targets.local.backups.window import recovery_window
 from pipelines.targets.local.ledger import FileLedger
 from pipelines.traffic import synthetic
-from pipelines.traffic.smoke import bearer
 
 if TYPE_CHECKING:
     from pipelines.targets.local.contract import LocalEnv
 
 Log = Callable[[str], None]
-INITIAL_STOCK = 10_000_000
-QUIET_S = 0.2
 ARCHIVE_TIMEOUT_S = 30.0
-
-
-@dataclass(frozen=True)
-class Acked:
-    id: int
-    started: float
-    acked: float
-    total_cents: int
-    lines: tuple[tuple[str, int, int], ...]  # sku, quantity, unit price
-
-
-@dataclass
-class OrderWriter:
-    """Places orders one at a time; `hold()` keeps the next one from starting."""
-
-    base_url: str
-    token: str
-    sku: str
-    acked: list[Acked] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    gate: threading.Lock = field(default_factory=threading.Lock)
-    stopping: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.base_url, timeout=10) as client:
-            n = 0
-            while not self.stopping.is_set():
-                n += 1
-                body = {"items": [{"sku": self.sku, "quantity": 1 + n % 3}]}
-                with self.gate:
-                    started = time.time()
-                    try:
-                        response = client.post("/api/orders", headers=bearer(self.token), json=body)
-                    except httpx.HTTPError as exc:
-                        self.failures.append(f"{type(exc).__name__}: {exc}")
-                        continue
-                    acked = time.time()
-                if response.status_code != 201:
-                    self.failures.append(f"{response.status_code} {response.text[:200]}")
-                    continue
-                order = response.json()
-                lines = tuple(
-                    (i["sku"], int(i["quantity"]), int(i["unit_price_cents"]))
-                    for i in order["items"]
-                )
-                self.acked.append(
-                    Acked(int(order["id"]), started, acked, int(order["total_cents"]), lines)
-                )
-                time.sleep(0.01)
-
-
-def pick_moment(writer: OrderWriter) -> float:
-    """A moment with no order in flight: every order is wholly before or after it."""
-    with writer.gate:
-        time.sleep(QUIET_S)
-        moment = time.time()
-        time.sleep(QUIET_S)
-    return moment
 
 
 def wait_archived(env: LocalEnv) -> float:
@@ -140,54 +78,6 @@ def wait_archived(env: LocalEnv) -> float:
     )
 
 
-async def copy_orders(url: str, user_id: int, item_id: int) -> dict[str, Any]:
-    conn = await asyncpg.connect(url)
-    try:
-        orders = {
-            r["id"]: int(r["total_cents"])
-            for r in await conn.fetch(
-                "SELECT id, total_cents FROM orders WHERE user_id = $1", user_id
-            )
-        }
-        lines: dict[int, list[tuple[str, int, int]]] = {}
-        for r in await conn.fetch(
-            "SELECT order_id, sku, quantity, unit_price_cents FROM order_lines "
-            "WHERE order_id = ANY($1::bigint[]) ORDER BY order_id, sku",
-            list(orders),
-        ):
-            lines.setdefault(r["order_id"], []).append(
-                (r["sku"], int(r["quantity"]), int(r["unit_price_cents"]))
-            )
-        stock = await conn.fetchval("SELECT stock FROM items WHERE id = $1", item_id)
-        return {"orders": orders, "lines": lines, "stock": stock}
-    finally:
-        await conn.close()
-
-
-def verify(acked: list[Acked], moment: float, copy: dict[str, Any]) -> tuple[int, list[str]]:
-    """Mismatches between the client's ledger and the copy; and how many orders should be in."""
-    before = [o for o in acked if o.acked <= moment]
-    after = [o for o in acked if o.started > moment]
-    problems = [f"order {o.id} straddles T" for o in acked if o.started <= moment < o.acked]
-    orders, lines = copy["orders"], copy["lines"]
-    for o in before:
-        if o.id not in orders:
-            problems.append(f"order {o.id} (acknowledged {iso_ms(o.acked)}) is missing")
-        elif orders[o.id] != o.total_cents:
-            problems.append(f"order {o.id}: total {orders[o.id]} != {o.total_cents}")
-        elif tuple(lines.get(o.id, [])) != o.lines:
-            problems.append(f"order {o.id}: lines {lines.get(o.id)} != {list(o.lines)}")
-    problems += [
-        f"order {o.id} (started {iso_ms(o.started)}, after T) is in the copy"
-        for o in after
-        if o.id in orders
-    ]
-    expected_stock = INITIAL_STOCK - sum(q for o in before for _, q, _ in o.lines)
-    if copy["stock"] != expected_stock:
-        problems.append(f"stock {copy['stock']} != {expected_stock} expected from the orders")
-    return len(before), problems
-
-
 def run_pitr_drill(
     env: LocalEnv,
     *,
@@ -215,17 +105,15 @@ def run_pitr_drill(
             take_snapshot(env, "daily", reason=f"{report.id}: base backup", log=log)
         admin, password = env.ensure_smoke_admin(release_artifact(env))
         fixture = synthetic.prepare(env.url, admin, password)
-        writer = OrderWriter(env.url, fixture.user_token, fixture.sku)
-        thread = threading.Thread(target=writer.run, daemon=True)
-        log(f"pitr drill [1/5] writing orders through {env.url} for {write_before_s:g} s")
-        thread.start()
-        time.sleep(write_before_s)
-        moment = pick_moment(writer)
+        writer, moment = write_around_a_moment(
+            env.url,
+            fixture.user_token,
+            fixture.sku,
+            before_s=write_before_s,
+            after_s=write_after_s,
+            log=log,
+        )
         report.point = iso_ms(moment)
-        log(f"pitr drill [2/5] T = {report.point}; writing on for {write_after_s:g} s")
-        time.sleep(write_after_s)
-        writer.stopping.set()
-        thread.join(15)
         report.orders_written = len(writer.acked)
         report.write_failures = writer.failures[:10]
         report.archive_catch_up_s = round(wait_archived(env), 3)
@@ -242,7 +130,9 @@ def run_pitr_drill(
         log(f"pitr drill [4/5] verifying the copy to the row (RTO {report.rto_s:.1f} s)")
         copy_url = restored.url(superuser(env).password)
         copy = asyncio.run(copy_orders(copy_url, fixture.user_id, fixture.item_id))
-        report.orders_expected, report.mismatches = verify(writer.acked, moment, copy)
+        report.orders_expected, report.mismatches = verify(
+            writer.acked, moment, copy, INITIAL_STOCK
+        )
         report.orders_in_copy = len(copy["orders"])
         if restored.recovered_to:
             newest = dt.datetime.fromisoformat(restored.recovered_to.replace(" UTC", "+00:00"))

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from pipelines.backups.pitr_report import iso_ms
 from pipelines.targets.local.backups.wal import SUM_SUFFIX, archive_dir, segments
-from pipelines.targets.local.backups.window import Stretch, Window, base_backups, iso_ms
+from pipelines.targets.local.backups.window import Stretch, Window, base_backups
 
 if TYPE_CHECKING:
     from pipelines.targets.local.contract import LocalEnv

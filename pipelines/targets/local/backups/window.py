@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pipelines.backups.pitr_report import iso_ms
 from pipelines.targets.local.backups.manifest import (
     BackupError,
     SnapshotManifest,
@@ -157,12 +158,6 @@ class Window:
                 for s in self.stretches
             ],
         }
-
-
-def iso_ms(epoch: float | None) -> str:
-    if epoch is None:
-        return "-"
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
 def _runs(chain: list[Segment]) -> list[list[Segment]]:

@@ -20,13 +20,14 @@ import asyncpg
 import pytest
 
 from infra.spec import load_stack_file
+from pipelines.backups.pitr_report import iso_ms
 from pipelines.host.ports import free_port
 from pipelines.targets.local.backups import pitr
 from pipelines.targets.local.backups.manifest import BackupError, superuser
 from pipelines.targets.local.backups.receiver import WalReceiver
 from pipelines.targets.local.backups.snapshot import take_snapshot
 from pipelines.targets.local.backups.wal import archive_dir, segments
-from pipelines.targets.local.backups.window import iso_ms, recovery_window
+from pipelines.targets.local.backups.window import recovery_window
 from pipelines.targets.local.environment import LocalEnvironment
 from pipelines.targets.local.ledger import FileLedger
 from pipelines.targets.local.runtime import NAMES, ensure_secrets
@@ -290,8 +291,9 @@ def test_segments_with_misleading_times_still_reach_the_target(backed_up: Live) 
 
 def test_prune_keeps_wal_from_the_oldest_base_backup_kept(backed_up: Live) -> None:
     from pipelines.targets.local.backups import retention
+    from pipelines.targets.local.backups.manifest import list_snapshots
 
-    first = next(m for m in retention.list_snapshots(backed_up.env) if m.physical)
+    first = next(m for m in list_snapshots(backed_up.env) if m.physical)
     second = take_snapshot(backed_up.env, "daily", reason="pitr test", ledger=backed_up.ledger)
     add_orders(backed_up, 1)
     backed_up.archived_through_now()
