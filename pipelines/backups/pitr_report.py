@@ -6,9 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pipelines.ledger import Ledger
 
 HISTORY = "pitr-history.jsonl"
 
@@ -153,3 +156,29 @@ def write(report: PitrDrillReport, directory: Path) -> None:
         os.write(fd, (json.dumps(line, default=str) + "\n").encode())
     finally:
         os.close(fd)
+
+
+def record(
+    report: PitrDrillReport,
+    directory: Path,
+    ledger: Ledger,
+    env: str,
+    log: Callable[[str], None],
+    **extra: Any,
+) -> None:
+    """The drill's end on either target: the report files, the ledger entry, the summary."""
+    write(report, directory)
+    ledger.append(
+        "pitr-drill",
+        env,
+        id=report.id,
+        ok=report.ok,
+        **extra,
+        point=report.point,
+        rpo_s=report.rpo_s,
+        rto_s=report.rto_s,
+        orders=report.orders_expected,
+        problems=report.problems()[:10],
+        report=report.paths.get("json"),
+    )
+    log(report.summary())

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pipelines.backups.pitr_orders import OrderLedger
-from pipelines.backups.pitr_report import PitrDrillReport, iso_ms, write
+from pipelines.backups.pitr_report import PitrDrillReport, iso_ms, record
 from pipelines.targets.aws import pitr
 from pipelines.targets.aws.common import client_error
 from pipelines.targets.aws.drill import delete_instance, read_object, wait_settled
@@ -179,21 +179,7 @@ def run(
                 report.failure = "; ".join(filter(None, [report.failure, outcome]))
         report.cleanup += orders.cleanup()
     report.seconds = round(store.now() - started, 3)
-    write(report, reports_dir)
-    ledger.append(
-        "pitr-drill",
-        store.env,
-        id=report.id,
-        ok=report.ok,
-        target="aws",
-        point=report.point,
-        rpo_s=report.rpo_s,
-        rto_s=report.rto_s,
-        orders=report.orders_expected,
-        problems=report.problems()[:10],
-        report=report.paths.get("json"),
-    )
-    log(report.summary())
+    record(report, reports_dir, ledger, store.env, log, target="aws")
     return report
 
 

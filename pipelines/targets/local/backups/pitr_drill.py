@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from pipelines.backups.pitr_orders import INITIAL_STOCK, write_around_a_moment
-from pipelines.backups.pitr_report import PitrDrillReport, iso_ms, write
+from pipelines.backups.pitr_report import PitrDrillReport, iso_ms, record
 from pipelines.backups.pitr_verify import copy_orders, verify
 from pipelines.ledger import Ledger
 from pipelines.postgres.tools import ConnInfo
@@ -156,18 +156,5 @@ def run_pitr_drill(
         if fixture is not None:
             report.cleanup = synthetic.cleanup(env.url, fixture)
     report.seconds = round(time.time() - started, 3)
-    write(report, reports_dir)
-    (ledger or FileLedger()).append(
-        "pitr-drill",
-        env.name,
-        id=report.id,
-        ok=report.ok,
-        point=report.point,
-        rpo_s=report.rpo_s,
-        rto_s=report.rto_s,
-        orders=report.orders_expected,
-        problems=report.problems()[:10],
-        report=report.paths.get("json"),
-    )
-    log(report.summary())
+    record(report, reports_dir, ledger or FileLedger(), env.name, log)
     return report
