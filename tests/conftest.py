@@ -125,6 +125,10 @@ def local_scratch() -> Iterator[Scratch]:
             "drydock:localAlarmPeriodSeconds": 5,
             "drydock:localBakeWindowSeconds": 10,
             "drydock:localCanaryStepSeconds": 8,
+            # Production's stack file says canary; here step 6 rolls out at once unless a test
+            # asks for the canary (tests/e2e/test_canary.py and the never-ready release do),
+            # since three canary windows would be added to every other production deploy.
+            "drydock:rolloutStrategy": "rolling",
         },
     ) as scratch:
         yield scratch

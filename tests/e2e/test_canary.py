@@ -13,13 +13,15 @@ import pytest
 
 from pipelines.deploy.rollout import ProductionStep
 from pipelines.deploy.runner import execute
-from pipelines.deploy.steps import exit_code_for
+from pipelines.deploy.steps import StepContext, exit_code_for
+from pipelines.targets.base import Release
 from pipelines.targets.local.environment import LocalEnvironment
 from pipelines.targets.local.ledger import FileLedger
 from pipelines.traffic import synthetic
 from pipelines.traffic.loadgen import LoadReport
 from tests.conftest import LocalStack
-from tests.e2e.test_deploy import build_release, bump_version, context
+from tests.e2e.test_deploy import build_release, bump_version
+from tests.e2e.test_deploy import context as deploy_context
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +38,12 @@ SLOW_LISTING = {
         '    after = decode_cursor("items", cursor) or 0\n',
     )
 }
+
+
+def context(release: Release, tmp: Path, **options: object) -> StepContext:
+    """Step 6 as production's stack file has it, a canary (the suite's environments roll
+    out at once unless a test asks: tests/conftest.py)."""
+    return deploy_context(release, tmp, rollout_strategy="canary", **options)
 
 
 @contextmanager

@@ -74,12 +74,13 @@ def test_failures_split_by_in_flight_and_by_window() -> None:
     kill, outage = scenarios.select(plan, ["kill-replica", "db-outage"])
     samples = [
         Sample(FAULT_AT - 0.1, 0.3, 0, "POST /api/orders", "RemoteProtocolError"),  # in flight
+        Sample(FAULT_AT + 0.02, 0.01, 502, "POST /api/orders", None),  # a stale connection
         Sample(FAULT_AT + 2.0, 0.01, 503, "GET /api/inventory", None),  # during the fault
         Sample(FAULT_AT + 30.0, 0.01, 500, "GET /api/inventory", None),  # after recovery
         Sample(FAULT_AT + 3.0, 0.01, 200, "GET /api/inventory", None),  # fine
     ]
-    assert score.split_failures(kill, samples, FAULT_AT, FAULT_AT + 10) == (1, 2)
-    assert score.split_failures(outage, samples, FAULT_AT, FAULT_AT + 10) == (2, 1)
+    assert score.split_failures(kill, samples, FAULT_AT, FAULT_AT + 10) == (2, 2)
+    assert score.split_failures(outage, samples, FAULT_AT, FAULT_AT + 10) == (3, 1)
 
 
 def test_a_load_balancer_restarted_between_two_looks_is_still_detected() -> None:
