@@ -19,6 +19,7 @@ from service.app import create_app
 from service.logs import configure_logging
 from service.settings import Settings
 
+KEEP_ALIVE_S = 65
 log = logging.getLogger("service.server")
 
 
@@ -66,6 +67,10 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=max(30, int(settings.drain_seconds) + 30),
+        # Longer than any proxy in front keeps an idle connection open (the ALB 60 s, Caddy
+        # 30 s), so the proxy always closes it first: a proxy that sends a request on a
+        # connection the service is closing gets a reset, and a POST cannot be retried.
+        timeout_keep_alive=KEEP_ALIVE_S,
         proxy_headers=False,
         server_header=False,
     )

@@ -213,6 +213,10 @@ class LoadBalancer:
                     "try_interval": _duration(self.try_interval),
                 },
                 "health_checks": health_checks,
+                # Below the replicas' keep-alive (service/server.py), so Caddy drops an idle
+                # upstream connection before the replica does and never writes a request
+                # into one the replica is closing.
+                "transport": {"protocol": "http", "keep_alive": {"idle_timeout": "30s"}},
             }
 
         health_checks = {
