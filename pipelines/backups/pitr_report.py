@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.backups.report import append_history
 from pipelines.ledger import Ledger
 
 HISTORY = "pitr-history.jsonl"
@@ -151,11 +151,7 @@ def write(report: PitrDrillReport, directory: Path) -> None:
         "problems": report.problems()[:10],
         "report": str(json_path),
     }
-    fd = os.open(directory / HISTORY, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(line, default=str) + "\n").encode())
-    finally:
-        os.close(fd)
+    append_history(directory / HISTORY, line)
 
 
 def record(

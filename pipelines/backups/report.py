@@ -160,15 +160,21 @@ def write(report: DrillReport, directory: Path) -> None:
         "problems": report.problems()[:10],
         "report": str(json_path),
     }
-    fd = os.open(directory / HISTORY, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    append_history(directory / HISTORY, line)
+    from pipelines.reports import drill as drill_html
+
+    drill_html.write(report.to_json(), drill_html.past_drills(history(directory)), html_path)
+
+
+def append_history(path: Path, line: dict[str, Any]) -> None:
+    """One JSON line at the end of a drill history, in one write and synced, so that
+    drills ending together never interleave and a crash leaves whole lines only."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (json.dumps(line, default=str) + "\n").encode())
         os.fsync(fd)
     finally:
         os.close(fd)
-    from pipelines.reports import drill as drill_html
-
-    drill_html.write(report.to_json(), drill_html.past_drills(history(directory)), html_path)
 
 
 def history(directory: Path = REPORTS) -> list[dict[str, Any]]:
