@@ -38,8 +38,10 @@ from pipelines.targets.base import (
 
 ROLLED_BACK = {"ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_SUCCESSFUL"}
 ENDED_BADLY = {*ROLLED_BACK, "ROLLBACK_FAILED", "STOPPED", "STOP_REQUESTED"}
-# The lifecycle stages from which the canary share is in force (ECS holds the canary bake
-# inside PRODUCTION_TRAFFIC_SHIFT), and from which all traffic is on the new tasks.
+# The lifecycle stages from which the canary share is in force, and from which all traffic
+# is on the new tasks. ECS's model documents PRE_PRODUCTION_TRAFFIC_SHIFT and
+# PRODUCTION_TRAFFIC_SHIFT once per shift step of a canary (the share, then the rest), so
+# only POST_PRODUCTION_TRAFFIC_SHIFT and later mean the rest has moved.
 CANARY_SHARE = {
     "PRODUCTION_TRAFFIC_SHIFT",
     "POST_PRODUCTION_TRAFFIC_SHIFT",

@@ -357,3 +357,56 @@ def test_the_role_check_refuses_what_the_deploy_role_does_not_grant() -> None:
         granted.Call("ecs:DeleteService", ()),
     ]
     assert granted.refused(calls, granted.deploy_role(PROBES)) == [calls[1], *calls[3:]]
+
+
+def test_the_documented_canary_lifecycle_is_followed_stage_by_stage(
+    fake_time: FakeTime, tmp_path: Path
+) -> None:
+    """The stage order botocore's model documents for a canary: scale-up stages, then a
+    PRE_PRODUCTION_TRAFFIC_SHIFT and a PRODUCTION_TRAFFIC_SHIFT for each shift step (the
+    canary share, then the rest), then POST_PRODUCTION_TRAFFIC_SHIFT, BAKE_TIME and CLEAN_UP.
+    Each native stage is judged once its share is in force, and the probes follow."""
+
+    def setup(ecs: Stubber, elbv2: Stubber, cloudwatch: Stubber) -> None:
+        started(ecs, elbv2)
+        for stage in ("PRE_SCALE_UP", "SCALE_UP", "POST_SCALE_UP", "PRE_PRODUCTION_TRAFFIC_SHIFT"):
+            lifecycle(ecs, "IN_PROGRESS", stage)
+            rules(elbv2, (100, 0), (100, 0))
+        lifecycle(ecs, "IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT")
+        rules(elbv2, (90, 10), (100, 0))
+        metrics(cloudwatch, BLUE, 5400, 1, 0.080)
+        metrics(cloudwatch, GREEN, 600, 0, 0.078)
+        lifecycle(ecs, "IN_PROGRESS", "PRE_PRODUCTION_TRAFFIC_SHIFT")  # the canary bake ends
+        rules(elbv2, (90, 10), (90, 10))
+        lifecycle(ecs, "IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT")
+        rules(elbv2, (0, 100), (90, 10))
+        lifecycle(ecs, "IN_PROGRESS", "POST_PRODUCTION_TRAFFIC_SHIFT")
+        rules(elbv2, (0, 100), (0, 100))
+        metrics(cloudwatch, BLUE, 0, 0, 0.0)
+        metrics(cloudwatch, GREEN, 6000, 1, 0.079)
+        for status, stage in (("IN_PROGRESS", "BAKE_TIME"), ("IN_PROGRESS", "CLEAN_UP")):
+            lifecycle(ecs, status, stage)
+            rules(elbv2, (0, 100), (0, 100))
+        lifecycle(ecs, "SUCCESSFUL", "CLEAN_UP")
+        rules(elbv2, (0, 100), (0, 100))
+
+    outcome, _, (env, stubs, calls) = run(setup, fake_time, tmp_path)
+    assert outcome.ok, outcome.reason
+    assert [stage["share_percent"] for stage in outcome.stages] == [10, 100]
+    result = env.canary.promote(RELEASE, 60)
+    finished(stubs, calls)
+    assert result.state is RolloutState.COMPLETED
+    assert [stage.split("/")[1] for stage in env.canary.stages_seen] == [
+        "PRE_SCALE_UP",
+        "SCALE_UP",
+        "POST_SCALE_UP",
+        "PRE_PRODUCTION_TRAFFIC_SHIFT",
+        "PRODUCTION_TRAFFIC_SHIFT",
+        "PRE_PRODUCTION_TRAFFIC_SHIFT",
+        "PRODUCTION_TRAFFIC_SHIFT",
+        "POST_PRODUCTION_TRAFFIC_SHIFT",
+        "BAKE_TIME",
+        "CLEAN_UP",
+        "CLEAN_UP",
+    ]
+    assert env.canary.probes_moved == [{GREEN: 10, BLUE: 90}, {GREEN: 100, BLUE: 0}]
