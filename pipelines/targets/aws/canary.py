@@ -86,9 +86,8 @@ def production_rule_of(service: Mapping[str, Any]) -> str | None:
     return None
 
 
-def align_probes(elbv2: Any, production: str, probes: str) -> tuple[dict[str, int], bool]:
-    """Make the probes rule forward with the production rule's weights. Returns those
-    weights and whether the probes rule had to change."""
+def rule_weights(elbv2: Any, production: str, probes: str) -> tuple[dict[str, int], dict[str, int]]:
+    """(production, probes): each rule's target group weights."""
     rules = {
         str(r["RuleArn"]): forwarded(r)
         for r in elbv2.describe_rules(RuleArns=[production, probes])["Rules"]
@@ -99,7 +98,26 @@ def align_probes(elbv2: Any, production: str, probes: str) -> tuple[dict[str, in
             f"the production listener rule {production} does not forward to two target "
             "groups; the canary needs drydock:rolloutStrategy=canary applied (invoke infra.up)"
         )
-    if rules.get(probes) == wanted:
+    return wanted, rules.get(probes, {})
+
+
+def probes_drift(elbv2: Any, production: str, probes: str) -> str | None:
+    """What is wrong when the probes rule does not forward as the production rule does."""
+    wanted, actual = rule_weights(elbv2, production, probes)
+    if actual == wanted:
+        return None
+    return (
+        f"the probes rule forwards {actual} but the production rule {wanted}: the probe paths "
+        "may reach a group ECS emptied; the next deploy aligns it (or copy the weights with "
+        "`aws elbv2 modify-rule`)"
+    )
+
+
+def align_probes(elbv2: Any, production: str, probes: str) -> tuple[dict[str, int], bool]:
+    """Make the probes rule forward with the production rule's weights. Returns those
+    weights and whether the probes rule had to change."""
+    wanted, actual = rule_weights(elbv2, production, probes)
+    if actual == wanted:
         return wanted, False
     targets = [{"TargetGroupArn": arn, "Weight": weight} for arn, weight in wanted.items()]
     elbv2.modify_rule(

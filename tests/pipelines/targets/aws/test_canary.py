@@ -14,6 +14,7 @@ from botocore.stub import ANY, Stubber
 
 from pipelines.deploy.canary.stages import run_stages
 from pipelines.deploy.steps import StepContext
+from pipelines.targets.aws.canary import probes_drift
 from pipelines.targets.aws.observe import Dimensions, metric_queries
 from pipelines.targets.base import Release, RolloutState, TargetError
 from tests.pipelines.targets.aws import granted
@@ -40,6 +41,7 @@ from tests.pipelines.targets.aws.listener import (
     PROBES,
     RULE,
     Weights,
+    forward,
     rules,
     with_rule,
 )
@@ -410,3 +412,31 @@ def test_the_documented_canary_lifecycle_is_followed_stage_by_stage(
         "CLEAN_UP",
     ]
     assert env.canary.probes_moved == [{GREEN: 10, BLUE: 90}, {GREEN: 100, BLUE: 0}]
+
+
+@pytest.mark.parametrize(
+    ("production", "probes", "drifted"),
+    [((100, 0), (100, 0), False), ((0, 100), (100, 0), True), ((0, 100), (0, 100), False)],
+)
+def test_status_names_a_probes_rule_left_apart_from_the_production_rule(
+    production: Weights, probes: Weights, drifted: bool
+) -> None:
+    elbv2 = client("elbv2")
+    with Stubber(elbv2) as stub:
+        stub.add_response(
+            "describe_rules",
+            {
+                "Rules": [
+                    {"RuleArn": RULE, "Actions": [forward(production)]},
+                    {"RuleArn": PROBES, "Actions": [forward(probes)]},
+                ]
+            },
+            {"RuleArns": [RULE, PROBES]},
+        )
+        found = probes_drift(elbv2, RULE, PROBES)
+        stub.assert_no_pending_responses()  # read only: nothing modified
+    if drifted:
+        assert found is not None and "the next deploy aligns it" in found
+        assert f"'{GREEN}': 100" in found  # what production serves from
+    else:
+        assert found is None
