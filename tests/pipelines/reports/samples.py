@@ -141,3 +141,34 @@ def gameday_data(scenarios: tuple[str, ...] = ("kill-replica", "lb-crash")) -> d
         "passed": True,
         "scenarios": results,
     }
+
+
+def pitr_data(directory: Path, count: int = 3) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`count` point-in-time drills through the real record (`pitr_report.write`): JSON,
+    Markdown, HTML and the history lines on disk. Returns the newest as JSON and the history."""
+    from pipelines.backups.pitr_report import HISTORY, PitrDrillReport, write
+    from pipelines.backups.report import history
+
+    report = PitrDrillReport("x", "local", "production", "")
+    for n in range(count):
+        report = PitrDrillReport(
+            id=f"pitr-{n}",
+            target="local",
+            environment="production",
+            started_at=f"2026-12-0{n + 1}T10:00:00.00Z",
+            point=f"2026-12-0{n + 1}T10:00:30.00Z",
+            orders_written=120,
+            orders_expected=60,
+            orders_in_copy=60,
+            restore={
+                "backup_id": f"base-{n}",
+                "durations": {"copy_s": 2.0 + n, "stage_s": 0.5, "replay_s": 1.5 + n},
+            },
+            recovered_to=f"2026-12-0{n + 1} 10:00:29.8 UTC",
+            rpo_s=0.2 + n / 10,
+            rto_s=9.0 + 2 * n,
+            replay_mb_s=40.0 + n,
+            seconds=30.0,
+        )
+        write(report, directory)
+    return report.to_json(), history(directory, HISTORY)

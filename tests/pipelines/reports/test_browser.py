@@ -68,3 +68,20 @@ def test_gameday_report_renders_one_timeline_per_scenario_with_the_fault_shaded(
         f"fault: {n}" for n in ("kill-replica", "lb-crash", "db-outage") for _ in "123"
     ]
     chromium.screenshot(page, SCREENSHOTS / "gameday.png", height=3000)
+
+
+def test_pitr_report_renders_phases_against_the_rto_and_the_trend(tmp_path: Path) -> None:
+    report, _ = samples.pitr_data(tmp_path)
+    page = Path(report["paths"]["html"])  # written by the drill's own record
+    dom = chromium.dump_dom(page)
+    assert chromium.charts(dom) == 2
+    names = chromium.legend(dom)
+    assert set(names[:5]) == {
+        "base backup copy",
+        "WAL staging",
+        "replay",
+        "replica ready",
+        "RTO 13.0 s",
+    }
+    assert names[5:] == [drill.RTO_TRACE, drill.RPO_TRACE, drill.REPLAY_TRACE]
+    chromium.screenshot(page, SCREENSHOTS / "pitr.png")
