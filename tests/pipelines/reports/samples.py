@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pipelines.targets.base import ServerMetrics
 from pipelines.traffic.loadgen import Sample
 from pipelines.traffic.timeline import per_second
 
@@ -64,7 +66,29 @@ def deploy_data() -> dict[str, Any]:
         },
         "events": events,
         "traffic": traffic,
+        "server": server_points(40),
     }
+
+
+def server_points(seconds: int, start: float = T0, every: float = 2.0) -> list[dict[str, Any]]:
+    """The service's own readings, one per scrape: the same errors as the client's traffic
+    (seconds 25-27), and one scrape without requests (a gap, not a zero)."""
+    points = []
+    for n in range(1, int(seconds / every) + 1):
+        at = start + n * every
+        idle = n == 5
+        points.append(
+            asdict(
+                ServerMetrics(
+                    at=at,
+                    period_s=every,
+                    requests_per_s=0.0 if idle else 20.0,
+                    error_rate=None if idle else (1 / 3 if 25 <= at - start <= 28 else 0.0),
+                    p95_s=None if idle else 0.025,
+                )
+            )
+        )
+    return points
 
 
 def drill_data(directory: Path, count: int = 3) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -25,13 +25,16 @@ TRAFFIC_SERIES = [
     timeline.P95,
     timeline.ERROR_RATE,
 ]
+SERVER_SERIES = [timeline.SERVER_REQUESTS, timeline.SERVER_P95, timeline.SERVER_ERROR_RATE]
 
 
-def test_deploy_timeline_renders_series_and_every_event_kind(tmp_path: Path) -> None:
+def test_deploy_timeline_renders_client_and_server_series_and_every_event_kind(
+    tmp_path: Path,
+) -> None:
     page = deploy.write(samples.deploy_data(), tmp_path / "deploy.html")
     dom = chromium.dump_dom(page)
     assert chromium.charts(dom) == 1
-    assert chromium.legend(dom) == TRAFFIC_SERIES + [
+    assert chromium.legend(dom) == TRAFFIC_SERIES + SERVER_SERIES + [
         timeline.EVENT_PREFIX + kind for kind in samples.DEPLOY_EVENT_KINDS
     ]
     # The bake window is shaded and labelled in each of the three panels.

@@ -42,6 +42,33 @@ def test_timeline_draws_each_series_and_one_marker_trace_per_event_kind() -> Non
     assert min(error_rate) == 0
 
 
+def test_the_services_own_metrics_are_series_of_their_own_in_the_same_panels() -> None:
+    data = samples.deploy_data()
+    fig = timeline.figure("t", data["traffic"], data["events"], server=data["server"])
+    by_name = {trace.name: trace for trace in fig.data}
+    names = [trace.name for trace in fig.data]
+    assert names[5:8] == [timeline.SERVER_REQUESTS, timeline.SERVER_P95, timeline.SERVER_ERROR_RATE]
+    assert names[8:] == [timeline.EVENT_PREFIX + k for k in samples.DEPLOY_EVENT_KINDS]
+    # Same panels as the client's series: requests, latency, error rate.
+    for server, client in (
+        (timeline.SERVER_REQUESTS, timeline.REQUESTS),
+        (timeline.SERVER_P95, timeline.P95),
+        (timeline.SERVER_ERROR_RATE, timeline.ERROR_RATE),
+    ):
+        assert by_name[server].yaxis == by_name[client].yaxis
+        assert by_name[server].line.dash == "dash"
+    p95 = list(by_name[timeline.SERVER_P95].y)
+    assert p95[4] is None and p95[0] == pytest.approx(25.0)  # ms; the idle scrape is a gap
+    assert max(e for e in by_name[timeline.SERVER_ERROR_RATE].y if e is not None) == (
+        pytest.approx(100 / 3)
+    )
+    # A deploy report without them (step 7 never ran) draws the client's alone, and says so.
+    bare = {**data, "server": []}
+    assert timeline.SERVER_P95 not in deploy.html(bare)
+    assert "none recorded (step 7 did not run)" in deploy.html(bare)
+    assert "20 readings of the service" in deploy.html(data)
+
+
 def test_bake_window_is_paired_from_its_events() -> None:
     events = [
         {"at": 10.0, "kind": "bake_start", "label": ""},
