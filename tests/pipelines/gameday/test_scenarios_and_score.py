@@ -189,3 +189,12 @@ def test_the_pipeline_decided_at_its_first_abort_or_rollback_after_the_start() -
         FAULT_AT + 20
     )
     assert decided_at(events[1:3], FAULT_AT) is None
+
+
+def test_a_bad_deploys_report_is_named_in_the_game_days_markdown() -> None:
+    from pipelines.gameday import report, run
+
+    errors = scenarios.select(scenarios.load(), ["bad-release-errors"])[0]
+    result = run.failed_to_start(errors, FAULT_AT, "") | {"deploy_report": "/r/deploy/report.md"}
+    data = {"environment": "production", "started_at": 0, "finished_at": 1, "scenarios": [result]}
+    assert "its deploy report, with the timeline: `/r/deploy/report.md`" in report.markdown(data)

@@ -116,6 +116,15 @@ def test_pitr_page_draws_the_restore_phases_to_the_rto_and_the_trend(tmp_path: P
     assert "RPO 0.40 s" in text and "Plotly.newPlot" in text and "Trend over 3 PITR" in text
 
 
+def test_the_pitr_summary_prints_where_the_page_is(tmp_path: Path) -> None:
+    from pipelines.backups.pitr_report import PitrDrillReport, write
+
+    report = PitrDrillReport("pitr-x", "local", "staging", "2026-12-03T10:00:00.00Z", rto_s=5.0)
+    write(report, tmp_path)
+    assert f"plots:  {tmp_path / 'pitr-x.html'}" in report.summary()
+    assert (tmp_path / "pitr-x.html").exists()
+
+
 def test_a_failed_pitr_drill_marks_its_last_phase_and_lists_the_problem() -> None:
     report = {
         "id": "pitr-bad",
