@@ -79,6 +79,8 @@ def deploy(env: Environment, target: Target, kind: str, reports: Path, step: dic
             f"{ctx.release.id} went through steps 6 and 7 although every order it takes fails"
         )
         return f"deployed {ctx.release.id}: steps 6 and 7 passed it"
+    if not ctx.events:  # refused before it changed anything (provenance, the snapshot)
+        raise TargetError(f"the bad release was never deployed: {results[failed].summary}")
     step["failed_at"] = decided_at(ctx.events, started) or finished
     step["error"] = results[failed].summary
     now = env.current_release()
