@@ -64,6 +64,7 @@ class Scope:
     region: str
     account: str
     backups_bucket_arn: str
+    probes_rule_arn: str  # the listener rule a canary deployment keeps beside the production one
     task_role_arns: tuple[str, ...]  # the task and execution roles its task definitions name
 
     def arn(self, service: str, resource: str) -> str:
@@ -120,9 +121,20 @@ def permissions(scope: Scope) -> dict[str, Any]:
             scope.arn("logs", f"log-group:{n.log_group}:*"),
         ),
         _allow(
-            "MetricsAndTargetGroupsTakeNoResource",
-            ["cloudwatch:GetMetricData", "elasticloadbalancing:DescribeTargetGroups"],
+            "MetricsAndLoadBalancerReadsTakeNoResource",
+            [
+                "cloudwatch:GetMetricData",
+                "elasticloadbalancing:DescribeTargetGroups",
+                "elasticloadbalancing:DescribeRules",
+            ],
             "*",
+        ),
+        # A canary deployment: the probes rule follows the weights ECS gives the production
+        # rule (pipelines/targets/aws/canary.py). This one rule, nothing else on the listener.
+        _allow(
+            "ProbesFollowTheProductionRule",
+            ["elasticloadbalancing:ModifyRule"],
+            scope.probes_rule_arn,
         ),
         # By name: the pipeline asks for its stack's alarms (AlarmNames), all named so.
         _allow(
@@ -168,8 +180,15 @@ def _ecs(scope: Scope, n: Names) -> list[dict[str, Any]]:
     return [
         _allow(
             "RollOutItsService",
-            ["ecs:DescribeServices", "ecs:UpdateService"],
+            ["ecs:DescribeServices", "ecs:UpdateService", "ecs:ListServiceDeployments"],
             scope.arn("ecs", f"service/{n.cluster}/{n.service}"),
+        ),
+        # The native canary: followed to its end, and stopped with a rollback when the
+        # pipeline's comparison of the two target groups fails.
+        _allow(
+            "FollowAndStopItsDeployments",
+            ["ecs:DescribeServiceDeployments", "ecs:StopServiceDeployment"],
+            scope.arn("ecs", f"service-deployment/{n.cluster}/{n.service}/*"),
         ),
         _allow(
             "RunItsMigrateTaskInItsCluster",

@@ -29,6 +29,7 @@ class GithubOidc(pulumi.ComponentResource):
         spec: EnvironmentSpec,
         task_role_arns: Sequence[pulumi.Input[str]],
         backups_bucket_arn: pulumi.Input[str],
+        probes_rule_arn: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("drydock:infra:GithubOidc", name, None, opts)
@@ -76,7 +77,8 @@ class GithubOidc(pulumi.ComponentResource):
                 region=spec.region,
                 account=str(parts[1]),
                 backups_bucket_arn=str(parts[2]),
-                task_role_arns=tuple(str(arn) for arn in parts[3:]),
+                probes_rule_arn=str(parts[3]),
+                task_role_arns=tuple(str(arn) for arn in parts[4:]),
             )
             return json.dumps(ci.permissions(scope))
 
@@ -84,7 +86,11 @@ class GithubOidc(pulumi.ComponentResource):
             f"{name}-deploy-permissions",
             role=role.id,
             policy=pulumi.Output.all(
-                partition.partition, account.account_id, backups_bucket_arn, *task_role_arns
+                partition.partition,
+                account.account_id,
+                backups_bucket_arn,
+                probes_rule_arn,
+                *task_role_arns,
             ).apply(policy),
             opts=child,
         )

@@ -42,6 +42,9 @@ class LoadBalancer(pulumi.ComponentResource):
     # and the rule whose weights it moves between the two (None with a rolling strategy).
     alternate_target_group_arn: pulumi.Output[str] | None
     production_rule_arn: pulumi.Output[str] | None
+    # The rule that forwards the two probe paths (and, with a canary, follows the production
+    # rule's weights).
+    probes_rule_arn: pulumi.Output[str]
 
     def __init__(
         self,
@@ -112,17 +115,6 @@ class LoadBalancer(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        # Rules are evaluated by ascending priority: the probes first, then the closed prefix;
-        # everything else falls through to the default forward.
-        aws.lb.ListenerRule(
-            f"{name}-probes",
-            listener_arn=self.https_listener.arn,
-            priority=PROBES_PRIORITY,
-            conditions=[{"path_pattern": {"values": [spec.readiness_path, spec.liveness_path]}}],
-            actions=[{"type": "forward", "target_group_arn": target_group.arn}],
-            tags=tags,
-            opts=child,
-        )
         aws.lb.ListenerRule(
             f"{name}-internal-closed",
             listener_arn=self.https_listener.arn,
@@ -142,8 +134,19 @@ class LoadBalancer(pulumi.ComponentResource):
             opts=child,
         )
         self.alternate_target_group_arn = self.production_rule_arn = None
+        forward: dict[str, object] = {"type": "forward", "target_group_arn": target_group.arn}
+        probes_opts = child
         if spec.rollout_strategy == "canary":
             alternate = group(f"{name}-tg-alternate")
+            forward = {
+                "type": "forward",
+                "forward": {
+                    "target_groups": [
+                        {"arn": target_group.arn, "weight": 100},
+                        {"arn": alternate.arn, "weight": 0},
+                    ]
+                },
+            }
             # Everything the rules above do not answer. ECS's native canary moves this
             # rule's weights during a deployment (and swaps the groups' roles after one),
             # so Pulumi leaves its actions to ECS once created.
@@ -152,22 +155,28 @@ class LoadBalancer(pulumi.ComponentResource):
                 listener_arn=self.https_listener.arn,
                 priority=PRODUCTION_PRIORITY,
                 conditions=[{"path_pattern": {"values": ["/*"]}}],
-                actions=[
-                    {
-                        "type": "forward",
-                        "forward": {
-                            "target_groups": [
-                                {"arn": target_group.arn, "weight": 100},
-                                {"arn": alternate.arn, "weight": 0},
-                            ]
-                        },
-                    }
-                ],
+                actions=[forward],
                 tags=tags,
                 opts=pulumi.ResourceOptions(parent=self, ignore_changes=["actions"]),
             )
             self.alternate_target_group_arn = alternate.arn
             self.production_rule_arn = production.arn
+            # ECS moves the production rule only; the pipeline copies its weights onto the
+            # probes rule at each stage of a deployment (pipelines/targets/aws/canary.py), so
+            # the probes never point at a group ECS has emptied.
+            probes_opts = pulumi.ResourceOptions(parent=self, ignore_changes=["actions"])
+        # Rules are evaluated by ascending priority: the probes first, then the closed prefix,
+        # then (canary) the production rule; the rest falls through to the default forward.
+        probes = aws.lb.ListenerRule(
+            f"{name}-probes",
+            listener_arn=self.https_listener.arn,
+            priority=PROBES_PRIORITY,
+            conditions=[{"path_pattern": {"values": [spec.readiness_path, spec.liveness_path]}}],
+            actions=[forward],
+            tags=tags,
+            opts=probes_opts,
+        )
+        self.probes_rule_arn = probes.arn
         aws.lb.Listener(
             f"{name}-http",
             load_balancer_arn=alb.arn,

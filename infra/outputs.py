@@ -34,6 +34,9 @@ RELEASED_IMAGE = "released_image"
 GITHUB_DEPLOY_ROLE_ARN = "github_deploy_role_arn"
 METRICS_TOKEN_SECRET_ARN = "metrics_token_secret_arn"  # noqa: S105 - an output name
 SECURITY_ALARM_NAMES = "security_alarm_names"
+# The HTTPS listener's rule for the two probe paths: with a canary, the pipeline makes it
+# forward as the production rule does after ECS moves that one.
+PROBES_RULE_ARN = "probes_rule_arn"
 
 ALL = (
     SERVICE_URL,
@@ -63,4 +66,5 @@ ALL = (
     GITHUB_DEPLOY_ROLE_ARN,
     METRICS_TOKEN_SECRET_ARN,
     SECURITY_ALARM_NAMES,
+    PROBES_RULE_ARN,
 )

@@ -54,7 +54,9 @@ def build(spec: EnvironmentSpec) -> dict[str, Any]:
         keys,
         alarms.deployment_alarm_names,
     )
-    ci = GithubOidc("github-oidc", spec, service.role_arns, backups.bucket_arn)
+    ci = GithubOidc(
+        "github-oidc", spec, service.role_arns, backups.bucket_arn, load_balancer.probes_rule_arn
+    )
     security_alarms = SecurityAlarms(
         "security-alarms", spec, service.log_group_name, alarms.topic_arn
     )
@@ -87,5 +89,6 @@ def build(spec: EnvironmentSpec) -> dict[str, Any]:
         out.GITHUB_DEPLOY_ROLE_ARN: ci.role_arn,
         out.METRICS_TOKEN_SECRET_ARN: secrets.metrics_arn,
         out.SECURITY_ALARM_NAMES: security_alarms.names,
+        out.PROBES_RULE_ARN: load_balancer.probes_rule_arn,
     }
     return result

@@ -130,7 +130,8 @@ def test_good_release_is_promoted_through_every_stage_with_no_failed_request(
     step = step6(tmp_path)
     assert code == 0, json.dumps(step["evidence"], indent=1)
     canary = step["evidence"]["canary"]
-    assert [s["share_percent"] for s in canary["stages"]] == [10, 50, 100]
+    # Locally the pair holds at most half each: 100 % is the promotion, not a stage.
+    assert [s["share_percent"] for s in canary["stages"]] == [10, 50]
     assert all(s["verdict"] == "promote" for s in canary["stages"]), canary
     assert all(s["canary"]["requests"] > 0 for s in canary["stages"])
     assert canary["stages"][1]["overhead_s"] is not None
@@ -139,8 +140,6 @@ def test_good_release_is_promoted_through_every_stage_with_no_failed_request(
         "canary_promote: canary 10 % passed",
         "canary_stage: canary 50 %",
         "canary_promote: canary 50 % passed",
-        "canary_stage: canary 100 %",
-        "canary_promote: canary 100 % passed",
         f"canary_promote: {release.id} on every replica",
     ]
     assert env.current_release() == release.id

@@ -81,6 +81,9 @@ def site() -> Iterator[Scratch]:
             "drydock:localDrainSeconds": 2,
             "drydock:localAlarmPeriodSeconds": 5,
             "drydock:localBakeWindowSeconds": 10,
+            # Production's canary, with the suite's short stage windows (tests/conftest.py):
+            # an expand release goes through it as it would in production.
+            "drydock:localCanaryStepSeconds": 8,
         },
     ) as scratch:
         scratch.environment("production")

@@ -131,7 +131,10 @@ def test_the_https_listener_closes_internal_routes_but_the_probes(stack: Stack) 
     assert probes.get("conditions") == [
         {"pathPattern": {"values": ["/api/_internal/ready", "/api/_internal/health"]}}
     ]
-    assert probes.get("actions") == [{"type": "forward", "targetGroupArn": tg}]
+    if canary:  # the probes forward as the production rule does, both groups weighted
+        assert probes.get("actions") == rules["ingress-production"].get("actions")
+    else:
+        assert probes.get("actions") == [{"type": "forward", "targetGroupArn": tg}]
     assert closed.get("conditions") == [
         {"pathPattern": {"values": ["/api/_internal*", "/api/%5Finternal*", "/api/%5finternal*"]}}
     ]

@@ -166,6 +166,8 @@ def test_scoped_permissions_name_only_the_stacks_own_resources(stack: Stack) -> 
         f"drydock/{stack.name}/",
         stack.one("aws:s3/bucket:Bucket", "backups-bucket").state["arn"],
     ]
+    probes = stack.one("aws:lb/listenerRule:ListenerRule", "ingress-probes").state["arn"]
+    own.append(probes)
     by_sid = {s["Sid"]: s for s in statements(stack)}
     for sid, statement in by_sid.items():
         if "Ledger" in sid:
@@ -184,6 +186,8 @@ def test_scoped_permissions_name_only_the_stacks_own_resources(stack: Stack) -> 
     assert passing["Condition"] == {
         "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
     }
+    assert by_sid["ProbesFollowTheProductionRule"]["Resource"] == probes
+    assert stack.outputs[outputs.PROBES_RULE_ARN] == probes
     run = by_sid["RunItsMigrateTaskInItsCluster"]
     assert run["Resource"].endswith(f":task-definition/drydock-{stack.name}-migrate:*")
     assert run["Condition"]["ArnEquals"]["ecs:cluster"].endswith(f":cluster/drydock-{stack.name}")

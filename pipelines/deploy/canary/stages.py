@@ -15,7 +15,7 @@ from typing import Any
 
 from pipelines.deploy.canary.judge import MIN_REQUESTS, compare
 from pipelines.deploy.steps import StepContext
-from pipelines.targets.base import CanaryWindow, Environment, Release, TargetError
+from pipelines.targets.base import Canary, CanaryWindow, Environment, Release, TargetError
 
 MAX_EXTENSIONS = 2  # a stage holds for at most three windows
 
@@ -46,6 +46,18 @@ class CanaryOutcome:
         return f"canary aborted at {self.aborted_at} %: {self.reason}"
 
 
+def abort(canary: Canary, reason: str) -> str:
+    """What the abort did; when it could not act, that, so that the step's failure keeps the
+    reason it aborted for and says the traffic may still be on the canary."""
+    try:
+        return canary.abort(reason)
+    except TargetError as exc:
+        return (
+            f"the abort failed: {exc}; the canary may still take traffic: see "
+            "`invoke env.status` and roll back by hand"
+        )
+
+
 def run_stages(
     ctx: StepContext,
     env: Environment,
@@ -65,7 +77,7 @@ def run_stages(
             in_force = canary.shift(share)
         except TargetError as exc:  # the platform stopped the deployment itself (an alarm)
             outcome.ok, outcome.aborted_at, outcome.reason = False, share, str(exc)
-            outcome.action = canary.abort(outcome.reason)
+            outcome.action = abort(canary, outcome.reason)
             ctx.event("canary_abort", f"canary {share} %: {exc}", env=env.name)
             return outcome
         shifted = time.time()
@@ -105,7 +117,7 @@ def run_stages(
             outcome.reason = "; ".join(comparison.failures())
             # The abort's first act is to send all traffic back to the stable replicas.
             stage["abort_after_s"] = round(time.time() - end, 3)
-            outcome.action = canary.abort(outcome.reason)
+            outcome.action = abort(canary, outcome.reason)
             ctx.event("canary_abort", f"canary {share} %: {outcome.reason}", env=env.name)
             return outcome
         ctx.event("canary_promote", f"canary {share} % passed", env=env.name)

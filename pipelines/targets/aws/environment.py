@@ -21,7 +21,7 @@ from typing import Any
 from infra import outputs as out
 from infra.spec import ROOT, EnvironmentSpec, load_stack_file
 from pipelines.targets.aws import ecs as ecs_ops
-from pipelines.targets.aws.canary import NativeCanary
+from pipelines.targets.aws.canary import NativeCanary, align_probes, production_rule_of
 from pipelines.targets.aws.capabilities import AwsBackupCapability, AwsFaults, AwsOperations
 from pipelines.targets.aws.common import (
     LOAD_BALANCER_ARN_SUFFIX,
@@ -237,11 +237,9 @@ class AwsEnvironment:
     @aws_errors("reading the production listener rule")
     def production_rule_arn(self) -> str:
         """The listener rule whose weights ECS moves during a canary deployment."""
-        service = self._current()[2]
-        for balancer in service.get("loadBalancers", []):
-            rule = (balancer.get("advancedConfiguration") or {}).get("productionListenerRule")
-            if rule:
-                return str(rule)
+        rule = production_rule_of(self._current()[2])
+        if rule:
+            return rule
         raise TargetError(
             f"{self.name}: the service has no production listener rule: the canary needs "
             "drydock:rolloutStrategy=canary applied to the stack (invoke infra.up)"
@@ -327,11 +325,29 @@ class AwsEnvironment:
             note = ecs_ops.mark_completed(ecs, wanted, time.time())
             if note:
                 watch.events.append(note)
+        reason = verdict.reason
+        rule = production_rule_of(service)
+        if rule is not None:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            # A service on the native canary ran this as a canary too: ECS may have swapped
+            # the target groups, and the probes rule must follow (canary.py).
+            try:
+                weights, moved = align_probes(
+                    self.clients("elbv2"), rule, self.outputs[out.PROBES_RULE_ARN]
+                )
+                if moved:
+                    watch.events.append(f"probes rule now forwards as production: {weights}")
+            except (TargetError, ClientError, BotoCoreError) as exc:
+                reason += (
+                    f"; the probes rule was not aligned with the production rule ({exc}): "
+                    "the next deploy aligns it, or copy the weights with `aws elbv2 modify-rule`"
+                )
         return RolloutResult(
             verdict.state,
             release_id,
             current.release,
-            verdict.reason,
+            reason,
             self.clock() - started,
             tuple(watch.events),
         )

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from infra import outputs as out
+from pipelines.targets.aws.canary import probes_drift, production_rule_of
 from pipelines.targets.aws.common import client_error, image_digest, timestamp
 from pipelines.targets.aws.ecs import describe_service
 from pipelines.targets.aws.observe import alarm_states
@@ -127,6 +128,15 @@ def environment_status(env: AwsEnv) -> EnvironmentStatus:
     problems += [
         f"alarm {alarm} is in ALARM" for alarm, state in alarms.items() if state == "ALARM"
     ]
+    rule = production_rule_of(service)
+    if rule is not None and len(deployments) <= 1:  # mid-deployment they differ by design
+        drift = attempt(
+            "the listener rules",
+            lambda: probes_drift(env.clients("elbv2"), rule, o[out.PROBES_RULE_ARN]),
+            None,
+        )
+        if drift:
+            problems.append(drift)
     if database and database.get("status") != "available":
         problems.append(f"database {database.get('instance')} is {database.get('status')}")
     # Each ECS deployment shows as a process: PRIMARY is what the service converges to.

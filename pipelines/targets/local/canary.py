@@ -36,6 +36,11 @@ from pipelines.targets.local.replicas import ReplicaRecord, Replicas, is_alive, 
 from pipelines.targets.local.runtime import NAMES, replica_env
 
 POLL_S = 0.1
+# The pair's sides take equal shares, so half the traffic each at most. Beyond that a single
+# canary replica would carry the whole fleet's load: slower for that alone (a good release
+# was aborted at 100 % with a p95 twice the baseline's at 50 %, under a saturating load),
+# and a capacity risk for real traffic.
+PAIR_MAX_SHARE = 50
 
 
 class LocalCanary:
@@ -45,7 +50,14 @@ class LocalCanary:
 
     @property
     def steps(self) -> Sequence[int]:
-        return self.env.spec.canary_steps
+        """The spec's steps, each held at no more than PAIR_MAX_SHARE: the rest of the way is
+        the promotion, which rolls the stable replicas onto the release under step 7's bake."""
+        held: list[int] = []
+        for step in self.env.spec.canary_steps:
+            share = min(step, PAIR_MAX_SHARE)
+            if share not in held:
+                held.append(share)
+        return held
 
     @property
     def step_seconds(self) -> float:

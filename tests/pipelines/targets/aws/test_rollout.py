@@ -12,6 +12,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from pipelines.targets.base import Release, RolloutState, TargetError
+from tests.pipelines.targets.aws import granted
 from tests.pipelines.targets.aws.conftest import (
     CLUSTER,
     FAMILY,
@@ -26,6 +27,7 @@ from tests.pipelines.targets.aws.conftest import (
     task_definition,
     td_arn,
 )
+from tests.pipelines.targets.aws.listener import PROBES, rules, with_rule
 
 pytestmark = pytest.mark.unit
 
@@ -38,13 +40,12 @@ BREAKER = "ECS deployment circuit breaker: tasks failed to start."
 ALARM = "ECS deployment alarms: alarm drydock-staging-slo-error-rate is in ALARM state."
 
 
-def start(stub: Stubber) -> None:
+def start(stub: Stubber, canary: bool = False) -> None:
     """The common head: read the service and its revision, register ours, update."""
-    stub.add_response(
-        "describe_services",
-        service(OLD, [deployment("ecs-svc/old", OLD, "PRIMARY", "COMPLETED")], [("e0", "old")]),
-        WHERE,
+    serving = service(
+        OLD, [deployment("ecs-svc/old", OLD, "PRIMARY", "COMPLETED")], [("e0", "old")]
     )
+    stub.add_response("describe_services", with_rule(serving) if canary else serving, WHERE)
     stub.add_response(
         "describe_task_definition",
         {
@@ -240,3 +241,43 @@ def test_an_aws_refusal_is_a_target_error_naming_the_step(fake_time: FakeTime) -
         )
         with pytest.raises(TargetError, match=r"staging: rollout: .*ecs:DescribeServices"):
             environment({"ecs": ecs}, fake_time).rollout(RELEASE)
+
+
+def rolled_out_on_the_native_canary(fake_time: FakeTime, elbv2_setup: Any) -> Any:
+    """A rollout (a release ECS must take whole, a rollback, new settings) on a service
+    whose deployments ECS runs as canaries: it ends with the groups swapped."""
+    ecs, elbv2 = client("ecs"), client("elbv2")
+    calls = granted.record([ecs, elbv2])
+    with Stubber(ecs) as stub, Stubber(elbv2) as rules_stub:
+        start(stub, canary=True)
+        polls(stub, service(NEW, [deployment("ecs-svc/new", NEW, "PRIMARY", "COMPLETED")]))
+        stub.add_response("tag_resource", {}, {"resourceArn": td_arn(FAMILY, NEW), "tags": ANY})
+        elbv2_setup(rules_stub)
+        env = environment({"ecs": ecs, "elbv2": elbv2}, fake_time, probes_rule_arn=PROBES)
+        result = env.rollout(RELEASE)
+        stub.assert_no_pending_responses()
+        rules_stub.assert_no_pending_responses()
+    assert granted.refused(calls, granted.deploy_role(PROBES)) == []  # steps 6-7's own role
+    return result
+
+
+def test_a_rollout_on_a_canary_service_leaves_the_probes_on_the_group_that_serves(
+    fake_time: FakeTime,
+) -> None:
+    result = rolled_out_on_the_native_canary(
+        fake_time, lambda elbv2: rules(elbv2, production=(0, 100), probes=(100, 0))
+    )
+    assert result.state is RolloutState.COMPLETED
+    assert "probes rule now forwards as production" in result.events[-1]
+
+
+def test_probes_that_cannot_follow_are_said_and_do_not_undo_a_good_rollout(
+    fake_time: FakeTime,
+) -> None:
+    def refused(elbv2: Stubber) -> None:
+        elbv2.add_client_error("describe_rules", "AccessDenied", "not authorized")
+
+    result = rolled_out_on_the_native_canary(fake_time, refused)
+    assert result.state is RolloutState.COMPLETED
+    assert "the probes rule was not aligned with the production rule" in result.reason
+    assert "AccessDenied" in result.reason
