@@ -1,5 +1,6 @@
-"""The point-in-time recovery drill's record: JSON and Markdown next to the weekly drill's
-reports (`reports/drills/`), and one line per drill in `pitr-history.jsonl` there."""
+"""The point-in-time recovery drill's record: JSON, Markdown and HTML (the phases against the
+RTO, the RPO, the trend over past PITR drills) next to the weekly drill's reports
+(`reports/drills/`), and one line per drill in `pitr-history.jsonl` there."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.backups.report import append_history
+from pipelines.backups.report import append_history, history
 from pipelines.ledger import Ledger
 
 HISTORY = "pitr-history.jsonl"
@@ -74,6 +75,7 @@ class PitrDrillReport:
         lines += [f"  ! {problem}" for problem in self.problems()[:10]]
         if self.paths:
             lines.append(f"  report: {self.paths.get('markdown')}")
+            lines.append(f"  plots:  {self.paths.get('html')}")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -136,7 +138,8 @@ def markdown(report: PitrDrillReport) -> str:
 def write(report: PitrDrillReport, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     json_path, md_path = directory / f"{report.id}.json", directory / f"{report.id}.md"
-    report.paths = {"json": str(json_path), "markdown": str(md_path)}
+    html_path = directory / f"{report.id}.html"
+    report.paths = {"json": str(json_path), "markdown": str(md_path), "html": str(html_path)}
     json_path.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
     md_path.write_text(markdown(report))
     line = {
@@ -152,6 +155,11 @@ def write(report: PitrDrillReport, directory: Path) -> None:
         "report": str(json_path),
     }
     append_history(directory / HISTORY, line)
+    from pipelines.reports import drill as drill_html
+
+    drill_html.write_pitr(
+        report.to_json(), drill_html.past_pitr_drills(history(directory, HISTORY)), html_path
+    )
 
 
 def record(

@@ -177,9 +177,10 @@ def append_history(path: Path, line: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def history(directory: Path = REPORTS) -> list[dict[str, Any]]:
+def history(directory: Path = REPORTS, name: str = HISTORY) -> list[dict[str, Any]]:
+    """The drill history `name` (the restore drill's by default) under `directory`."""
     try:
-        text = (directory / HISTORY).read_text()
+        text = (directory / name).read_text()
     except FileNotFoundError:
         return []
     entries = []

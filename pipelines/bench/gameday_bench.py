@@ -6,7 +6,7 @@ the scenario that needs it (`lb`: the agent no longer restarts Caddy)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +32,22 @@ def main(names: Sequence[str] = (), weaken: str = "", reports: Path = REPORTS) -
     return 0 if outcome["passed"] else 1
 
 
-def play(names: Sequence[str], weaken: str = "", reports: Path = REPORTS) -> dict[str, Any]:
+def play(
+    names: Sequence[str],
+    weaken: str = "",
+    reports: Path = REPORTS,
+    settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`settings`: extra `drydock:` stack settings for the scratch environments (a test
+    picks the rollout strategy and a shorter bake, say)."""
     saved = os.environ.get(WEAKENINGS.get(weaken, ""), None) if weaken else None
     if weaken:  # the agent reads it when it starts, inside scratch.environment()
         os.environ[WEAKENINGS[weaken]] = "0"
     try:
-        with scratch_environments("drydock-gameday-") as scratch:
+        with scratch_environments("drydock-gameday-", **(settings or {})) as scratch:
             production = scratch.environment("production")
             print(f"bench.gameday: scratch production at {production.url}", flush=True)
-            target = get_target("local")
-            return run(production, names, reports, build=lambda sha: target.release(sha, sha))
+            return run(production, names, reports, target=get_target("local"))
     finally:
         if weaken:
             if saved is None:

@@ -1,6 +1,7 @@
 """The deploy report: JSON for machines, Markdown for people and HTML with the timeline
-(traffic per second and the run's events), in a known place (`reports/deploys/<deploy id>/`,
-with `reports/deploys/latest.json` pointing at the newest)."""
+(the bake's traffic per second, the service's own metrics, and the run's events), in a known
+place (`reports/deploys/<deploy id>/`, with `reports/deploys/latest.json` pointing at the
+newest)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,24 @@ from typing import Any
 from pipelines.deploy.canary.report import markdown_lines
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult
 from pipelines.reports import deploy as deploy_html
+from pipelines.targets.base import Environment, TargetError
 
 # ctx.facts key: the bake's synthetic traffic per second (timeline.Second rows as dicts).
 TRAFFIC_FACT = "traffic_per_second"
+# ctx.facts key: the service's own metrics over the run (base.ServerMetrics rows as dicts).
+SERVER_FACT = "server_metrics"
+
+
+def record_server_metrics(ctx: StepContext, env: Environment, since: float) -> None:
+    """What the servers counted from `since` to now (requests/s, error rate, p95: the local
+    agent's scrapes, CloudWatch's minutes on AWS), for the report's timeline. A target that
+    cannot say leaves the report without it, and says why in a warning of the report."""
+    try:
+        points = env.operations.server_metrics(since, time.time())
+    except TargetError as exc:
+        ctx.facts[SERVER_FACT + "_missing"] = f"the service's metrics could not be read: {exc}"
+        return
+    ctx.facts[SERVER_FACT] = [asdict(point) for point in points]
 
 
 def write_report(
@@ -40,7 +56,10 @@ def write_report(
         "steps": {n: asdict(r) for n, r in results.items()},
         "events": [asdict(e) for e in sorted(ctx.events, key=lambda e: e.at)],
         "traffic": list(ctx.facts.get(TRAFFIC_FACT, [])),
+        "server": list(ctx.facts.get(SERVER_FACT, [])),
     }
+    if ctx.facts.get(SERVER_FACT + "_missing"):
+        data["server_missing"] = ctx.facts[SERVER_FACT + "_missing"]
     json_path = ctx.reports / "report.json"
     json_path.write_text(json.dumps(data, indent=2, default=str))
     (ctx.reports.parent / "latest.json").write_text(
@@ -66,7 +85,8 @@ def markdown(data: Mapping[str, Any]) -> str:
         f"- release: `{release.get('id')}` (commit `{data['sha'][:12]}`)",
         f"- duration: {took:.0f} s",
         "",
-        f"- timeline (traffic and events): `{data['deploy_id']}/report.html`",
+        f"- timeline (traffic, the service's own metrics and events): "
+        f"`{data['deploy_id']}/report.html`",
         "",
         "| step | result | time | summary |",
         "|---|---|---|---|",

@@ -10,6 +10,7 @@ from typing import Any
 from pipelines.deploy import provenance
 from pipelines.deploy.canary.delivery import canary_rollout
 from pipelines.deploy.canary.report import add_to_release_notes
+from pipelines.deploy.report import record_server_metrics
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.ledger import Ledger
 from pipelines.targets.base import Environment, RolloutResult, TargetError
@@ -174,6 +175,13 @@ class ProductionStep:
         if refused:
             return refused
         env = _environment(ctx, self.env_name)
+        since = min((e.at for e in ctx.events), default=time.time())
+        try:
+            return self._promote(ctx, env, started)
+        finally:  # step 7 reads them again over its bake; a deploy that stops here has these
+            record_server_metrics(ctx, env, since)
+
+    def _promote(self, ctx: StepContext, env: Environment, started: float) -> StepResult:
         assert ctx.release is not None
         try:
             evidence = _prepare(ctx, env, verify=True)

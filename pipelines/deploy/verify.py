@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.deploy import provenance
-from pipelines.deploy.report import TRAFFIC_FACT
+from pipelines.deploy.report import TRAFFIC_FACT, record_server_metrics
 from pipelines.deploy.rollout import ROLLOUT_ENTRY, record_marks
 from pipelines.deploy.steps import StepContext, StepPlan, StepResult, exit_code_for
 from pipelines.ledger import Ledger
-from pipelines.targets.base import Observation, TargetError
+from pipelines.targets.base import Environment, Observation, TargetError
 from pipelines.traffic.synthetic import run_bake
 from pipelines.traffic.timeline import per_second
 
@@ -143,9 +143,15 @@ class VerifyStep:
         if refused:
             return refused
         env = ctx.target.environment(self.env_name)
+        since = min((e.at for e in ctx.events), default=time.time())
+        try:
+            return self._bake(ctx, env, since, started)
+        finally:  # after a rollback too: the timeline shows the service recover
+            record_server_metrics(ctx, env, since)
+
+    def _bake(self, ctx: StepContext, env: Environment, since: float, started: float) -> StepResult:
         seconds = self.bake_seconds(ctx)
         assert ctx.release is not None
-        since = min((e.at for e in ctx.events), default=time.time())
         try:
             email, password = env.smoke_credentials(ctx.release)
             ctx.event("bake_start", f"bake {seconds:g} s", self.env_name)

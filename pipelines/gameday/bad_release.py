@@ -1,7 +1,8 @@
 """Bad releases for game days: the current commit with one file changed, committed as a
 commit object of its own (a temporary index, `git commit-tree`: no branch, no working tree
 touched), built as a release like any other, and rolled out. The environment must refuse it
-by itself: the rollout's circuit breaker, not a person."""
+by itself: the rollout's circuit breaker, or the deploy's canary and bake (`bad_deploy.py`),
+not a person."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.releases import ROOT
-from pipelines.targets.base import Environment, Release, TargetError
+from pipelines.targets.base import Environment, Target, TargetError
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,21 @@ KINDS = {
         lambda text: text.replace("    return str(heads[0])", '    return "ffffffffffff"'),
         "game day: a release that expects a migration that does not exist (never ready)",
     ),
+    # Ready like any good release, then every order fails with a 500 before it writes
+    # anything: nothing acknowledged can be lost, and the error rate is the only symptom.
+    "bad-release-errors": BadRelease(
+        "service/api/orders.py",
+        lambda text: text.replace(
+            "    placed = await place_order(",
+            '    raise RuntimeError("game day: this release fails every order")\n'
+            "    placed = await place_order(",
+            1,
+        ),
+        "game day: a release that turns ready, then fails every order with a 500",
+    ),
 }
+# Deployed through deploy steps 6 and 7 (bad_deploy.py), not rolled out directly.
+DEPLOYED = ("bad-release-errors",)
 
 
 def _git(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
@@ -68,12 +83,11 @@ def commit(bad: BadRelease) -> str:
     return _git("commit-tree", tree, "-p", "HEAD", "-m", bad.message, env=identity)
 
 
-def roll_out(
-    env: Environment, build: Callable[[str], Release], kind: str, step: dict[str, object]
-) -> str:
+def roll_out(env: Environment, target: Target, kind: str, step: dict[str, object]) -> str:
     """Roll the bad release out; `step` gets when the rollout failed, or the problem if it
     did not."""
-    release = build(commit(KINDS[kind]))
+    sha = commit(KINDS[kind])
+    release = target.release(sha, sha)
     result = env.rollout(release, 30.0)
     if result.ok:
         step["problem"] = f"{release.id} was rolled out although it never turns ready"

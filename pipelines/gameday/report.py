@@ -61,5 +61,13 @@ def markdown(data: Mapping[str, Any]) -> str:
             f"{s['orders_lost']} / {s['acknowledged_orders']} | {verdict} |"
         )
     lines += ["", "## Faults", ""]
-    lines += [f"- **{r['score']['scenario']}**: {r['score']['fault_detail']}" for r in results]
+    lines += [
+        f"- **{r['score']['scenario']}**: {r['score']['fault_detail']}"
+        + (
+            f" (its deploy report, with the timeline: `{r['deploy_report']}`)"
+            if r.get("deploy_report")
+            else ""
+        )
+        for r in results
+    ]
     return "\n".join(lines) + "\n"

@@ -10,11 +10,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pipelines.gameday import bad_release, client, scenarios, score
+from pipelines.gameday import bad_deploy, bad_release, client, scenarios, score
 from pipelines.gameday.report import write
 from pipelines.gameday.watch import Look, Watch, look
 from pipelines.targets import get_target
-from pipelines.targets.base import Environment, Faults, FaultUnavailable, Release, TargetError
+from pipelines.targets.base import Environment, Faults, FaultUnavailable, Target, TargetError
 from pipelines.traffic.timeline import per_second
 
 REPORTS = Path(__file__).resolve().parents[2] / "reports" / "gamedays"
@@ -32,7 +32,7 @@ def command(env: str, names: Sequence[str], target: str = "local", reports: str 
             chosen.environment(env),
             names,
             Path(reports) if reports else REPORTS,
-            build=lambda sha: chosen.release(sha, sha),
+            target=chosen,
         )
     except (scenarios.ScenarioError, TargetError) as exc:
         print(f"gameday: {exc}")
@@ -45,8 +45,9 @@ def run(
     names: Sequence[str] = (),
     reports: Path = REPORTS,
     log: Callable[[str], None] = print,
-    build: Callable[[str], Release] | None = None,
+    target: Target | None = None,
 ) -> dict[str, Any]:
+    """`target` builds and deploys the bad releases; without it their scenarios skip."""
     faults = env.faults
     plan = scenarios.load(known_faults=faults.kinds)
     chosen = scenarios.select(plan, names)
@@ -66,7 +67,7 @@ def run(
     try:
         for number, scenario in enumerate(chosen, 1):
             log(f"[{number}/{len(chosen)}] {scenario.name}: {scenario.description}")
-            results.append(play(env, faults, scenario, plan, shopper, build))
+            results.append(play(env, faults, scenario, plan, shopper, target, reports / "deploys"))
             log("    " + line(results[-1]["score"]))
     finally:
         cleanup = client.cleanup(env.url, shopper)
@@ -90,7 +91,8 @@ def play(
     scenario: scenarios.Scenario,
     plan: scenarios.Plan,
     shopper: client.Shopper,
-    build: Callable[[str], Release] | None = None,
+    target: Target | None = None,
+    deploys: Path = REPORTS / "deploys",
 ) -> dict[str, Any]:
     # The scenario before may still be settling; one that never recovered fails this one too.
     settled = _settle(env, plan.max_wait_s)
@@ -109,7 +111,7 @@ def play(
     fault_at = time.time()
     step: dict[str, Any] = {}
     try:
-        detail, healed_at = _break(env, faults, scenario, step, build)
+        detail, healed_at = _break(env, faults, scenario, step, target, deploys)
     except TargetError as exc:
         with contextlib.suppress(TargetError):
             faults.heal(scenario.fault)  # whatever half of it happened
@@ -134,11 +136,7 @@ def play(
     transitions = list(env.operations.alarm_transitions(fault_at - plan.traffic_before_s))
     expected, unexpected = score.split_failures(scenario, report.samples, fault_at, until)
     lost = client.missing_orders(env.database.url("app"), ledger.ids)
-    detected = (
-        step.get("failed_at")
-        if scenario.detect == "step"
-        else score.detected_at(scenario, fault_at, before, looks, transitions)
-    )
+    detected = score.detected_at(scenario, fault_at, before, looks, transitions, step)
     result = score.judge(
         score.Score(
             scenario=scenario.name,
@@ -165,8 +163,12 @@ def play(
         (recovered, "recovered", "all replicas ready, no alarm in ALARM"),
         *((t.at, "alarm", f"{t.alarm} -> {t.new}") for t in transitions),
     ]
-    events = [{"at": at, "kind": kind, "label": label} for at, kind, label in marks if at]
-    return {
+    events: list[dict[str, Any]] = [
+        {"at": at, "kind": kind, "label": label} for at, kind, label in marks if at
+    ]
+    # A bad release's deploy report (its own timeline), when the scenario deployed one.
+    extra: dict[str, Any] = {"deploy_report": step["report"]} if step.get("report") else {}
+    return extra | {
         "scenario": asdict(scenario),
         "score": asdict(result) | {"passed": result.passed},
         "budget": asdict(scenario.budget),
@@ -198,7 +200,8 @@ def _break(
     faults: Faults,
     scenario: scenarios.Scenario,
     step: dict[str, Any],
-    build: Callable[[str], Release] | None = None,
+    target: Target | None = None,
+    deploys: Path = REPORTS / "deploys",
 ) -> tuple[str, float]:
     """Inject the fault, run the scenario's step on the broken system (its outcome goes in
     `step`), and after the hold heal it. Returns what broke and when it ended."""
@@ -208,9 +211,11 @@ def _break(
             raise TargetError(f"{scenario.name}: rotation did not finish: {outcome.reason}")
         return f"rotated jwt: {outcome.kid}", time.time()
     if scenario.fault in bad_release.KINDS:
-        if build is None:
+        if target is None:
             raise FaultUnavailable(f"{scenario.name}: no way to build a release here")
-        return bad_release.roll_out(env, build, scenario.fault, step), time.time()
+        if scenario.fault in bad_release.DEPLOYED:
+            return bad_deploy.deploy(env, target, scenario.fault, deploys, step), time.time()
+        return bad_release.roll_out(env, target, scenario.fault, step), time.time()
     detail = faults.inject(scenario.fault)
     if scenario.then:
         _step(env, scenario, step)

@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 FILE = Path(__file__).with_name("scenarios.toml")
-DETECTORS = ("replica", "load_balancer", "database", "step", "none")
+DETECTORS = ("replica", "load_balancer", "database", "step", "step_or_alarm", "none")
 STEPS = ("snapshot",)
 EXPECTED = ("in_flight", "window", "none")
-# Faults made through the protocol on any target: a rotation, a bad release rolled out.
-OPERATIONS = ("rotate-jwt-key", "bad-release-unready")
-STEP_FAULTS = ("bad-release-unready",)  # the fault is a step: detect = "step" needs no then
+# Faults made through the protocol on any target: a rotation, a bad release rolled out or
+# deployed.
+OPERATIONS = ("rotate-jwt-key", "bad-release-unready", "bad-release-errors")
+# The fault is a step (a rollout, a deploy): detect = "step" needs no `then`.
+STEP_FAULTS = ("bad-release-unready", "bad-release-errors")
+STEP_DETECTORS = ("step", "step_or_alarm")
 
 
 class ScenarioError(ValueError):
@@ -100,8 +103,8 @@ def _scenario(path: Path, entry: Mapping[str, Any], faults: Sequence[str]) -> Sc
     then = str(entry.get("then", ""))
     if then and then not in STEPS:
         raise ScenarioError(f"{where}: then {then!r} is not one of {', '.join(STEPS)}")
-    if detect == "step" and not then and entry["fault"] not in STEP_FAULTS:
-        raise ScenarioError(f"{where}: detect is 'step', so it needs a step (then = ...)")
+    if detect in STEP_DETECTORS and not then and entry["fault"] not in STEP_FAULTS:
+        raise ScenarioError(f"{where}: detect is {detect!r}, so it needs a step (then = ...)")
     if entry["expected"] not in EXPECTED:
         raise ScenarioError(f"{where}: expected must be one of {', '.join(EXPECTED)}")
     budget = entry["budget"]

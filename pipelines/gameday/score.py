@@ -3,11 +3,12 @@ orders lost, and the verdict against the scenario's budget, with the reasons it 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipelines.gameday.scenarios import Scenario
-from pipelines.gameday.watch import Look
+from pipelines.gameday.watch import SECURITY_PREFIX, Look
 from pipelines.targets.base import AlarmTransition
 from pipelines.traffic.loadgen import Sample
 
@@ -39,9 +40,25 @@ def detected_at(
     before: Look | None,
     looks: Sequence[Look],
     transitions: Sequence[AlarmTransition],
+    step: Mapping[str, Any] | None = None,
 ) -> float | None:
-    """When the environment showed the fault, by the scenario's own measure."""
+    """When the environment showed the fault, by the scenario's own measure. `step` is what
+    the scenario's step recorded: when it failed (`failed_at`)."""
     after = [look for look in looks if look.at >= fault_at]
+    failed_at = (step or {}).get("failed_at")
+    if scenario.detect == "step":
+        return None if failed_at is None else float(failed_at)
+    if scenario.detect == "step_or_alarm":
+        # Whichever came first: the pipeline refusing the release, or an SLO alarm.
+        alarm = min(
+            (
+                t.at
+                for t in transitions
+                if t.new == "ALARM" and t.at >= fault_at and not t.alarm.startswith(SECURITY_PREFIX)
+            ),
+            default=None,
+        )
+        return min((float(at) for at in (failed_at, alarm) if at is not None), default=None)
     if scenario.detect.startswith("alarm:"):
         name = scenario.detect.removeprefix("alarm:")
         hits = [t.at for t in transitions if t.alarm == name and t.new == "ALARM"]

@@ -1,5 +1,6 @@
 """The deploy report's HTML: a timeline over the whole deploy (the bake's synthetic traffic
-per second, every event the steps recorded, the bake window shaded) and the steps."""
+per second, the service's own metrics from the target, every event the steps recorded, the
+bake window shaded) and the steps."""
 
 from __future__ import annotations
 
@@ -15,14 +16,19 @@ def html(data: Mapping[str, Any]) -> str:
     release = data.get("release") or {}
     events = list(data.get("events") or [])
     seconds = list(data.get("traffic") or [])
+    server = list(data.get("server") or [])
     took = float(data.get("finished_at", 0)) - float(data.get("started_at", 0))
     facts = [
         f"release {release.get('id')} (commit {str(data.get('sha', ''))[:12]})",
         f"duration {took:.0f} s; {len(events)} events; {len(seconds)} seconds of traffic",
+        f'{len(server)} readings of the service\'s own metrics (dashed, "server: ...")'
+        if server
+        else "the service's own metrics: "
+        + str(data.get("server_missing") or "none recorded (step 7 did not run)"),
     ]
     windows = timeline.windows_from_events(events, "bake_start", "bake_end", "bake window")
     chart = timeline.figure(
-        f"Deploy {data.get('deploy_id')}: traffic and events", seconds, events, windows
+        f"Deploy {data.get('deploy_id')}: traffic and events", seconds, events, windows, server
     )
     steps: list[tuple[Any, ...]] = []
     for number, plan in (data.get("plan") or {}).items():

@@ -1,5 +1,8 @@
-"""The restore drill's HTML: this drill's phases as one bar against the RTO, and the trend
-over the drills on disk (RTO, RPO and snapshot size per drill)."""
+"""The drills' HTML. The restore drill: its phases as one bar against the RTO, and the trend
+over the drills on disk (RTO, RPO and snapshot size per drill). The point-in-time recovery
+drill (`drill.pitr`): its restore's phases (base backup copy, WAL staging, replay, then the
+replica turning ready; on a managed database the restore until available, then ready) against
+its RTO, the RPO, and the trend over the PITR drills on disk (RTO, RPO and replay rate)."""
 
 from __future__ import annotations
 
@@ -16,10 +19,17 @@ PHASE_COLOURS = {
     "verify": "#1a7f37",
     "replica": "#9a6700",
     "smoke": "#bf3989",
+    # the point-in-time drill's
+    "base backup copy": "#0969da",
+    "WAL staging": "#9a6700",
+    "replay": "#8250df",
+    "restore to available": "#8250df",
+    "replica ready": "#1a7f37",
 }
 RTO_TRACE = "RTO s"
 RPO_TRACE = "RPO s"
 SIZE_TRACE = "size MB"
+REPLAY_TRACE = "replay MB/s"
 
 
 def phases_figure(report: Mapping[str, Any]) -> Any:
@@ -62,8 +72,13 @@ def phases_figure(report: Mapping[str, Any]) -> Any:
     return fig
 
 
-def trend_figure(drills: Sequence[Mapping[str, Any]]) -> Any:
-    """RTO and RPO (seconds, left axis) and snapshot size (MB, right axis) per drill."""
+def trend_figure(
+    drills: Sequence[Mapping[str, Any]],
+    bar: tuple[str, str, str] = (SIZE_TRACE, "size_mb", "MB"),
+    title: str = "Past drills",
+) -> Any:
+    """RTO and RPO (seconds, left axis) and `bar` (trace name, the drill's key, the right
+    axis' title: the snapshot size by default) per drill."""
     from plotly import graph_objects as go
 
     labels = [f"{d['started_at']} {d['id']}"[:40] for d in drills]
@@ -78,21 +93,16 @@ def trend_figure(drills: Sequence[Mapping[str, Any]]) -> Any:
             x=labels, y=[d.get("rpo_s") for d in drills], name=RPO_TRACE, mode="lines+markers"
         )
     )
+    name, key, axis = bar
     fig.add_trace(
-        go.Bar(
-            x=labels,
-            y=[d.get("size_mb") for d in drills],
-            name=SIZE_TRACE,
-            yaxis="y2",
-            opacity=0.35,
-        )
+        go.Bar(x=labels, y=[d.get(key) for d in drills], name=name, yaxis="y2", opacity=0.35)
     )
     fig.update_layout(
         height=380,
         template="plotly_white",
-        title="Past drills",
+        title=title,
         yaxis={"title": "seconds", "rangemode": "tozero"},
-        yaxis2={"title": "MB", "overlaying": "y", "side": "right", "rangemode": "tozero"},
+        yaxis2={"title": axis, "overlaying": "y", "side": "right", "rangemode": "tozero"},
         xaxis={"type": "category"},
     )
     return fig
@@ -147,3 +157,104 @@ def html(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> str
 
 def write(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]], path: Path) -> Path:
     return page.write(path, html(report, history))
+
+
+def _seconds(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.2f} s"
+
+
+def pitr_phases(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The restore's phases, end to end, as the drill measured them; the last one is the rest
+    of the RTO (the replica on the copy turning ready), so the bar ends at the RTO."""
+    restore = report.get("restore") or {}
+    durations = restore.get("durations") or {}
+    phases: list[dict[str, Any]] = [
+        {"name": name, "seconds": float(durations[key]), "ok": True, "detail": detail}
+        for name, key, detail in (
+            ("base backup copy", "copy_s", f"base backup {restore.get('backup_id', '-')}"),
+            ("WAL staging", "stage_s", "the archived WAL up to T, staged and checked"),
+            ("replay", "replay_s", "WAL replayed to T, then promoted"),
+        )
+        if durations.get(key) is not None
+    ]
+    if not durations and restore.get("available_s") is not None:
+        phases.append(
+            {
+                "name": "restore to available",
+                "seconds": float(restore["available_s"]),
+                "ok": True,
+                "detail": f"copy instance {restore.get('instance', '-')}",
+            }
+        )
+    rto = report.get("rto_s")
+    rest = None if rto is None else float(rto) - sum(p["seconds"] for p in phases)
+    if rest is not None and rest > 0:
+        phases.append(
+            {
+                "name": "replica ready",
+                "seconds": round(rest, 3),
+                "ok": True,
+                "detail": "a replica on the copy started and turned ready (the rest of the RTO)",
+            }
+        )
+    if not report.get("ok") and phases:  # the drill failed: its last phase is where
+        phases[-1] = {**phases[-1], "ok": False}
+    return phases
+
+
+def past_pitr_drills(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The PITR history's lines, with the replay rate from each drill's JSON report where it
+    is still on disk (the history line does not carry it)."""
+    drills = []
+    for line in history:
+        rate = None
+        try:
+            full = json.loads(Path(str(line.get("report"))).read_text())
+            rate = None if full.get("replay_mb_s") is None else float(full["replay_mb_s"])
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass
+        drills.append({**line, "replay_mb_s": rate})
+    return drills
+
+
+def pitr_html(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> str:
+    verdict = "passed" if report.get("ok") else "FAILED"
+    phases = pitr_phases(report)
+    facts = [
+        f"{report.get('environment')} ({report.get('target')}) restored to "
+        f"T = {report.get('point') or '-'}",
+        f"RTO {_seconds(report.get('rto_s'))} ({report.get('rto_basis')})",
+        f"RPO {_seconds(report.get('rpo_s'))} ({report.get('rpo_basis')}); newest transaction "
+        f"in the copy {report.get('recovered_to') or '-'}",
+        f"orders written / before T / in the copy: {report.get('orders_written', 0)} / "
+        f"{report.get('orders_expected', 0)} / {report.get('orders_in_copy', 0)}",
+    ]
+    if report.get("replay_mb_s") is not None:
+        facts.append(f"replay {report['replay_mb_s']} MB/s")
+    problems = ([report["failure"]] if report.get("failure") else []) + list(
+        report.get("mismatches") or []
+    )
+    drills = past_pitr_drills(history)
+    rows = [
+        (p["name"], f"{p['seconds']:.2f}", ("ok", "yes") if p["ok"] else ("bad", "NO"), p["detail"])
+        for p in phases
+    ]
+    sections: list[tuple[str, Any]] = [
+        ("Phases against the RTO", phases_figure({"phases": phases, "rto_s": report.get("rto_s")})),
+        ("Phase details", page.table(("phase", "seconds", "ok", "detail"), rows)),
+    ]
+    if problems:
+        sections.append(("Problems", page.table(("problem",), [(("bad", p),) for p in problems])))
+    sections.append(
+        (
+            f"Trend over {len(drills)} PITR drill(s)",
+            trend_figure(drills, (REPLAY_TRACE, "replay_mb_s", "MB/s"), "Past PITR drills"),
+        )
+    )
+    return page.render(
+        f"Point-in-time recovery drill {report.get('id')}: {verdict}", facts, sections
+    )
+
+
+def write_pitr(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    return page.write(path, pitr_html(report, history))

@@ -1,5 +1,7 @@
 """The timeline figure every report shares: requests/s, p50 and p95, and error rate per
-second, with events as markers and windows (a bake, a fault) shaded.
+second, with events as markers and windows (a bake, a fault) shaded. Where the report has
+them, the service's own metrics (what the servers counted: each local scrape, each CloudWatch
+minute) are drawn in the same panels as series of their own, dashed, named "server: ...".
 
 Events are drawn by kind, one legend entry each, whatever the kind is: a step that records a
 new kind of event (a canary stage, say) shows up without a change here."""
@@ -18,6 +20,9 @@ P50 = "p50 ms"
 P95 = "p95 ms"
 ERROR_RATE = "error rate %"
 EVENT_PREFIX = "event: "
+SERVER_REQUESTS = "server: requests/s"
+SERVER_P95 = "server: p95 ms"
+SERVER_ERROR_RATE = "server: error rate %"
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,12 @@ def figure(
     seconds: Sequence[Mapping[str, Any]],
     events: Sequence[Mapping[str, Any]] = (),
     windows: Sequence[Window] = (),
+    server: Sequence[Mapping[str, Any]] = (),
 ) -> Any:
     """`seconds` are `pipelines.traffic.timeline.Second` rows as dicts (t, requests, failed,
-    p50_ms, p95_ms); `events` are dicts with at, kind, label (and env)."""
+    p50_ms, p95_ms); `events` are dicts with at, kind, label (and env); `server` are
+    `targets.base.ServerMetrics` rows as dicts (at, period_s, requests_per_s, error_rate,
+    p95_s), drawn when there are any."""
     from plotly import graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -93,7 +101,9 @@ def figure(
             row=row,
             col=1,
         )
-    top = max(requests, default=1) * 1.08 or 1.0
+    _add_server(fig, server)
+    server_rates = [float(p["requests_per_s"] or 0) for p in server]
+    top = max([*requests, *server_rates], default=1) * 1.08 or 1.0
     _add_events(fig, events, top)
     for window in windows:
         fig.add_vrect(
@@ -157,3 +167,36 @@ def _add_events(fig: Any, events: Sequence[Mapping[str, Any]], top: float) -> No
                 yref="paper",
                 line={"width": 1, "dash": "dot", "color": "rgba(87, 96, 106, 0.6)"},
             )
+
+
+def _scaled(value: Any, factor: float) -> float | None:
+    return None if value is None else float(value) * factor
+
+
+def _add_server(fig: Any, server: Sequence[Mapping[str, Any]]) -> None:
+    """The service's own requests/s, p95 and error rate, dashed, beside the client's. A point
+    without a value (no requests in its interval) leaves a gap, not a zero."""
+    from plotly import graph_objects as go
+
+    if not server:
+        return
+    x = [stamp(float(p["at"])) for p in server]
+    series = [
+        (SERVER_REQUESTS, [_scaled(p.get("requests_per_s"), 1) for p in server], 1, "#0550ae"),
+        (SERVER_P95, [_scaled(p.get("p95_s"), 1000) for p in server], 2, "#bc4c00"),
+        (SERVER_ERROR_RATE, [_scaled(p.get("error_rate"), 100) for p in server], 3, "#82071e"),
+    ]
+    for name, values, row, colour in series:
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=values,
+                name=name,
+                mode="lines+markers",
+                marker={"size": 4, "symbol": "square"},
+                line={"color": colour, "width": 2, "dash": "dash"},
+                connectgaps=False,
+            ),
+            row=row,
+            col=1,
+        )

@@ -164,6 +164,19 @@ class Observation:
 
 
 @dataclass(frozen=True)
+class ServerMetrics:
+    """The service's own counters over one interval ending at `at` (unix time): one scrape
+    of the replicas locally, one CloudWatch period on AWS. What the servers counted, beside
+    what a client saw; None where the interval had no requests to measure."""
+
+    at: float
+    period_s: float
+    requests_per_s: float | None
+    error_rate: float | None  # 5xx / requests, 0..1
+    p95_s: float | None
+
+
+@dataclass(frozen=True)
 class MigrationStatus:
     """Where a database stands against one release's migrations. `serves`: whether that
     release's code can serve on it (its own head, or ahead by expand revisions only); None
@@ -429,6 +442,12 @@ class Operations(Protocol):
         ...
 
     def alarm_transitions(self, since: float) -> Sequence[AlarmTransition]: ...
+
+    def server_metrics(self, start: float, end: float) -> Sequence[ServerMetrics]:
+        """The service's requests per second, error rate and p95 over [start, end], one
+        point per interval the target measures (the local agent's scrape, CloudWatch's
+        minute), oldest first."""
+        ...
 
     def rotate_secret(self, name: str, compromised: bool = False) -> RotationOutcome:
         """A new value for `name` (`jwt`, `metrics`, `db-app` or a full name), the service

@@ -1,5 +1,7 @@
 """The game day against a scratch production environment: the system as built passes, and a
-system with one recovery turned off fails the scenario that needs it, saying why."""
+system with one recovery turned off fails the scenario that needs it, saying why. A release
+that turns ready and then fails every order goes through deploy steps 6 and 7: the canary
+must catch it, and the release before keep serving."""
 
 from __future__ import annotations
 
@@ -14,8 +16,18 @@ from pipelines.targets.local.keeper import RESTART_ENV
 pytestmark = pytest.mark.e2e
 
 
-def test_kill_replica_and_lb_crash_pass_with_no_acknowledged_order_lost(tmp_path: Path) -> None:
-    outcome = play(["kill-replica", "lb-crash"], reports=tmp_path)
+# Production's own strategy, the canary, with short stages: its first stage must catch the
+# erroring release. (Step 7's bake catching it after a rollout at once is the same code path
+# here, deploy/verify.py, and is tests/e2e/test_deploy.py's; through a game day it adds over
+# two minutes: docs/BENCHMARKS.md.)
+SHORT_CANARY = {"drydock:localCanaryStepSeconds": 8}
+
+
+def test_kill_replica_lb_crash_and_a_bad_deploy_pass_with_no_acknowledged_order_lost(
+    tmp_path: Path,
+) -> None:
+    names = ["kill-replica", "lb-crash", "bad-release-errors"]
+    outcome = play(names, reports=tmp_path, settings=SHORT_CANARY)
     scores = {r["score"]["scenario"]: r["score"] for r in outcome["scenarios"]}
     assert outcome["passed"], {n: s["reasons"] for n, s in scores.items()}
     for name, result in scores.items():
@@ -23,7 +35,17 @@ def test_kill_replica_and_lb_crash_pass_with_no_acknowledged_order_lost(tmp_path
         assert result["orders_lost"] == 0, name
         assert result["detection_s"] is not None and result["recovery_s"] is not None, name
     written = json.loads(Path(outcome["paths"]["json"]).read_text())
-    assert [r["score"]["scenario"] for r in written["scenarios"]] == ["kill-replica", "lb-crash"]
+    assert [r["score"]["scenario"] for r in written["scenarios"]] == names
+    # The bad release: orders failed while the canary took its share (expected), step 6's
+    # canary aborted it, and its deploy report says so, with the service's own metrics.
+    bad = scores["bad-release-errors"]
+    assert bad["failed_expected"] > 0 and "step 6 failed: production rollout" in bad["fault_detail"]
+    deploy = json.loads(
+        Path(outcome["scenarios"][2]["deploy_report"]).with_suffix(".json").read_text()
+    )
+    assert deploy["steps"]["6"]["ok"] is False and "7" not in deploy["steps"]
+    assert "canary_abort" in {e["kind"] for e in deploy["events"]}
+    assert any((p["requests_per_s"] or 0) > 0 for p in deploy["server"]), deploy.get("server")
     html = Path(outcome["paths"]["html"]).read_text()
     assert "fault: lb-crash" in html and "Plotly.newPlot" in html
 

@@ -27,6 +27,7 @@ from pipelines.targets.base import (
     RecoveryWindow,
     Release,
     RotationOutcome,
+    ServerMetrics,
     SnapshotInfo,
     TargetError,
 )
@@ -250,6 +251,13 @@ class AwsOperations:
             for page in pages:
                 found += [_transition(item) for item in page.get("AlarmHistoryItems", [])]
         return [event for event in found if event.at >= since]
+
+    @aws_errors("reading the service's metrics")
+    def server_metrics(self, start: float, end: float) -> list[ServerMetrics]:
+        """The ALB's metrics per minute (CloudWatch's `get_metric_data`)."""
+        from pipelines.targets.aws.observe import server_metrics
+
+        return server_metrics(self.env.clients("cloudwatch"), self.env.dimensions(), start, end)
 
     @aws_errors("rotating the signing key")
     def rotate_secret(self, name: str, compromised: bool = False) -> RotationOutcome:

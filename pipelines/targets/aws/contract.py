@@ -44,6 +44,8 @@ class AwsEnv(Protocol):
 
     def smoke_credentials(self, release: Release) -> tuple[str, str]: ...
 
+    def dimensions(self) -> Dimensions: ...
+
 
 class AwsCanaryHost(Protocol):
     """What the native canary (canary.py) uses of an environment."""

@@ -9,12 +9,12 @@ CloudWatch returns is the p95 of every request in it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pipelines.targets.base import Observation, TargetError
+from pipelines.targets.base import Observation, ServerMetrics, TargetError
 
 ELB = "AWS/ApplicationELB"
 # The service logs JSON lines whose `level` is lower case (service/logs.py).
@@ -87,10 +87,10 @@ def period_for(window_s: float) -> int:
     return max(60, 60 * math.ceil(window_s / 60))
 
 
-def metric_values(
+def metric_results(
     cloudwatch: Any, dims: Dimensions, start: datetime, end: datetime, period: int
-) -> dict[str, list[float]]:
-    values: dict[str, list[float]] = {}
+) -> Iterator[Mapping[str, Any]]:
+    """Every MetricDataResult of the four queries, page after page."""
     token: str | None = None
     while True:
         request: dict[str, Any] = {
@@ -102,11 +102,57 @@ def metric_values(
         if token:
             request["NextToken"] = token
         response = cloudwatch.get_metric_data(**request)
-        for result in response.get("MetricDataResults", []):
-            values.setdefault(result["Id"], []).extend(float(v) for v in result.get("Values", []))
+        yield from response.get("MetricDataResults", [])
         token = response.get("NextToken")
         if not token:
-            return values
+            return
+
+
+def metric_values(
+    cloudwatch: Any, dims: Dimensions, start: datetime, end: datetime, period: int
+) -> dict[str, list[float]]:
+    values: dict[str, list[float]] = {}
+    for result in metric_results(cloudwatch, dims, start, end, period):
+        values.setdefault(result["Id"], []).extend(float(v) for v in result.get("Values", []))
+    return values
+
+
+SERIES_PERIOD_S = 60  # the ALB's metrics come per minute
+
+
+def server_metrics(
+    cloudwatch: Any, dims: Dimensions, start: float, end: float, period: int = SERIES_PERIOD_S
+) -> list[ServerMetrics]:
+    """The ALB's view per period over [start, end]: requests per second, (ELB + target 5xx)
+    / requests, and the targets' p95, one point at the end of each period."""
+    series: dict[str, dict[float, float]] = {}
+    for result in metric_results(
+        cloudwatch,
+        dims,
+        datetime.fromtimestamp(start - start % period, UTC),
+        datetime.fromtimestamp(end, UTC),
+        period,
+    ):
+        found = series.setdefault(result["Id"], {})
+        stamps, values = result.get("Timestamps", []), result.get("Values", [])
+        found.update((s.timestamp(), float(v)) for s, v in zip(stamps, values, strict=True))
+    requests, p95 = series.get("requests", {}), series.get("p95", {})
+    points = []
+    for begins in sorted(set().union(*series.values()) if series else ()):
+        count = requests.get(begins)
+        errors = series.get("target5xx", {}).get(begins, 0.0) + series.get("elb5xx", {}).get(
+            begins, 0.0
+        )
+        points.append(
+            ServerMetrics(
+                at=begins + period,
+                period_s=float(period),
+                requests_per_s=None if count is None else count / period,
+                error_rate=errors / count if count else None,
+                p95_s=p95.get(begins),
+            )
+        )
+    return points
 
 
 def alarm_states(cloudwatch: Any, names: Iterable[str]) -> dict[str, str]:

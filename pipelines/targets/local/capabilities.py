@@ -25,6 +25,7 @@ from pipelines.targets.base import (
     RestoreOutcome,
     RolloutResult,
     RotationOutcome,
+    ServerMetrics,
     SnapshotInfo,
     TargetError,
 )
@@ -309,6 +310,12 @@ class LocalOperations:
                     )
                 )
         return found
+
+    def server_metrics(self, start: float, end: float) -> list[ServerMetrics]:
+        """Each of the agent monitor's scrapes in the window (every period / 5 seconds)."""
+        from pipelines.targets.local.server_metrics import read
+
+        return read(self.env.layout.alarms / "datapoints.jsonl", start, end)
 
     def rotate_secret(self, name: str, compromised: bool = False) -> RotationOutcome:
         """Runbook section 12: a new value in the store, the replicas rolled onto it. For the

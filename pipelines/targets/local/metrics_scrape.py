@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 P95_LATENCY = "p95_latency_seconds"
 ERROR_RATE = "error_rate"
 AVAILABILITY = "availability"
+# Requests per second between two scrapes: no alarm reads it; reports draw it beside p95 and
+# the error rate (`targets/local/server_metrics.py`).
+REQUEST_RATE = "requests_per_second"
 METRICS_PATH = "/api/_internal/metrics"
 SECURITY_EVENTS_SERIES = "drydock_security_events_total"  # service/security/events.py
 INTERNAL_ROUTES = ("/api/_internal",)

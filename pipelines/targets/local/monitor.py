@@ -31,6 +31,7 @@ from pipelines.targets.local.metrics_scrape import (
     AVAILABILITY,
     ERROR_RATE,
     P95_LATENCY,
+    REQUEST_RATE,
     MetricStore,
     SloScraper,
     Snapshot,
@@ -79,7 +80,7 @@ class Monitor:
         now = time.time() if now is None else now
         if now - self._last < self.interval:
             return
-        self._last = now
+        previous, self._last = self._last, now
         observed = read_json(self.layout.observed) or {}
         desired = read_json(self.layout.desired) or {}
         replicas = [r for r in observed.get("replicas", []) if r["health"] != "draining"]
@@ -101,6 +102,8 @@ class Monitor:
         ):
             if value is not None:
                 self.store.put(metric, value, now)
+        if snapshots and previous:  # the rate over the interval since the scrape before
+            self.store.put(REQUEST_RATE, sample.requests / (now - previous), now)
         if snapshots:  # a count, zero included, only from replicas that answered
             for event in SECURITY_ALARMS:
                 self.store.put(

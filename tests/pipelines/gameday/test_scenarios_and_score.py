@@ -9,6 +9,7 @@ import pytest
 
 from pipelines.gameday import scenarios, score
 from pipelines.gameday.watch import Look
+from pipelines.targets.base import AlarmTransition
 from pipelines.targets.local.faults import LocalFaults
 from pipelines.traffic.loadgen import Sample
 
@@ -136,3 +137,64 @@ def test_a_fault_this_host_cannot_make_is_skipped_with_its_reason() -> None:
     assert "SKIP" in summary and "0/1 scenarios passed, 1 skipped" in summary and why in summary
     data = {"environment": "production", "started_at": 0, "finished_at": 1, "scenarios": [result]}
     assert f"skipped: {why}" in report.markdown(data)
+
+
+def transition(at: float, alarm: str, new: str = "ALARM") -> AlarmTransition:
+    return AlarmTransition(at, alarm, "OK", new, "threshold crossed")
+
+
+def test_a_bad_deploy_is_detected_by_the_pipeline_or_an_slo_alarm_whichever_came_first() -> None:
+    errors = scenarios.select(scenarios.load(), ["bad-release-errors"])[0]
+    assert (errors.fault, errors.detect, errors.expected) == (
+        "bad-release-errors",
+        "step_or_alarm",
+        "window",
+    )
+    alarms = [
+        transition(FAULT_AT - 5, "error-rate"),  # before the fault: not this one's doing
+        transition(FAULT_AT + 3, "security-lockouts"),  # an attack is not the release
+        transition(FAULT_AT + 25, "error-rate"),
+    ]
+    step = {"failed_at": FAULT_AT + 40}
+    assert score.detected_at(errors, FAULT_AT, None, [], alarms, step) == FAULT_AT + 25
+    assert score.detected_at(errors, FAULT_AT, None, [], alarms[:2], step) == FAULT_AT + 40
+    assert score.detected_at(errors, FAULT_AT, None, [], alarms[:2], {}) is None
+    unready = scenarios.select(scenarios.load(), ["bad-release-unready"])[0]
+    assert score.detected_at(unready, FAULT_AT, None, [], alarms, step) == FAULT_AT + 40
+
+
+def test_step_or_alarm_needs_a_step(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        '[[scenario]]\nname = "x"\nfault = "kill-replica"\ndetect = "step_or_alarm"\n'
+        'expected = "window"\nbudget = { detection_s = 5, recovery_s = 30 }\n'
+    )
+    with pytest.raises(scenarios.ScenarioError, match="detect is 'step_or_alarm', so it needs"):
+        scenarios.load(path, known_faults=LocalFaults.kinds)
+
+
+def test_the_pipeline_decided_at_its_first_abort_or_rollback_after_the_start() -> None:
+    from pipelines.deploy.steps import Event
+    from pipelines.gameday.bad_deploy import decided_at
+
+    events = [
+        Event(FAULT_AT - 60, "rollback", "an earlier deploy's"),
+        Event(FAULT_AT + 2, "snapshot", "pre-deploy"),
+        Event(FAULT_AT + 9, "replica_ready", "slot 0"),
+        Event(FAULT_AT + 31, "rollback", "bake failed"),
+        Event(FAULT_AT + 33, "replica_start", "slot 0"),
+    ]
+    assert decided_at(events, FAULT_AT) == FAULT_AT + 31
+    assert decided_at([*events, Event(FAULT_AT + 20, "canary_abort", "10 %")], FAULT_AT) == (
+        FAULT_AT + 20
+    )
+    assert decided_at(events[1:3], FAULT_AT) is None
+
+
+def test_a_bad_deploys_report_is_named_in_the_game_days_markdown() -> None:
+    from pipelines.gameday import report, run
+
+    errors = scenarios.select(scenarios.load(), ["bad-release-errors"])[0]
+    result = run.failed_to_start(errors, FAULT_AT, "") | {"deploy_report": "/r/deploy/report.md"}
+    data = {"environment": "production", "started_at": 0, "finished_at": 1, "scenarios": [result]}
+    assert "its deploy report, with the timeline: `/r/deploy/report.md`" in report.markdown(data)

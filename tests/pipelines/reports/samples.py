@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pipelines.targets.base import ServerMetrics
 from pipelines.traffic.loadgen import Sample
 from pipelines.traffic.timeline import per_second
 
@@ -64,7 +66,29 @@ def deploy_data() -> dict[str, Any]:
         },
         "events": events,
         "traffic": traffic,
+        "server": server_points(40),
     }
+
+
+def server_points(seconds: int, start: float = T0, every: float = 2.0) -> list[dict[str, Any]]:
+    """The service's own readings, one per scrape: the same errors as the client's traffic
+    (seconds 25-27), and one scrape without requests (a gap, not a zero)."""
+    points = []
+    for n in range(1, int(seconds / every) + 1):
+        at = start + n * every
+        idle = n == 5
+        points.append(
+            asdict(
+                ServerMetrics(
+                    at=at,
+                    period_s=every,
+                    requests_per_s=0.0 if idle else 20.0,
+                    error_rate=None if idle else (1 / 3 if 25 <= at - start <= 28 else 0.0),
+                    p95_s=None if idle else 0.025,
+                )
+            )
+        )
+    return points
 
 
 def drill_data(directory: Path, count: int = 3) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -141,3 +165,34 @@ def gameday_data(scenarios: tuple[str, ...] = ("kill-replica", "lb-crash")) -> d
         "passed": True,
         "scenarios": results,
     }
+
+
+def pitr_data(directory: Path, count: int = 3) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`count` point-in-time drills through the real record (`pitr_report.write`): JSON,
+    Markdown, HTML and the history lines on disk. Returns the newest as JSON and the history."""
+    from pipelines.backups.pitr_report import HISTORY, PitrDrillReport, write
+    from pipelines.backups.report import history
+
+    report = PitrDrillReport("x", "local", "production", "")
+    for n in range(count):
+        report = PitrDrillReport(
+            id=f"pitr-{n}",
+            target="local",
+            environment="production",
+            started_at=f"2026-12-0{n + 1}T10:00:00.00Z",
+            point=f"2026-12-0{n + 1}T10:00:30.00Z",
+            orders_written=120,
+            orders_expected=60,
+            orders_in_copy=60,
+            restore={
+                "backup_id": f"base-{n}",
+                "durations": {"copy_s": 2.0 + n, "stage_s": 0.5, "replay_s": 1.5 + n},
+            },
+            recovered_to=f"2026-12-0{n + 1} 10:00:29.8 UTC",
+            rpo_s=0.2 + n / 10,
+            rto_s=9.0 + 2 * n,
+            replay_mb_s=40.0 + n,
+            seconds=30.0,
+        )
+        write(report, directory)
+    return report.to_json(), history(directory, HISTORY)

@@ -25,13 +25,16 @@ TRAFFIC_SERIES = [
     timeline.P95,
     timeline.ERROR_RATE,
 ]
+SERVER_SERIES = [timeline.SERVER_REQUESTS, timeline.SERVER_P95, timeline.SERVER_ERROR_RATE]
 
 
-def test_deploy_timeline_renders_series_and_every_event_kind(tmp_path: Path) -> None:
+def test_deploy_timeline_renders_client_and_server_series_and_every_event_kind(
+    tmp_path: Path,
+) -> None:
     page = deploy.write(samples.deploy_data(), tmp_path / "deploy.html")
     dom = chromium.dump_dom(page)
     assert chromium.charts(dom) == 1
-    assert chromium.legend(dom) == TRAFFIC_SERIES + [
+    assert chromium.legend(dom) == TRAFFIC_SERIES + SERVER_SERIES + [
         timeline.EVENT_PREFIX + kind for kind in samples.DEPLOY_EVENT_KINDS
     ]
     # The bake window is shaded and labelled in each of the three panels.
@@ -68,3 +71,20 @@ def test_gameday_report_renders_one_timeline_per_scenario_with_the_fault_shaded(
         f"fault: {n}" for n in ("kill-replica", "lb-crash", "db-outage") for _ in "123"
     ]
     chromium.screenshot(page, SCREENSHOTS / "gameday.png", height=3000)
+
+
+def test_pitr_report_renders_phases_against_the_rto_and_the_trend(tmp_path: Path) -> None:
+    report, _ = samples.pitr_data(tmp_path)
+    page = Path(report["paths"]["html"])  # written by the drill's own record
+    dom = chromium.dump_dom(page)
+    assert chromium.charts(dom) == 2
+    names = chromium.legend(dom)
+    assert set(names[:5]) == {
+        "base backup copy",
+        "WAL staging",
+        "replay",
+        "replica ready",
+        "RTO 13.0 s",
+    }
+    assert names[5:] == [drill.RTO_TRACE, drill.RPO_TRACE, drill.REPLAY_TRACE]
+    chromium.screenshot(page, SCREENSHOTS / "pitr.png")

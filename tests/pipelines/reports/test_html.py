@@ -42,6 +42,33 @@ def test_timeline_draws_each_series_and_one_marker_trace_per_event_kind() -> Non
     assert min(error_rate) == 0
 
 
+def test_the_services_own_metrics_are_series_of_their_own_in_the_same_panels() -> None:
+    data = samples.deploy_data()
+    fig = timeline.figure("t", data["traffic"], data["events"], server=data["server"])
+    by_name = {trace.name: trace for trace in fig.data}
+    names = [trace.name for trace in fig.data]
+    assert names[5:8] == [timeline.SERVER_REQUESTS, timeline.SERVER_P95, timeline.SERVER_ERROR_RATE]
+    assert names[8:] == [timeline.EVENT_PREFIX + k for k in samples.DEPLOY_EVENT_KINDS]
+    # Same panels as the client's series: requests, latency, error rate.
+    for server, client in (
+        (timeline.SERVER_REQUESTS, timeline.REQUESTS),
+        (timeline.SERVER_P95, timeline.P95),
+        (timeline.SERVER_ERROR_RATE, timeline.ERROR_RATE),
+    ):
+        assert by_name[server].yaxis == by_name[client].yaxis
+        assert by_name[server].line.dash == "dash"
+    p95 = list(by_name[timeline.SERVER_P95].y)
+    assert p95[4] is None and p95[0] == pytest.approx(25.0)  # ms; the idle scrape is a gap
+    assert max(e for e in by_name[timeline.SERVER_ERROR_RATE].y if e is not None) == (
+        pytest.approx(100 / 3)
+    )
+    # A deploy report without them (step 7 never ran) draws the client's alone, and says so.
+    bare = {**data, "server": []}
+    assert timeline.SERVER_P95 not in deploy.html(bare)
+    assert "none recorded (step 7 did not run)" in deploy.html(bare)
+    assert "20 readings of the service" in deploy.html(data)
+
+
 def test_bake_window_is_paired_from_its_events() -> None:
     events = [
         {"at": 10.0, "kind": "bake_start", "label": ""},
@@ -64,3 +91,53 @@ def test_drill_trend_reads_sizes_from_the_reports_on_disk(tmp_path: Path) -> Non
     phases = drill.phases_figure(report)
     assert [t.name for t in phases.data][:5] == ["dump", "restore", "verify", "replica", "smoke"]
     assert phases.layout.shapes[0].x0 == report["rto_s"]
+
+
+def test_pitr_page_draws_the_restore_phases_to_the_rto_and_the_trend(tmp_path: Path) -> None:
+    report, history = samples.pitr_data(tmp_path)
+    phases = drill.pitr_phases(report)
+    assert [(p["name"], p["seconds"]) for p in phases] == [
+        ("base backup copy", 4.0),
+        ("WAL staging", 0.5),
+        ("replay", 3.5),
+        ("replica ready", 5.0),  # the rest of the 13 s RTO
+    ]
+    figure = drill.phases_figure({"phases": phases, "rto_s": report["rto_s"]})
+    assert sum(t.x[0] for t in figure.data if t.type == "bar") == pytest.approx(13.0)
+    drills = drill.past_pitr_drills(history)
+    assert [d["replay_mb_s"] for d in drills] == [40.0, 41.0, 42.0]  # from each JSON on disk
+    trend = drill.trend_figure(drills, (drill.REPLAY_TRACE, "replay_mb_s", "MB/s"))
+    assert [t.name for t in trend.data] == [drill.RTO_TRACE, drill.RPO_TRACE, drill.REPLAY_TRACE]
+    assert list(trend.data[0].y) == [9.0, 11.0, 13.0]
+    # pitr_report.write drew the page next to the JSON and Markdown, with the RPO on it.
+    page = Path(report["paths"]["html"])
+    assert page == tmp_path / "pitr-2.html" and page.exists()
+    text = page.read_text()
+    assert "RPO 0.40 s" in text and "Plotly.newPlot" in text and "Trend over 3 PITR" in text
+
+
+def test_the_pitr_summary_prints_where_the_page_is(tmp_path: Path) -> None:
+    from pipelines.backups.pitr_report import PitrDrillReport, write
+
+    report = PitrDrillReport("pitr-x", "local", "staging", "2026-12-03T10:00:00.00Z", rto_s=5.0)
+    write(report, tmp_path)
+    assert f"plots:  {tmp_path / 'pitr-x.html'}" in report.summary()
+    assert (tmp_path / "pitr-x.html").exists()
+
+
+def test_a_failed_pitr_drill_marks_its_last_phase_and_lists_the_problem() -> None:
+    report = {
+        "id": "pitr-bad",
+        "ok": False,
+        "restore": {"durations": {"copy_s": 1.0, "stage_s": 0.2}},
+        "rto_s": None,
+        "failure": "replay stopped: WAL segment 0000000100000000000000A3 missing",
+        "mismatches": [],
+    }
+    phases = drill.pitr_phases(report)
+    assert [(p["name"], p["ok"]) for p in phases] == [
+        ("base backup copy", True),
+        ("WAL staging", False),
+    ]
+    text = drill.pitr_html(report, [])
+    assert "segment 0000000100000000000000A3 missing" in text and "FAILED" in text

@@ -29,7 +29,9 @@ TG = "targetgroup/drydock-staging-tg/73e2d6bc24d8a067"
 ALARMS = Names("staging").alarms
 
 
-def metric_request(token: str | None = None) -> dict[str, Any]:
+def metric_request(
+    token: str | None = None, period: int = 600, start: float = END - 600
+) -> dict[str, Any]:
     def query(qid: str, name: str, stat: str, tg: bool) -> dict[str, Any]:
         dims = [{"Name": "LoadBalancer", "Value": LB}]
         if tg:
@@ -42,7 +44,7 @@ def metric_request(token: str | None = None) -> dict[str, Any]:
                     "MetricName": name,
                     "Dimensions": dims,
                 },
-                "Period": 600,
+                "Period": period,
                 "Stat": stat,
             },
             "ReturnData": True,
@@ -55,7 +57,7 @@ def metric_request(token: str | None = None) -> dict[str, Any]:
             query("target5xx", "HTTPCode_Target_5XX_Count", "Sum", True),
             query("elb5xx", "HTTPCode_ELB_5XX_Count", "Sum", False),
         ],
-        "StartTime": dt.datetime.fromtimestamp(END - 600, dt.UTC),
+        "StartTime": dt.datetime.fromtimestamp(start, dt.UTC),
         "EndTime": dt.datetime.fromtimestamp(END, dt.UTC),
         "ScanBy": "TimestampAscending",
     }
@@ -201,3 +203,66 @@ def test_a_window_ending_now_waits_for_cloudwatch_to_catch_up(fake_time: Any) ->
     assert seen.requests == 0 and seen.p95_s is None and seen.error_rate == 0.0
     [waited] = fake_time.sleeps
     assert env.metric_lag_s - 31 < waited <= env.metric_lag_s - 30
+
+
+def minute(n: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(END - 600 + 60 * n, dt.UTC)
+
+
+def test_server_metrics_are_the_albs_minutes_through_the_operations_capability() -> None:
+    """Per minute: RequestCount / 60, (target + ELB 5xx) / RequestCount, the targets' p95;
+    a minute without requests has neither a rate of errors nor a p95."""
+    cloudwatch = client("cloudwatch")
+    with Stubber(cloudwatch) as cw:
+        cw.add_response(
+            "get_metric_data",
+            {
+                "MetricDataResults": [
+                    {"Id": "p95", "Timestamps": [minute(0), minute(1)], "Values": [0.2, 0.3]},
+                    {
+                        "Id": "requests",
+                        "Timestamps": [minute(0), minute(1), minute(2)],
+                        "Values": [600.0, 1200.0, 0.0],
+                    },
+                ],
+                "NextToken": "n1",
+            },
+            # the window's start is floored to its minute, as CloudWatch aligns periods
+            metric_request(period=60, start=END - 600),
+        )
+        cw.add_response(
+            "get_metric_data",
+            {
+                "MetricDataResults": [
+                    {"Id": "target5xx", "Timestamps": [minute(1)], "Values": [4.0]},
+                    {"Id": "elb5xx", "Timestamps": [minute(1)], "Values": [2.0]},
+                ]
+            },
+            metric_request("n1", period=60, start=END - 600),
+        )
+        env = environment(
+            {"cloudwatch": cloudwatch}, load_balancer_arn_suffix=LB, target_group_arn_suffix=TG
+        )
+        points = env.operations.server_metrics(END - 570, END)
+        cw.assert_no_pending_responses()
+    assert [(p.at, p.period_s) for p in points] == [
+        (minute(n).timestamp() + 60, 60.0) for n in range(3)
+    ]
+    assert [p.requests_per_s for p in points] == [10.0, 20.0, 0.0]
+    assert [p.error_rate for p in points] == [0.0, pytest.approx(0.005), None]
+    assert [p.p95_s for p in points] == [0.2, 0.3, None]
+
+
+def test_server_metrics_say_what_failed_when_cloudwatch_refuses() -> None:
+    from pipelines.targets.base import TargetError
+
+    cloudwatch = client("cloudwatch")
+    with Stubber(cloudwatch) as cw:
+        cw.add_client_error(
+            "get_metric_data", "AccessDenied", "not authorized to get_metric_data", 403
+        )
+        env = environment(
+            {"cloudwatch": cloudwatch}, load_balancer_arn_suffix=LB, target_group_arn_suffix=TG
+        )
+        with pytest.raises(TargetError, match="reading the service's metrics"):
+            env.operations.server_metrics(END - 600, END)

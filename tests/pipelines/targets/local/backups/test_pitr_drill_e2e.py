@@ -33,5 +33,8 @@ def test_pitr_drill_of_the_live_environment(local_staging: LocalStack, tmp_path:
     saved = json.loads(Path(report.paths["json"]).read_text())
     assert saved["ok"] is True and saved["point"] == report.point
     assert Path(report.paths["markdown"]).read_text().startswith("# Point-in-time recovery")
+    page = Path(report.paths["html"]).read_text()  # the phases to the RTO, the trend
+    assert "Phases against the RTO" in page and "replay" in page and "Plotly.newPlot" in page
+    assert f"plots:  {report.paths['html']}" in lines[-1]
     assert ledger.entries(env="staging", kind="pitr-drill")[-1]["ok"] is True
     assert not list(env.layout.postgres.parent.glob("pitr-*")), "the copy was left behind"
