@@ -37,9 +37,10 @@ def play(
     weaken: str = "",
     reports: Path = REPORTS,
     settings: Mapping[str, Any] | None = None,
+    timing: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """`settings`: extra `drydock:` stack settings for the scratch environments (a test
-    picks the rollout strategy and a shorter bake, say)."""
+    picks the rollout strategy and a shorter bake, say); `timing`: the game day's waits."""
     saved = os.environ.get(WEAKENINGS.get(weaken, ""), None) if weaken else None
     if weaken:  # the agent reads it when it starts, inside scratch.environment()
         os.environ[WEAKENINGS[weaken]] = "0"
@@ -47,7 +48,7 @@ def play(
         with scratch_environments("drydock-gameday-", **(settings or {})) as scratch:
             production = scratch.environment("production")
             print(f"bench.gameday: scratch production at {production.url}", flush=True)
-            return run(production, names, reports, target=get_target("local"))
+            return run(production, names, reports, target=get_target("local"), timing=timing)
     finally:
         if weaken:
             if saved is None:

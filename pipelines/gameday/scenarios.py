@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,26 @@ def load(path: Path = FILE, known_faults: Sequence[str] = ()) -> Plan:
         float(defaults.get("settle_s", 3)),
         float(defaults.get("max_wait_s", 90)),
         float(defaults.get("quiet_s", 35)),
+    )
+
+
+TIMING = ("traffic_before_s", "settle_s", "max_wait_s", "quiet_s")
+
+
+def with_timing(plan: Plan, timing: Mapping[str, float]) -> Plan:
+    unknown = sorted(set(timing) - set(TIMING))
+    if unknown:
+        raise ScenarioError(f"unknown game day timing {', '.join(unknown)}; known: {TIMING}")
+    bad = sorted(k for k, v in timing.items() if not v >= 0)
+    if bad:
+        raise ScenarioError(f"game day timing {', '.join(bad)} must be seconds >= 0")
+    seconds = {k: float(timing.get(k, getattr(plan, k))) for k in TIMING}
+    return replace(
+        plan,
+        traffic_before_s=seconds["traffic_before_s"],
+        settle_s=seconds["settle_s"],
+        max_wait_s=seconds["max_wait_s"],
+        quiet_s=seconds["quiet_s"],
     )
 
 

@@ -198,3 +198,14 @@ def test_a_bad_deploys_report_is_named_in_the_game_days_markdown() -> None:
     result = run.failed_to_start(errors, FAULT_AT, "") | {"deploy_report": "/r/deploy/report.md"}
     data = {"environment": "production", "started_at": 0, "finished_at": 1, "scenarios": [result]}
     assert "its deploy report, with the timeline: `/r/deploy/report.md`" in report.markdown(data)
+
+
+def test_timing_replaces_the_files_waits_and_refuses_what_it_does_not_know() -> None:
+    plan = scenarios.load()
+    faster = scenarios.with_timing(plan, {"quiet_s": 20, "max_wait_s": 30})
+    assert (faster.quiet_s, faster.max_wait_s) == (20.0, 30.0)
+    assert faster.scenarios == plan.scenarios and faster.settle_s == plan.settle_s
+    with pytest.raises(scenarios.ScenarioError, match="unknown game day timing hold_s"):
+        scenarios.with_timing(plan, {"hold_s": 1})
+    with pytest.raises(scenarios.ScenarioError, match="quiet_s must be seconds >= 0"):
+        scenarios.with_timing(plan, {"quiet_s": -1})
