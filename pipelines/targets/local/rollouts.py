@@ -104,11 +104,13 @@ class Rollouts:
     def restart(
         self, flags: dict[str, bool] | None = None, timeout_s: float = 30.0
     ) -> RolloutResult:
-        """A rolling restart of the running release (new secrets or flags)."""
+        """A rolling restart of the running release (new secrets or flags): the stable one,
+        not the desired one, which still names a release whose rollout was reversed."""
         desired = self.desired()
         if desired is None:
             raise TargetError(f"{self.name}: nothing is deployed yet")
-        return self._apply(desired["release"], timeout_s, flags=flags)
+        stable = self.observed().get("stable") or {}
+        return self._apply(stable.get("release") or desired["release"], timeout_s, flags=flags)
 
     def history(self) -> list[dict[str, Any]]:
         """Releases this environment completed rollouts of, oldest first."""

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from pipelines import operations
+from pipelines.gameday.bad_release import KINDS
 from pipelines.targets.base import TargetError
 from pipelines.targets.local.ledger import FileLedger
 from pipelines.traffic.loadgen import Load, get
@@ -118,3 +119,22 @@ def test_incident_timeline_orders_ledger_and_alarm_events(
     assert "error-rate OK -> ALARM" in text
     with pytest.raises(TargetError, match="--since"):
         operations.timeline("staging", "yesterday-ish", ledger=ledger)
+
+
+def test_a_flag_change_after_a_reversed_rollout_restarts_the_release_that_serves(
+    local_staging: LocalStack, tmp_path: Path
+) -> None:
+    """The desired state still names a release whose rollout the circuit breaker reversed;
+    a restart (a flag, a rotated secret) must bring back the one serving, not retry it."""
+    env = local_staging.environment
+    serving = env.current_release()
+    unready = KINDS["bad-release-unready"]
+    bad = build_release(tmp_path, unready.message, {unready.path: unready.edit})
+    reversed_ = env.rollout(bad, 10.0)
+    assert not reversed_.ok and env.current_release() == serving
+    assert (env.desired() or {})["release"]["id"] == bad.id
+    ledger = FileLedger(tmp_path / "ledger.jsonl")
+    message = operations.set_flags("staging", ["ORDERS_ENABLED=true"], ledger=ledger)
+    assert "ORDERS_ENABLED=true" in message
+    assert env.current_release() == serving
+    assert (env.desired() or {})["release"]["id"] == serving
