@@ -134,7 +134,11 @@ def test_a_flag_change_after_a_reversed_rollout_restarts_the_release_that_serves
     assert not reversed_.ok and env.current_release() == serving
     assert (env.desired() or {})["release"]["id"] == bad.id
     ledger = FileLedger(tmp_path / "ledger.jsonl")
-    message = operations.set_flags("staging", ["ORDERS_ENABLED=true"], ledger=ledger)
-    assert "ORDERS_ENABLED=true" in message
+    try:
+        message = operations.set_flags("staging", ["ORDERS_ENABLED=false"], ledger=ledger)
+        assert "ORDERS_ENABLED=false" in message, message
+        assert env.current_release() == serving
+        assert (env.desired() or {})["release"]["id"] == serving
+    finally:
+        operations.set_flags("staging", ["ORDERS_ENABLED=true"], ledger=ledger)
     assert env.current_release() == serving
-    assert (env.desired() or {})["release"]["id"] == serving
