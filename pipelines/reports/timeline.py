@@ -67,7 +67,6 @@ def figure(
     p50_ms, p95_ms); `events` are dicts with at, kind, label (and env); `server` are
     `targets.base.ServerMetrics` rows as dicts (at, period_s, requests_per_s, error_rate,
     p95_s), drawn when there are any."""
-    from plotly import graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(
@@ -88,19 +87,7 @@ def figure(
         (P95, [float(s["p95_ms"]) for s in seconds], 2, "#9a6700"),
         (ERROR_RATE, rate, 3, "#cf222e"),
     ]
-    for name, values, row, colour in series:
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=values,
-                name=name,
-                mode="lines+markers",
-                marker={"size": 3},
-                line={"color": colour, "width": 1.5},
-            ),
-            row=row,
-            col=1,
-        )
+    _add_lines(fig, x, series, marker={"size": 3}, line={"width": 1.5})
     _add_server(fig, server)
     server_rates = [float(p["requests_per_s"] or 0) for p in server]
     top = max([*requests, *server_rates], default=1) * 1.08 or 1.0
@@ -176,7 +163,6 @@ def _scaled(value: Any, factor: float) -> float | None:
 def _add_server(fig: Any, server: Sequence[Mapping[str, Any]]) -> None:
     """The service's own requests/s, p95 and error rate, dashed, beside the client's. A point
     without a value (no requests in its interval) leaves a gap, not a zero."""
-    from plotly import graph_objects as go
 
     if not server:
         return
@@ -186,6 +172,27 @@ def _add_server(fig: Any, server: Sequence[Mapping[str, Any]]) -> None:
         (SERVER_P95, [_scaled(p.get("p95_s"), 1000) for p in server], 2, "#bc4c00"),
         (SERVER_ERROR_RATE, [_scaled(p.get("error_rate"), 100) for p in server], 3, "#82071e"),
     ]
+    _add_lines(
+        fig,
+        x,
+        series,
+        marker={"size": 4, "symbol": "square"},
+        line={"width": 2, "dash": "dash"},
+        connectgaps=False,
+    )
+
+
+def _add_lines(
+    fig: Any,
+    x: Sequence[Any],
+    series: Sequence[tuple[str, object, int, str]],
+    marker: dict[str, Any],
+    line: dict[str, Any],
+    **scatter: Any,
+) -> None:
+    """One line per (name, values, row, colour), in the timeline's rows."""
+    import plotly.graph_objects as go
+
     for name, values, row, colour in series:
         fig.add_trace(
             go.Scatter(
@@ -193,9 +200,9 @@ def _add_server(fig: Any, server: Sequence[Mapping[str, Any]]) -> None:
                 y=values,
                 name=name,
                 mode="lines+markers",
-                marker={"size": 4, "symbol": "square"},
-                line={"color": colour, "width": 2, "dash": "dash"},
-                connectgaps=False,
+                marker=marker,
+                line={"color": colour, **line},
+                **scatter,
             ),
             row=row,
             col=1,
