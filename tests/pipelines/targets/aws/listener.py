@@ -43,8 +43,8 @@ def forward(weights: Weights) -> dict[str, Any]:
     return {"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}
 
 
-def rules(elbv2: Stubber, production: Weights, probes: Weights) -> None:
-    """Both rules read; the probes rule given the production rule's weights if it differs."""
+def described(elbv2: Stubber, production: Weights, probes: Weights) -> None:
+    """Both rules read, with these weights."""
     elbv2.add_response(
         "describe_rules",
         {
@@ -55,6 +55,11 @@ def rules(elbv2: Stubber, production: Weights, probes: Weights) -> None:
         },
         {"RuleArns": [RULE, PROBES]},
     )
+
+
+def rules(elbv2: Stubber, production: Weights, probes: Weights) -> None:
+    """Both rules read; the probes rule given the production rule's weights if it differs."""
+    described(elbv2, production, probes)
     if probes != production:
         elbv2.add_response(
             "modify_rule",

@@ -41,7 +41,7 @@ from tests.pipelines.targets.aws.listener import (
     PROBES,
     RULE,
     Weights,
-    forward,
+    described,
     rules,
     with_rule,
 )
@@ -423,16 +423,7 @@ def test_status_names_a_probes_rule_left_apart_from_the_production_rule(
 ) -> None:
     elbv2 = client("elbv2")
     with Stubber(elbv2) as stub:
-        stub.add_response(
-            "describe_rules",
-            {
-                "Rules": [
-                    {"RuleArn": RULE, "Actions": [forward(production)]},
-                    {"RuleArn": PROBES, "Actions": [forward(probes)]},
-                ]
-            },
-            {"RuleArns": [RULE, PROBES]},
-        )
+        described(stub, production, probes)
         found = probes_drift(elbv2, RULE, PROBES)
         stub.assert_no_pending_responses()  # read only: nothing modified
     if drifted:
