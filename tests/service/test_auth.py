@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +27,8 @@ from tests.service.auth_flow import (
     use_fast_hashing,
 )
 from tests.service.conftest import AppFactory, client_for
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
 
@@ -212,6 +217,28 @@ async def test_passwords_stored_as_argon2id(app: DrydockAPI, client: httpx.Async
     assert stored.startswith("$argon2id$")
     assert PASSWORD not in stored
     assert hashlib.sha256(PASSWORD.encode()).hexdigest() not in stored
+
+
+def test_the_unknown_account_hash_is_made_on_first_use_with_the_production_parameters() -> None:
+    """Importing the service hashes nothing (each replica and one-off imports it); the first
+    login for an unknown email makes the dummy hash it verifies against, once, with the
+    parameters a real account's hash has, so both cost the same."""
+    probe = (
+        "import argon2\n"
+        "made = []\n"
+        "real = argon2.PasswordHasher.hash\n"
+        "argon2.PasswordHasher.hash = lambda self, *a, **k: made.append(1) or real(self, *a, **k)\n"
+        "from service.security import passwords\n"
+        "assert made == [], 'hashed at import'\n"
+        "assert passwords.verify_password(None, 'any password') is False\n"
+        "assert passwords.verify_password(None, 'another') is False\n"
+        "assert made == [1], made\n"
+        "assert not passwords.needs_rehash(passwords._dummy_hash(passwords._hasher))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert done.returncode == 0, done.stderr
 
 
 async def test_weak_hash_is_upgraded_on_login(app: DrydockAPI, client: httpx.AsyncClient) -> None:
