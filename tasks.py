@@ -122,7 +122,14 @@ DEPLOY_HELP = {
 BAKE_HELP = {**DEPLOY_HELP, "bake": "seconds of the verify bake (default: the stack's window)"}
 
 
-@task(name="all", default=True, help=BAKE_HELP)
+@task(
+    name="all",
+    default=True,
+    help={
+        **BAKE_HELP,
+        "e2e": "step 1 runs the end-to-end tests too (on AWS the record must have them)",
+    },
+)
 def deploy_all(
     c: Context,
     target: str = "local",
@@ -130,11 +137,12 @@ def deploy_all(
     dry_run: bool = False,
     yes: bool = False,
     bake: float = 0,
+    e2e: bool = False,
 ) -> None:
     """The 7-step deploy: CI green, security, migrations, notes, staging, production, verify."""
     from pipelines.deploy import runner
 
-    raise SystemExit(runner.main(None, target, release, dry_run, yes, bake))
+    raise SystemExit(runner.main(None, target, release, dry_run, yes, bake, e2e))
 
 
 @task(name="staging", help=DEPLOY_HELP)
@@ -268,13 +276,14 @@ STEP_HELP = {
     help={
         "coverage": "minimum coverage of service/ in percent",
         "keep_going": "run every gate even after one fails",
+        "e2e": "--no-e2e leaves out the end-to-end tests: a record for local deploys only",
     }
 )
-def check(c: Context, coverage: int = 90, keep_going: bool = False) -> None:
+def check(c: Context, coverage: int = 90, keep_going: bool = False, e2e: bool = True) -> None:
     """The gates on a clean tree, recorded in reports/gates/<sha>.json for deploy step 1."""
     from pipelines.deploy import gates
 
-    raise SystemExit(gates.check_command(ROOT, coverage, keep_going))
+    raise SystemExit(gates.check_command(ROOT, coverage, keep_going, e2e))
 
 
 @task(name="ci", help=STEP_HELP)

@@ -52,6 +52,8 @@ class DeployOptions:
     # Step 1 without a green record for the sha: run the gates here. The local default, so
     # one command releases a fresh checkout; on AWS the record must come from CI.
     run_gates: bool | None = None
+    # Step 1 with the end-to-end tests: always on AWS; locally when asked (`--e2e`).
+    e2e_gates: bool | None = None
     reports: Path = ROOT / "reports" / "deploys"
 
 
@@ -111,6 +113,7 @@ def context(options: DeployOptions) -> tuple[StepContext, Ledger]:
             "run_gates": options.target == "local"
             if options.run_gates is None
             else options.run_gates,
+            "e2e_gates": options.e2e_gates,
         },
     )
     ctx.release = target.release(options.release, sha)
@@ -296,9 +299,15 @@ def main(
     dry_run: bool = False,
     yes: bool = False,
     bake: float = 0,
+    e2e: bool = False,
 ) -> int:
     """`invoke deploy` and its steps 5-7 alone (`only`: deploy.staging, .production, .verify)."""
     options = DeployOptions(
-        target=target, release=release or None, dry_run=dry_run, assume_yes=yes, bake_s=bake or None
+        target=target,
+        release=release or None,
+        dry_run=dry_run,
+        assume_yes=yes,
+        bake_s=bake or None,
+        e2e_gates=True if e2e else None,
     )
     return run(options, only=only)

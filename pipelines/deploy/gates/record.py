@@ -4,6 +4,11 @@ reports/gates/<sha>.json; deploy step 1 asks `verify_record` whether a commit ha
 A record is filed under its commit and carries the content key of what the gates read
 (inputs.py). A commit passes with the green record of its own sha, or with the green record
 of any commit whose key is the same: one that differs only in documentation.
+
+A record also says whether the end-to-end tests ran (`e2e`). A local deploy's step 1 runs
+the gates without them and accepts either kind; a deploy to AWS asks for a record with them,
+which is what CI writes (`invoke check`). They drive whole local environments, and are half
+of the suite's time while adding nothing to its coverage (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -93,8 +98,10 @@ def check(
     keep_going: bool = False,
     stream: str | None = None,
     echo: Callable[[str], None] = say,
+    e2e: bool = True,
 ) -> dict[str, Any]:
-    """`invoke check`: refuse a dirty tree, run the gates, write and return the record."""
+    """`invoke check`: refuse a dirty tree, run the gates, write and return the record.
+    `gates`, when given, stand for the whole list and `e2e` only labels the record."""
     dirty = dirty_files(root)
     if dirty:
         raise DirtyTreeError(dirty)
@@ -102,7 +109,7 @@ def check(
     inputs = inputs_for(root, sha, settings(coverage))
     (root / COVERAGE_JSON).unlink(missing_ok=True)  # a stale report must not be recorded
     started, clock = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.monotonic()
-    gate_list = list(gates) if gates is not None else quality_gates(coverage)
+    gate_list = list(gates) if gates is not None else quality_gates(coverage, e2e=e2e)
     results = run_gates(gate_list, root, keep_going, echo=echo, stream=stream)
     echo(summary(results, gate_list, root, time.monotonic() - clock))
     changed = dirty_files(root)
@@ -116,6 +123,7 @@ def check(
         "gates": [asdict(r) for r in results],
         "failed_gates": [r.name for r in results if r.exit_status is not None and not r.ok],
         "tests": tests_counted(root, gate_list),
+        "e2e": e2e,
         "coverage_percent": coverage_percent(root),
         "coverage_threshold": coverage,
         "tools": tool_versions(),
@@ -190,11 +198,35 @@ def _in_github_actions(environ: Mapping[str, str]) -> bool:
     return environ.get("GITHUB_ACTIONS") == "true"
 
 
+def ran_e2e(record: Mapping[str, Any]) -> bool:
+    # Records from before the field ran the whole suite.
+    return record.get("e2e", True) is not False
+
+
 def verify_record(
-    root: Path, sha: str, coverage: int = 90, environ: Mapping[str, str] = os.environ
+    root: Path,
+    sha: str,
+    coverage: int = 90,
+    environ: Mapping[str, str] = os.environ,
+    need_e2e: bool = False,
 ) -> Verdict:
     """Whether `sha` has passed the gates: its own green record with the content key of
-    what is installed now, or the green record of a commit with the same key."""
+    what is installed now, or the green record of a commit with the same key. With
+    `need_e2e`, only a record of a run with the end-to-end tests counts."""
+    verdict = _verify(root, sha, coverage, environ)
+    if need_e2e and verdict.ok and verdict.record is not None and not ran_e2e(verdict.record):
+        recorded = str(verdict.record.get("sha", sha))
+        return Verdict(
+            False,
+            f"the gates for {recorded[:12]} ran without the end-to-end tests, and this deploy "
+            "needs them: run `invoke check` (CI's run has them)",
+            verdict.record,
+            verdict.reused_from,
+        )
+    return verdict
+
+
+def _verify(root: Path, sha: str, coverage: int, environ: Mapping[str, str]) -> Verdict:
     try:
         inputs = inputs_for(root, sha, settings(coverage))
     except InputsError as exc:
@@ -270,17 +302,21 @@ def _why_none(root: Path, sha: str, inputs: Inputs) -> str:
     return f"no gate record for {sha[:12]} (the newest is for {other[:12]}; {why})"
 
 
-def check_command(root: Path, coverage: int, keep_going: bool = False) -> int:
+def check_command(root: Path, coverage: int, keep_going: bool = False, e2e: bool = True) -> int:
     """`invoke check`: the gates on a clean tree, recorded for deploy step 1."""
     from pipelines.deploy.steps import exit_code_for
 
     try:
-        record = check(root, coverage, keep_going=keep_going)
+        record = check(root, coverage, keep_going=keep_going, e2e=e2e)
     except DirtyTreeError as exc:
         print(f"check refused: {exc}", file=sys.stderr)
         return exit_code_for(1)
     verdict = "green" if record["green"] else "NOT green"
-    print(f"check: {record['sha'][:12]} is {verdict}; record: {record_path(root, record['sha'])}")
+    tests = "" if e2e else " without the end-to-end tests (enough for a local deploy only)"
+    print(
+        f"check: {record['sha'][:12]} is {verdict}{tests}; "
+        f"record: {record_path(root, record['sha'])}"
+    )
     return 0 if record["green"] else exit_code_for(1)
 
 

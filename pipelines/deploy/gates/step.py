@@ -3,6 +3,10 @@ GitHub Actions the ci job's result, or, where asked (the local default), run the
 
 In GitHub Actions the deploy workflow downloads the record its `ci` job wrote; if it is
 missing there, the job's own result may stand in for it (`github_ci_result`).
+
+The local target accepts a record of the gates without the end-to-end tests, and runs them
+that way; AWS needs a record with them (record.py), unless the deploy asks for them anyway
+(`invoke deploy --e2e`, the `e2e_gates` option).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pipelines.deploy.gates.record import (
     Verdict,
     check,
     head_sha,
+    ran_e2e,
     record_path,
     verify_record,
 )
@@ -64,8 +69,18 @@ class CiGreenStep:
     def _environ(self) -> Mapping[str, str]:
         return os.environ if self.environ is None else self.environ
 
+    @staticmethod
+    def needs_e2e(ctx: StepContext) -> bool:
+        asked = ctx.options.get("e2e_gates")
+        return bool(asked) if asked is not None else getattr(ctx.target, "name", "") != "local"
+
+    def _verify(self, ctx: StepContext) -> Verdict:
+        return verify_record(
+            ctx.root, ctx.sha, self.coverage, self._environ(), need_e2e=self.needs_e2e(ctx)
+        )
+
     def _decide(self, ctx: StepContext) -> tuple[Verdict, str | None]:
-        verdict = verify_record(ctx.root, ctx.sha, self.coverage, self._environ())
+        verdict = self._verify(ctx)
         from_ci = None if verdict.ok else github_ci_result(ctx.sha, self._environ())
         return verdict, from_ci
 
@@ -76,7 +91,10 @@ class CiGreenStep:
         if from_ci:
             return StepPlan(f"{verdict.reason}; accepting {from_ci}", ("accept the CI result",))
         if self._runs_gates(ctx):
-            return StepPlan(verdict.reason, ("run the gates (invoke check) on this checkout",))
+            which = "" if self.needs_e2e(ctx) else ", without the end-to-end tests"
+            return StepPlan(
+                verdict.reason, (f"run the gates (invoke check) on this checkout{which}",)
+            )
         return StepPlan(
             verdict.reason,
             blockers=(f"{verdict.reason}: run `invoke check` on a clean checkout of {ctx.sha}",),
@@ -89,19 +107,21 @@ class CiGreenStep:
             refused = self._run_gates(ctx)
             if refused:
                 return StepResult(False, refused).timed(started)
-            verdict = verify_record(ctx.root, ctx.sha, self.coverage, self._environ())
+            verdict = self._verify(ctx)
         recorded_sha = verdict.reused_from or ctx.sha
         evidence: dict[str, Any] = {"record": str(record_path(ctx.root, recorded_sha))}
         if verdict.record is not None:
             fields = ("green", "coverage_percent", "finished", "host", "content_key")
             evidence.update({k: verdict.record.get(k) for k in fields})
+            evidence["e2e"] = ran_e2e(verdict.record)
         if verdict.reused_from:
             evidence["reused_from"] = verdict.reused_from
         ctx.facts["gates"] = evidence
         if verdict.ok:
             record = verdict.record or {}
+            without = "" if ran_e2e(record) else " (without the end-to-end tests)"
             summary = (
-                f"{verdict.reason}: coverage {record.get('coverage_percent')} %, "
+                f"{verdict.reason}{without}: coverage {record.get('coverage_percent')} %, "
                 f"finished {record.get('finished')} on {record.get('host')}"
             )
             return StepResult(True, summary, evidence, verdict.warnings).timed(started)
@@ -123,7 +143,7 @@ class CiGreenStep:
         if head != ctx.sha:
             return f"the checkout is at {head[:12]}, not {ctx.sha[:12]}: check out {ctx.sha} first"
         try:
-            check(ctx.root, self.coverage, self.gates)
+            check(ctx.root, self.coverage, self.gates, e2e=self.needs_e2e(ctx))
         except DirtyTreeError as exc:
             return f"cannot run the gates: {exc}"
         return None

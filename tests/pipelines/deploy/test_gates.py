@@ -19,6 +19,8 @@ from pipelines.deploy.gates import CiGreenStep, DirtyTreeError, Gate
 from pipelines.deploy.gates.commands import LOGS, STACKS, STACKS_ENV
 from pipelines.deploy.gates.run import summary
 from pipelines.deploy.steps import StepContext
+from pipelines.targets.aws.target import AwsTarget
+from pipelines.targets.base import Target
 from pipelines.targets.local.target import LocalTarget
 from tests.pipelines.deploy.git_helpers import GitRepo
 
@@ -39,6 +41,9 @@ def _wait_for(path: str, then: str = "") -> str:
 
 
 OK = [_gate("lint", "pass"), _gate("tests", "print('2 passed')")]
+# What step 1 plans on the local target when no record fits: its own gates run, without the
+# end-to-end tests.
+RUNS_LOCALLY = ("run the gates (invoke check) on this checkout, without the end-to-end tests",)
 
 
 @pytest.fixture
@@ -51,9 +56,9 @@ def repo(tmp_path: Path) -> GitRepo:
     return repo
 
 
-def _ctx(repo: GitRepo, sha: str | None = None) -> StepContext:
+def _ctx(repo: GitRepo, sha: str | None = None, target: Target | None = None) -> StepContext:
     return StepContext(
-        target=LocalTarget(state_dir=repo.path / ".state"),
+        target=target or LocalTarget(state_dir=repo.path / ".state"),
         sha=sha or repo.git("rev-parse", "HEAD"),
         root=repo.path,
         reports=repo.path / "reports" / "deploy",
@@ -358,7 +363,7 @@ def test_a_change_to_what_the_gates_read_needs_a_new_record(
     assert f"no gate record for {sha[:12]}" in verdict.reason
     assert changed in verdict.reason  # it says which file the gates read changed
     runs = CiGreenStep(environ={}, run_if_missing=True, gates=OK)
-    assert runs.plan(_ctx(repo, sha)).actions == ("run the gates (invoke check) on this checkout",)
+    assert runs.plan(_ctx(repo, sha)).actions == RUNS_LOCALLY
 
 
 @pytest.mark.integration
@@ -403,7 +408,7 @@ def test_in_github_actions_the_ci_job_result_stands_in_for_a_record(repo: GitRep
 @pytest.mark.integration
 def test_step_1_can_run_the_gates_when_asked_and_the_tree_is_clean(repo: GitRepo) -> None:
     step = CiGreenStep(environ={}, run_if_missing=True, gates=OK)
-    assert step.plan(_ctx(repo)).actions == ("run the gates (invoke check) on this checkout",)
+    assert step.plan(_ctx(repo)).actions == RUNS_LOCALLY
     result = step.run(_ctx(repo))
     assert result.ok, result.summary
     assert gates.verify_record(repo.path, repo.git("rev-parse", "HEAD")).ok
@@ -445,3 +450,77 @@ def test_the_tests_draw_ports_apart_from_the_steps_beside_them(
         assert ports.scratch_range() == (21000, 23000)
         [parallel] = gates.commands.suite_passes(serial_files=[])
     assert ports.PORT_RANGE_ENV not in parallel.env
+
+
+def _selection(gate: Gate) -> str:
+    """The marker expression of a pytest pass (the -m after `-m pytest`)."""
+    argv = gate.argv
+    return argv[argv.index("-m", argv.index("pytest")) + 1]
+
+
+@pytest.mark.unit
+def test_without_e2e_the_tests_leave_out_the_end_to_end_ones_and_keep_the_threshold() -> None:
+    alone = ["tests/test_alone.py"]
+    passes = {
+        g.name: g for g in gates.quality_gates(90, python="py", serial_files=alone, e2e=False)
+    }
+    assert _selection(passes["pytest"]) == "(not e2e) and not serial"
+    assert _selection(passes["pytest-serial"]) == "(not e2e) and serial"
+    assert passes["coverage"].argv[-2:] == ("--fail-under", "90")
+    asked = gates.quality_gates(90, python="py", markers="unit", serial_files=[], e2e=False)
+    assert _selection(asked[3]) == "((unit) and not e2e) and not serial"
+    whole = gates.quality_gates(90, python="py", serial_files=[])
+    assert _selection(whole[3]) == "not serial"
+
+
+@pytest.mark.integration
+def test_a_record_without_e2e_is_enough_locally_and_not_for_aws(repo: GitRepo) -> None:
+    record = gates.check(repo.path, gates=OK, echo=lambda line: None, e2e=False)
+    assert record["e2e"] is False and record["green"] is True
+    local = _ctx(repo)
+    passed = CiGreenStep(environ={}).run(local)
+    assert passed.ok and "without the end-to-end tests" in passed.summary
+    assert local.facts["gates"]["e2e"] is False
+    aws = _ctx(repo, target=AwsTarget({}))
+    refused = CiGreenStep(environ={}).run(aws)
+    assert not refused.ok and "ran without the end-to-end tests" in refused.summary
+    assert "invoke check" in refused.summary
+    # Asked for locally (`invoke deploy --e2e`), the same record is not enough either.
+    asked = _ctx(repo)
+    asked.options["e2e_gates"] = True
+    assert not CiGreenStep(environ={}).run(asked).ok
+    # A docs-only commit reuses it on the same terms.
+    docs = repo.commit("docs: explain", {"CHANGES.md": "# app\n\nMore.\n"})
+    assert CiGreenStep(environ={}).run(_ctx(repo, docs)).ok
+    reused = gates.verify_record(repo.path, docs, environ={}, need_e2e=True)
+    assert not reused.ok and reused.reused_from == record["sha"]
+
+
+@pytest.mark.integration
+def test_a_record_with_e2e_is_enough_everywhere(repo: GitRepo) -> None:
+    record = gates.check(repo.path, gates=OK, echo=lambda line: None)
+    assert record["e2e"] is True
+    assert CiGreenStep(environ={}).run(_ctx(repo)).ok
+    assert CiGreenStep(environ={}).run(_ctx(repo, target=AwsTarget({}))).ok
+    # A record from before the field ran the whole suite.
+    path = gates.record_path(repo.path, record["sha"])
+    older = {k: v for k, v in json.loads(path.read_text()).items() if k != "e2e"}
+    path.write_text(json.dumps(older))
+    assert gates.verify_record(repo.path, record["sha"], environ={}, need_e2e=True).ok
+
+
+@pytest.mark.integration
+def test_step_1_runs_the_gates_without_e2e_locally_and_with_them_when_asked(
+    repo: GitRepo,
+) -> None:
+    step = CiGreenStep(environ={}, run_if_missing=True, gates=OK)
+    local = _ctx(repo)
+    assert step.plan(local).actions == RUNS_LOCALLY
+    assert step.run(local).ok
+    sha = repo.git("rev-parse", "HEAD")
+    assert json.loads(gates.record_path(repo.path, sha).read_text())["e2e"] is False
+    asked = _ctx(repo)
+    asked.options["e2e_gates"] = True
+    assert step.plan(asked).actions == ("run the gates (invoke check) on this checkout",)
+    assert step.run(asked).ok  # the record without them does not do: they run again
+    assert json.loads(gates.record_path(repo.path, sha).read_text())["e2e"] is True
