@@ -375,6 +375,7 @@ def bench_schema(c: Context, out: str = "reports/bench-schema.json") -> None:
         "baseline": "also time `python3 dev.py deploy` on fresh clones of this ref and of HEAD",
         "runs": "also run the README test command this many times, counting failed tests",
         "main_job": "time the fresh-clone main job at HEAD and a docs-only redeploy",
+        "e2e": "--no-e2e times the gates as a local deploy's step 1 runs them",
     },
 )
 def bench_gates(
@@ -384,13 +385,19 @@ def bench_gates(
     baseline: str = "",
     runs: int = 0,
     main_job: bool = False,
+    e2e: bool = True,
 ) -> None:
     """The gates one after the other against concurrently; the main job; repeated runs."""
     from pipelines.bench import gates_bench
 
     raise SystemExit(
         gates_bench.main(
-            out=out, gates=not skip_gates, baseline=baseline, runs=runs, main_job_head=main_job
+            out=out,
+            gates=not skip_gates,
+            baseline=baseline,
+            runs=runs,
+            main_job_head=main_job,
+            e2e=e2e,
         )
     )
 

@@ -1,7 +1,8 @@
 """`invoke bench.gates`: how long the quality gates take, and how long the main job takes.
 
 - **gates**: the gates one after the other with the tests in one process (as step 1 ran
-  them before), then concurrently with the tests on every core, same checkout, same run;
+  them before), then concurrently with the tests on every core, same checkout, same run
+  (`--no-e2e`: without the end-to-end tests, as a local deploy's step 1 runs them);
 - **main job** (`--baseline REF`): `python3 dev.py deploy` on a fresh clone of REF and of
   HEAD, each with a virtualenv installed beforehand (install excluded), on scratch ports;
   then a docs-only commit on the HEAD clone and the time its deploy takes to reach step 5
@@ -32,10 +33,10 @@ STEP_5 = "[5/7]"
 DOCS_ONLY = "docs/BENCHMARKS.md"  # what the docs-only commit changes
 
 
-def serial_gates(coverage: int) -> list[Gate]:
+def serial_gates(coverage: int, e2e: bool = True) -> list[Gate]:
     """Every gate after the one before it, the tests in one process (`-n 0`)."""
     chained: list[Gate] = []
-    for gate in quality_gates(coverage, workers_n="0"):
+    for gate in quality_gates(coverage, workers_n="0", e2e=e2e):
         chained.append(replace(gate, after=chained[-1].name if chained else None))
     return chained
 
@@ -160,7 +161,8 @@ def summary(results: dict[str, Any]) -> str:
     gates = results.get("gates")
     if gates:
         lines.append(
-            f"  gates serial {gates['serial']['wall_s']} s, parallel "
+            f"  gates{'' if gates['e2e'] else ' without the e2e tests'} serial "
+            f"{gates['serial']['wall_s']} s, parallel "
             f"{gates['parallel']['wall_s']} s: ratio {gates['ratio']} (goal <= 0.6)"
         )
     for label in ("baseline", "head"):
@@ -194,6 +196,7 @@ def main(
     runs: int = 0,
     coverage: int = 90,
     main_job_head: bool = False,
+    e2e: bool = True,
 ) -> int:
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -201,9 +204,10 @@ def main(
     }
     workdir = Path(tempfile.mkdtemp(prefix="drydock-bench-gates-"))
     if gates:
-        serial = time_gates("the gates one after the other", serial_gates(coverage))
-        parallel = time_gates("the gates concurrently", quality_gates(coverage))
+        serial = time_gates("the gates one after the other", serial_gates(coverage, e2e))
+        parallel = time_gates("the gates concurrently", quality_gates(coverage, e2e=e2e))
         results["gates"] = {
+            "e2e": e2e,
             "serial": serial,
             "parallel": parallel,
             "ratio": round(parallel["wall_s"] / serial["wall_s"], 2),

@@ -473,6 +473,18 @@ def test_without_e2e_the_tests_leave_out_the_end_to_end_ones_and_keep_the_thresh
     assert _selection(whole[3]) == "not serial"
 
 
+@pytest.mark.unit
+def test_the_bench_chains_the_gates_a_local_deploy_runs_for_its_serial_timing() -> None:
+    from pipelines.bench.gates_bench import serial_gates
+
+    chained = serial_gates(90, e2e=False)
+    assert [g.after for g in chained[1:]] == [g.name for g in chained[:-1]]
+    tests = next(g for g in chained if g.name == "pytest")
+    assert tests.argv[tests.argv.index("-n") + 1] == "0"
+    assert _selection(tests) == "(not e2e) and not serial"
+    assert _selection(next(g for g in serial_gates(90) if g.name == "pytest")) == "not serial"
+
+
 @pytest.mark.integration
 def test_a_record_without_e2e_is_enough_locally_and_not_for_aws(repo: GitRepo) -> None:
     record = gates.check(repo.path, gates=OK, echo=lambda line: None, e2e=False)

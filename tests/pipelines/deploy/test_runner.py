@@ -147,3 +147,14 @@ def test_failures_beside_each_other_are_reported_in_step_order(
         "3": False,
         "4": False,
     }
+
+
+def test_deploy_e2e_asks_step_1_for_the_end_to_end_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.deploy import runner
+
+    asked: list[runner.DeployOptions] = []
+    monkeypatch.setattr(runner, "run", lambda options, only=None: asked.append(options) or 0)
+    assert runner.main(None, e2e=True) == 0
+    assert runner.main(None, target="aws") == 0
+    # None leaves it to the target: the local one does without them, AWS needs them.
+    assert [(o.target, o.e2e_gates) for o in asked] == [("local", True), ("aws", None)]
