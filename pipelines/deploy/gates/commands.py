@@ -58,9 +58,9 @@ def workers(environ: Mapping[str, str] = os.environ) -> str:
     return value
 
 
-def _marker(markers: str, serial: bool) -> str:
-    own = "serial" if serial else "not serial"
-    return f"({markers}) and {own}" if markers else own
+def _narrowed(markers: str, clause: str) -> str:
+    """The marker expression `markers` (none: every test) narrowed by `clause`."""
+    return f"({markers}) and {clause}" if markers else clause
 
 
 def _tests_env(progress: Path, name: str) -> dict[str, str]:
@@ -99,26 +99,23 @@ def suite_passes(
     serial_progress = LOGS / "pytest-serial.progress.json"
     parallel = Gate(
         "pytest",
-        (python, *common, "-n", workers_n, "-m", _marker(markers, False), *select),
+        (python, *common, "-n", workers_n, "-m", _narrowed(markers, "not serial"), *select),
         ok_statuses=(0, NO_TESTS),
         env=_tests_env(parallel_progress, "pytest"),
         progress=parallel_progress,
     )
     if not serial_files:
         return [parallel]
+    only_serial = _narrowed(markers, "serial")
     serial = Gate(
         "pytest-serial",
-        (python, *common, "--cov-append", "-m", _marker(markers, True), *select, *serial_files),
+        (python, *common, "--cov-append", "-m", only_serial, *select, *serial_files),
         after="pytest",
         ok_statuses=(0, NO_TESTS),
         env=_tests_env(serial_progress, "pytest-serial"),
         progress=serial_progress,
     )
     return [parallel, serial]
-
-
-def without_e2e(markers: str) -> str:
-    return f"({markers}) and {NOT_E2E}" if markers else NOT_E2E
 
 
 def quality_gates(
@@ -134,7 +131,7 @@ def quality_gates(
     end-to-end tests (they add nothing to it: docs/BENCHMARKS.md), and not to a selection
     (-k, -m), which covers less by design."""
     threshold = [] if (k or markers) else ["--fail-under", str(coverage)]
-    selected = markers if e2e else without_e2e(markers)
+    selected = markers if e2e else _narrowed(markers, NOT_E2E)
     passes = suite_passes(k, selected, python, workers_n or workers(), serial_files)
     return [
         Gate("ruff-check", (python, "-m", "ruff", "check", ".")),
