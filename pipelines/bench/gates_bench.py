@@ -2,7 +2,9 @@
 
 - **gates**: the gates one after the other with the tests in one process (as step 1 ran
   them before), then concurrently with the tests on every core, same checkout, same run
-  (`--no-e2e`: without the end-to-end tests, as a local deploy's step 1 runs them);
+  (`--no-e2e`: without the end-to-end tests, as a local deploy's step 1 runs them), each
+  with the CPU the whole machine used meanwhile (cpu_usage.py): how many cores the serial
+  run already kept busy, and how far the parallel one was from keeping all of them busy;
 - **main job** (`--baseline REF`): `python3 dev.py deploy` on a fresh clone of REF and of
   HEAD, each with a virtualenv installed beforehand (install excluded), on scratch ports;
   then a docs-only commit on the HEAD clone and the time its deploy takes to reach step 5
@@ -25,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pipelines.bench.cpu_usage import CpuUsage
 from pipelines.deploy.gates.commands import Gate, quality_gates
 from pipelines.deploy.gates.run import run_gates, tests_counted
 
@@ -44,7 +47,8 @@ def serial_gates(coverage: int, e2e: bool = True) -> list[Gate]:
 def time_gates(label: str, gates: Sequence[Gate]) -> dict[str, Any]:
     print(f"bench.gates: {label} ...", flush=True)
     started = time.monotonic()
-    results = run_gates(gates, ROOT, progress_every_s=30)
+    with CpuUsage() as usage:
+        results = run_gates(gates, ROOT, progress_every_s=30)
     took = round(time.monotonic() - started, 1)
     counted = tests_counted(ROOT, gates) or {}
     print(f"bench.gates: {label} took {took} s", flush=True)
@@ -54,6 +58,8 @@ def time_gates(label: str, gates: Sequence[Gate]) -> dict[str, Any]:
         "gates": {r.name: r.duration_s for r in results},
         "tests_passed": counted.get("passed"),
         "tests_failed": counted.get("failed"),
+        "cpu": usage.summary(),
+        "cores_busy_timeline": usage.timeline(),
     }
 
 
@@ -165,6 +171,13 @@ def summary(results: dict[str, Any]) -> str:
             f"{gates['serial']['wall_s']} s, parallel "
             f"{gates['parallel']['wall_s']} s: ratio {gates['ratio']} (goal <= 0.6)"
         )
+        for run in ("serial", "parallel"):
+            cpu = gates[run].get("cpu")
+            if cpu:
+                lines.append(
+                    f"    {run}: {cpu['cpu_s']} s of CPU, {cpu['mean_cores_busy']} of "
+                    f"{cpu['cores']} cores busy on average"
+                )
     for label in ("baseline", "head"):
         job = results.get("main_job", {}).get(label)
         if job:
