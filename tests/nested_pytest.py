@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
+from tests.unmeasured import COVERAGE_ENV
+
 PLUGINS = ("xdist.plugin", "pytest_timeout")
 
 
@@ -25,7 +27,7 @@ def environ(**extra: str) -> dict[str, str]:
     an empty one makes coverage's startup hook do nothing."""
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     for key in os.environ:
-        if key.startswith(("COVERAGE_PROCESS_", "COV_CORE_")):
+        if key.startswith(COVERAGE_ENV):
             env[key] = ""
     env.update(extra)
     return env

@@ -7,20 +7,32 @@ nothing. pytest-cov's `no_cover` marker pauses the tracer for a test's call only
 is paused for setup and teardown too, since module fixtures (a stack built once, a scan run
 once) are where these tests spend their time. Servers the tests start are measured as
 before: they inherit coverage through the environment, not through this tracer.
+
+The end-to-end tests are the exception: the processes they start (replicas, agents,
+migrations, one-offs) run without coverage too. They run whole environments under load to
+prove the pipeline, they measured nothing the rest of the suite does not (docs/BENCHMARKS.md),
+and tracing them took a ninth of their CPU on two cores shared with the rest of the suite.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+# Places whose tests start their processes without coverage's variables, so none of them is
+# measured. Coverage starts in a Python process only when it finds these in its environment.
+UNMEASURED_PROCESSES = ("tests/e2e/",)
+COVERAGE_ENV = ("COVERAGE_PROCESS_", "COV_CORE_")
 
 # Whole directories and files whose tests reach `service/` only through another process (or
 # not at all). A file here that starts calling the service in-process loses its coverage
 # silently, so each entry is a place that is, by design, about something else.
 UNMEASURED = (
     "tests/infra/",
+    *UNMEASURED_PROCESSES,
     "tests/host/",
     "tests/pipelines/host/",
     "tests/pipelines/test_architecture.py",
@@ -56,11 +68,30 @@ def unmeasured(relative_path: str) -> bool:
     return relative_path.startswith(UNMEASURED)
 
 
+def _relative(item: pytest.Item) -> str:
+    return item.path.relative_to(item.config.rootpath).as_posix()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    root = config.rootpath
     for item in items:
-        if unmeasured(item.path.relative_to(root).as_posix()):
+        if unmeasured(_relative(item)):
             item.add_marker(pytest.mark.no_cover)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    return (yield from _processes_unmeasured(item))
+
+
+def _processes_unmeasured(item: pytest.Item) -> Iterator[None]:
+    """Coverage's variables out of the environment while `item` runs, put back after."""
+    if not _relative(item).startswith(UNMEASURED_PROCESSES):
+        return (yield)
+    hidden = {key: os.environ.pop(key) for key in list(os.environ) if key.startswith(COVERAGE_ENV)}
+    try:
+        return (yield)
+    finally:
+        os.environ.update(hidden)
 
 
 def _controller(item: pytest.Item) -> Any:
@@ -82,9 +113,9 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
 def _paused(item: pytest.Item) -> Iterator[None]:
     controller = _controller(item) if item.get_closest_marker("no_cover") else None
     if controller is None:
-        return (yield)
+        return (yield from _processes_unmeasured(item))
     controller.pause()
     try:
-        return (yield)
+        return (yield from _processes_unmeasured(item))
     finally:
         controller.resume()

@@ -27,6 +27,14 @@ def from_unmeasured_test():
 
 def from_measured_test():
     return "service"
+
+
+def from_e2e_process():
+    return "e2e"
+
+
+def from_process():
+    return "server"
 """
 
 UNMEASURED_TEST = """
@@ -53,14 +61,37 @@ def test_service():
 """
 
 
-def _executed(tmp_path: Path) -> dict[str, bool]:
+E2E_TEST = """
+import subprocess
+import sys
+
+
+def test_whole_environment():
+    code = "import measured; measured.from_e2e_process()"
+    subprocess.run([sys.executable, "-c", code], check=True)
+"""
+
+PROCESS_TEST = """
+import subprocess
+import sys
+
+
+def test_server():
+    code = "import measured; measured.from_process()"
+    subprocess.run([sys.executable, "-c", code], check=True)
+"""
+
+
+def _executed(tmp_path: Path, tests: dict[str, str], coveragerc: str = "") -> dict[str, bool]:
+    """Which of `measured`'s functions a pytest-cov run of `tests` (path: text) executed."""
     suite = tmp_path / "suite"
-    (suite / "tests" / "infra").mkdir(parents=True)
-    (suite / "tests" / "service").mkdir(parents=True)
+    suite.mkdir()
     (suite / "measured.py").write_text(MEASURED)
     (suite / "conftest.py").write_text('pytest_plugins = ["tests.unmeasured"]\n')
-    (suite / "tests" / "infra" / "test_stack.py").write_text(UNMEASURED_TEST)
-    (suite / "tests" / "service" / "test_api.py").write_text(MEASURED_TEST)
+    (suite / ".coveragerc").write_text(coveragerc or "[run]\n")
+    for path, text in tests.items():
+        (suite / path).parent.mkdir(parents=True, exist_ok=True)
+        (suite / path).write_text(text)
     run = subprocess.run(
         nested_pytest.argv(
             "--cov=measured",
@@ -77,20 +108,33 @@ def _executed(tmp_path: Path) -> dict[str, bool]:
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads((suite / "coverage.json").read_text())
     functions = report["files"]["measured.py"]["functions"]
-    return {
-        name: bool(functions[name]["executed_lines"])
-        for name in ("from_fixture", "from_unmeasured_test", "from_measured_test")
-    }
+    return {name: bool(data["executed_lines"]) for name, data in functions.items() if name}
 
 
 def test_an_unmeasured_test_and_its_fixtures_are_not_traced_and_the_rest_are(
     tmp_path: Path,
 ) -> None:
-    assert _executed(tmp_path) == {
-        "from_fixture": False,
-        "from_unmeasured_test": False,
-        "from_measured_test": True,
+    tests = {
+        "tests/infra/test_stack.py": UNMEASURED_TEST,
+        "tests/service/test_api.py": MEASURED_TEST,
     }
+    executed = _executed(tmp_path, tests)
+    assert executed["from_fixture"] is False
+    assert executed["from_unmeasured_test"] is False
+    assert executed["from_measured_test"] is True
+
+
+def test_the_end_to_end_tests_start_their_processes_unmeasured_and_the_rest_do_not(
+    tmp_path: Path,
+) -> None:
+    tests = {
+        "tests/e2e/test_whole.py": E2E_TEST,
+        "tests/service/test_server.py": PROCESS_TEST,
+    }
+    executed = _executed(tmp_path, tests, coveragerc="[run]\npatch = subprocess\n")
+    assert executed["from_e2e_process"] is False
+    # Put back after the e2e test: a process started later is measured.
+    assert executed["from_process"] is True
 
 
 def test_the_unmeasured_places_are_directories_and_files_that_exist() -> None:
