@@ -12,6 +12,8 @@ The end-to-end tests are the exception: the processes they start (replicas, agen
 migrations, one-offs) run without coverage too. They run whole environments under load to
 prove the pipeline, they measured nothing the rest of the suite does not (docs/BENCHMARKS.md),
 and tracing them took a ninth of their CPU on two cores shared with the rest of the suite.
+Not the tests on the session's shared environments (tests/conftest.py): an agent started
+unmeasured there would start the replicas of every later test on them unmeasured too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pytest
 # measured. Coverage starts in a Python process only when it finds these in its environment.
 UNMEASURED_PROCESSES = ("tests/e2e/",)
 COVERAGE_ENV = ("COVERAGE_PROCESS_", "COV_CORE_")
+SHARED_ENVIRONMENTS = "local_scratch"  # the session fixture behind local_staging/_production
 
 # Whole directories and files whose tests reach `service/` only through another process (or
 # not at all). A file here that starts calling the service in-process loses its coverage
@@ -85,7 +88,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 def _processes_unmeasured(item: pytest.Item) -> Iterator[None]:
     """Coverage's variables out of the environment while `item` runs, put back after."""
-    if not _relative(item).startswith(UNMEASURED_PROCESSES):
+    shared = SHARED_ENVIRONMENTS in getattr(item, "fixturenames", ())
+    if shared or not _relative(item).startswith(UNMEASURED_PROCESSES):
         return (yield)
     hidden = {key: os.environ.pop(key) for key in list(os.environ) if key.startswith(COVERAGE_ENV)}
     try:

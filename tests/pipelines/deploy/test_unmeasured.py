@@ -35,6 +35,10 @@ def from_e2e_process():
 
 def from_process():
     return "server"
+
+
+def from_shared_environment():
+    return "shared"
 """
 
 UNMEASURED_TEST = """
@@ -82,12 +86,34 @@ def test_server():
 """
 
 
+SHARED_ENVIRONMENT_TEST = """
+import subprocess
+import sys
+
+
+def test_on_the_shared_environments(local_scratch):
+    code = "import measured; measured.from_shared_environment()"
+    subprocess.run([sys.executable, "-c", code], check=True)
+"""
+
+CONFTEST = """
+import pytest
+
+pytest_plugins = ["tests.unmeasured"]
+
+
+@pytest.fixture(scope="session")
+def local_scratch():
+    return "shared"
+"""
+
+
 def _executed(tmp_path: Path, tests: dict[str, str], coveragerc: str = "") -> dict[str, bool]:
     """Which of `measured`'s functions a pytest-cov run of `tests` (path: text) executed."""
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "measured.py").write_text(MEASURED)
-    (suite / "conftest.py").write_text('pytest_plugins = ["tests.unmeasured"]\n')
+    (suite / "conftest.py").write_text(CONFTEST)
     (suite / ".coveragerc").write_text(coveragerc or "[run]\n")
     for path, text in tests.items():
         (suite / path).parent.mkdir(parents=True, exist_ok=True)
@@ -124,15 +150,19 @@ def test_an_unmeasured_test_and_its_fixtures_are_not_traced_and_the_rest_are(
     assert executed["from_measured_test"] is True
 
 
-def test_the_end_to_end_tests_start_their_processes_unmeasured_and_the_rest_do_not(
+def test_the_end_to_end_tests_start_their_own_processes_unmeasured_and_the_rest_do_not(
     tmp_path: Path,
 ) -> None:
     tests = {
         "tests/e2e/test_whole.py": E2E_TEST,
+        "tests/e2e/test_shared.py": SHARED_ENVIRONMENT_TEST,
         "tests/service/test_server.py": PROCESS_TEST,
     }
     executed = _executed(tmp_path, tests, coveragerc="[run]\npatch = subprocess\n")
     assert executed["from_e2e_process"] is False
+    # An end-to-end test on the session's shared environments starts its processes measured:
+    # what it starts there outlives it, into the tests after it.
+    assert executed["from_shared_environment"] is True
     # Put back after the e2e test: a process started later is measured.
     assert executed["from_process"] is True
 
