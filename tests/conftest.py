@@ -26,7 +26,12 @@ if TYPE_CHECKING:
     from pipelines.targets.local.environment import LocalEnvironment
     from pipelines.targets.local.scratch import Scratch
 
-pytest_plugins = ["tests.hang_watchdog", "tests.serial_marks", "tests.unmeasured"]
+pytest_plugins = [
+    "tests.hang_watchdog",
+    "tests.serial_marks",
+    "tests.unmeasured",
+    "tests.worker_groups",
+]
 
 SUPERUSER_PASSWORD = "test-superuser-" + secrets.token_hex(8)
 

@@ -109,17 +109,29 @@ def suite_passes(
     python: str = sys.executable,
     workers_n: str = "auto",
     serial_files: Sequence[str] | None = None,
+    by_group: bool = False,
 ) -> list[Gate]:
     """The parallel pass and, when any test is marked `serial`, the serial pass after it,
-    both appending to one coverage data file."""
+    both appending to one coverage data file. `by_group`: the parallel pass spreads the
+    tests by the groups of tests/worker_groups.py, in the order they were collected."""
     select = ["-k", k] if k else []
+    spread = ("--dist", "loadgroup", "--no-loadscope-reorder") if by_group else ()
     serial_files = serial_test_files() if serial_files is None else serial_files
     common = ("-m", "pytest", "-p", PROGRESS_PLUGIN, "--cov", "--cov-report=")
     parallel_progress = LOGS / "pytest.progress.json"
     serial_progress = LOGS / "pytest-serial.progress.json"
     parallel = Gate(
         "pytest",
-        (python, *common, "-n", workers_n, "-m", _narrowed(markers, "not serial"), *select),
+        (
+            python,
+            *common,
+            "-n",
+            workers_n,
+            *spread,
+            "-m",
+            _narrowed(markers, "not serial"),
+            *select,
+        ),
         ok_statuses=(0, NO_TESTS),
         env=_tests_env(parallel_progress, "pytest"),
         progress=parallel_progress,
@@ -152,7 +164,10 @@ def quality_gates(
     (-k, -m), which covers less by design."""
     threshold = [] if (k or markers) else ["--fail-under", str(coverage)]
     selected = markers if e2e else _narrowed(markers, NOT_E2E)
-    passes = suite_passes(k, selected, python, workers_n or workers(e2e=e2e), serial_files)
+    # With the end-to-end tests, by group: chunks of the collection sent them all to one worker.
+    passes = suite_passes(
+        k, selected, python, workers_n or workers(e2e=e2e), serial_files, by_group=e2e
+    )
     return [
         Gate("ruff-check", (python, "-m", "ruff", "check", ".")),
         Gate("ruff-format", (python, "-m", "ruff", "format", "--check", *FORMATTED)),
