@@ -46,6 +46,7 @@ UNMEASURED = (
     "tests/pipelines/deploy/test_gate_progress.py",
     "tests/pipelines/deploy/test_gates.py",
     "tests/pipelines/deploy/test_gate_record.py",
+    "tests/pipelines/deploy/test_worker_groups.py",
     "tests/pipelines/deploy/test_infra_plan.py",
     "tests/pipelines/deploy/test_infra_scan.py",
     "tests/pipelines/deploy/test_infra_scan_stacks.py",
