@@ -2,12 +2,13 @@
 
 Such a run spreads the tests by group (`--dist loadgroup`, pipelines/deploy/gates/commands.py)
 instead of by chunks of the collection, which sent all the end-to-end tests to one worker:
-about 600 s there, more than half the serial run, however fast the other worker went.
+about 600 s there, more than half the serial run, however fast the others went. A worker
+more than the cores (commands.workers_for_cores) then runs the rest beside the two groups.
 
 - every test on the session's shared environments (`local_scratch`) runs on one worker, so
   those environments are built once, and the deploy and canary tests follow each other;
 - the other end-to-end tests, which build environments of their own (game days, schema
-  changes), run one after another, and start on the other worker;
+  changes), run one after another, and start on another worker;
 - every other test runs on the worker its file went to, so a module fixture (a PostgreSQL
   cluster, a scan run once) is built once.
 

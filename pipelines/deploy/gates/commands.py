@@ -52,27 +52,28 @@ class Gate:
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (an affinity mask or a CPU quota's pinning counts)."""
+    """The cores this process may run on (an affinity mask counts)."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
 
 
-def workers_for_cores(cores: int, e2e: bool) -> int:
-    """One worker per core, and one more when the end-to-end tests are left out.
+def workers_for_cores(cores: int) -> int:
+    """A worker per core and one more.
 
-    Without them, a worker per core leaves a core idle whenever both workers wait on
-    PostgreSQL, a subprocess or a socket: two workers kept 1.57 to 1.76 of two cores busy,
-    three kept 1.94 and took 180 s where two took 198 to 207 s (docs/BENCHMARKS.md). The
-    end-to-end tests judge latency and recovery under load on this host, and a worker more
-    than the cores would load it further, so a run that includes them keeps one per core."""
-    return cores if e2e else cores + 1
+    The suite waits for much of its time: on PostgreSQL, subprocesses and sockets, and in
+    the end-to-end tests on detection and recovery windows. With a worker per core, a core
+    sits idle whenever every worker waits. On two cores (docs/BENCHMARKS.md): without the
+    end-to-end tests, two workers kept 1.57 to 1.76 cores busy and three kept 1.94 (180 s
+    against 198 to 207 s); with them, spread by group, two kept 1.65 (540 s) and three kept
+    1.91 (448 s, every test passing)."""
+    return cores + 1
 
 
-def workers(environ: Mapping[str, str] = os.environ, e2e: bool = True) -> str:
+def workers(environ: Mapping[str, str] = os.environ) -> str:
     value = environ.get(WORKERS_ENV, "auto").strip() or "auto"
     if value == "auto":
-        return str(workers_for_cores(usable_cores(), e2e))
+        return str(workers_for_cores(usable_cores()))
     if not value.isdigit():
         raise ValueError(f"{WORKERS_ENV}={value!r}: use a number of workers or 'auto'")
     return value
@@ -165,9 +166,7 @@ def quality_gates(
     threshold = [] if (k or markers) else ["--fail-under", str(coverage)]
     selected = markers if e2e else _narrowed(markers, NOT_E2E)
     # With the end-to-end tests, by group: chunks of the collection sent them all to one worker.
-    passes = suite_passes(
-        k, selected, python, workers_n or workers(e2e=e2e), serial_files, by_group=e2e
-    )
+    passes = suite_passes(k, selected, python, workers_n or workers(), serial_files, by_group=e2e)
     return [
         Gate("ruff-check", (python, "-m", "ruff", "check", ".")),
         Gate("ruff-format", (python, "-m", "ruff", "format", "--check", *FORMATTED)),

@@ -73,27 +73,25 @@ def test_without_serial_tests_there_is_no_serial_pass() -> None:
 @pytest.mark.unit
 def test_the_worker_count_comes_from_the_environment() -> None:
     cores = gates.commands.usable_cores()
-    assert gates.commands.workers({}) == str(cores)
-    assert gates.commands.workers({gates.commands.WORKERS_ENV: "auto"}, e2e=False) == str(cores + 1)
-    assert gates.commands.workers({gates.commands.WORKERS_ENV: "4"}, e2e=False) == "4"
+    assert gates.commands.workers({}) == str(cores + 1)
+    assert gates.commands.workers({gates.commands.WORKERS_ENV: "auto"}) == str(cores + 1)
+    assert gates.commands.workers({gates.commands.WORKERS_ENV: "4"}) == "4"
     with pytest.raises(ValueError, match="DRYDOCK_TEST_WORKERS"):
         gates.commands.workers({gates.commands.WORKERS_ENV: "many"})
 
 
 @pytest.mark.unit
-def test_a_run_without_the_e2e_tests_gets_a_worker_more_than_the_cores(
+def test_every_parallel_run_gets_a_worker_more_than_the_cores(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(gates.commands.WORKERS_ENV, raising=False)
-    assert gates.commands.workers_for_cores(2, e2e=True) == 2
-    assert gates.commands.workers_for_cores(2, e2e=False) == 3
-    assert gates.commands.workers_for_cores(1, e2e=False) == 2
-    step_1 = {g.name: g for g in gates.quality_gates(python="py", serial_files=[], e2e=False)}
-    ci = {g.name: g for g in gates.quality_gates(python="py", serial_files=[], e2e=True)}
+    assert gates.commands.workers_for_cores(1) == 2
+    assert gates.commands.workers_for_cores(2) == 3
     cores = gates.commands.usable_cores()
-    with_workers = step_1["pytest"].argv
-    assert with_workers[with_workers.index("-n") + 1] == str(cores + 1)
-    assert ci["pytest"].argv[ci["pytest"].argv.index("-n") + 1] == str(cores)
+    for e2e in (True, False):
+        gate_list = gates.quality_gates(python="py", serial_files=[], e2e=e2e)
+        argv = {g.name: g for g in gate_list}["pytest"].argv
+        assert argv[argv.index("-n") + 1] == str(cores + 1)
 
 
 @pytest.mark.integration
