@@ -84,9 +84,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    path = os.environ.pop(GROUPS_ENV, None) if not hasattr(config, "workerinput") else None
-    if path and _by_group(config):
-        Path(path).unlink(missing_ok=True)
+    if _by_group(config) and not hasattr(config, "workerinput"):
+        path = os.environ.pop(GROUPS_ENV, None)
+        if path:
+            Path(path).unlink(missing_ok=True)
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own loadgroup

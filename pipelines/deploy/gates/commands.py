@@ -108,13 +108,15 @@ def suite_passes(
     k: str = "",
     markers: str = "",
     python: str = sys.executable,
-    workers_n: str = "auto",
+    workers_n: str | None = None,
     serial_files: Sequence[str] | None = None,
     by_group: bool = False,
 ) -> list[Gate]:
     """The parallel pass and, when any test is marked `serial`, the serial pass after it,
     both appending to one coverage data file. `by_group`: the parallel pass spreads the
-    tests by the groups of tests/worker_groups.py, in the order they were collected."""
+    tests by the groups of tests/worker_groups.py, in the order they were collected, so
+    the two end-to-end groups (tests/e2e/ comes first) start first; xdist would otherwise
+    start with the groups that hold the most tests."""
     select = ["-k", k] if k else []
     spread = ("--dist", "loadgroup", "--no-loadscope-reorder") if by_group else ()
     serial_files = serial_test_files() if serial_files is None else serial_files
@@ -127,7 +129,7 @@ def suite_passes(
             python,
             *common,
             "-n",
-            workers_n,
+            workers_n or workers(),
             *spread,
             "-m",
             _narrowed(markers, "not serial"),
@@ -166,7 +168,7 @@ def quality_gates(
     threshold = [] if (k or markers) else ["--fail-under", str(coverage)]
     selected = markers if e2e else _narrowed(markers, NOT_E2E)
     # With the end-to-end tests, by group: chunks of the collection sent them all to one worker.
-    passes = suite_passes(k, selected, python, workers_n or workers(), serial_files, by_group=e2e)
+    passes = suite_passes(k, selected, python, workers_n, serial_files, by_group=e2e)
     return [
         Gate("ruff-check", (python, "-m", "ruff", "check", ".")),
         Gate("ruff-format", (python, "-m", "ruff", "format", "--check", *FORMATTED)),
