@@ -100,8 +100,9 @@ GROUPS = {
 def _workers_by_place(tmp_path: Path, *args: str) -> dict[str, set[str]]:
     """Which workers ran the tests of each group, or of each file for the tests outside
     GROUPS, in an xdist run of SUITE with `args`."""
-    suite, ran = tmp_path / "suite", tmp_path / "ran"
+    suite, ran, temporary = tmp_path / "suite", tmp_path / "ran", tmp_path / "tmp"
     ran.mkdir()
+    temporary.mkdir()
     (suite / "tests").mkdir(parents=True)
     (suite / "conftest.py").write_text(CONFTEST)
     for path, text in SUITE.items():
@@ -110,12 +111,15 @@ def _workers_by_place(tmp_path: Path, *args: str) -> dict[str, set[str]]:
     run = subprocess.run(
         nested_pytest.argv("-n", "2", *args, "--import-mode=importlib"),
         cwd=suite,
-        env=nested_pytest.environ(PYTHONPATH=f"{ROOT}:{suite}", RAN=str(ran)),
+        env=nested_pytest.environ(
+            PYTHONPATH=f"{ROOT}:{suite}", RAN=str(ran), TMPDIR=str(temporary)
+        ),
         capture_output=True,
         text=True,
         check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
+    assert not list(temporary.glob("drydock-test-groups-*")), "the groups' file outlived the run"
     places: dict[str, set[str]] = defaultdict(set)
     for record in ran.iterdir():
         for nodeid in record.read_text().split():
