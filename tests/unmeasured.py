@@ -68,17 +68,17 @@ UNMEASURED = (
 )
 
 
-def unmeasured(relative_path: str) -> bool:
-    return relative_path.startswith(UNMEASURED)
+def unmeasured(path: str) -> bool:
+    return path.startswith(UNMEASURED)
 
 
-def _relative(item: pytest.Item) -> str:
+def relative_path(item: pytest.Item) -> str:
     return item.path.relative_to(item.config.rootpath).as_posix()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if unmeasured(_relative(item)):
+        if unmeasured(relative_path(item)):
             item.add_marker(pytest.mark.no_cover)
 
 
@@ -90,7 +90,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 def _processes_unmeasured(item: pytest.Item) -> Iterator[None]:
     """Coverage's variables out of the environment while `item` runs, put back after."""
     shared = SHARED_ENVIRONMENTS in getattr(item, "fixturenames", ())
-    if shared or not _relative(item).startswith(UNMEASURED_PROCESSES):
+    if shared or not relative_path(item).startswith(UNMEASURED_PROCESSES):
         return (yield)
     hidden = {key: os.environ.pop(key) for key in list(os.environ) if key.startswith(COVERAGE_ENV)}
     try:

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-from tests.unmeasured import SHARED_ENVIRONMENTS
+from tests.unmeasured import SHARED_ENVIRONMENTS, relative_path
 
 SHARED = "shared-environments"
 OWN = "own-environments"
@@ -41,7 +41,7 @@ def group_of(item: pytest.Item) -> str:
         return SHARED
     if item.get_closest_marker("e2e") is not None:
         return OWN
-    return item.path.relative_to(item.config.rootpath).as_posix()
+    return relative_path(item)
 
 
 class Groups:
