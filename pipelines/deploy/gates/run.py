@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -357,8 +358,41 @@ def summary(results: Sequence[GateResult], gates: Sequence[Gate], root: Path, to
     covered = coverage_total(root, results)
     if covered is not None:
         lines.append(f"  coverage: {covered:.2f} % (table: {root / LOGS / 'coverage.log'})")
+    for result in results:
+        error = first_internal_error(root / result.log) if result.log else []
+        if error:
+            lines.append(f"  {result.name}: pytest's first internal error ({result.log}):")
+            lines.extend(f"    {line}" for line in error)
     lines.append(f"  logs: {root / LOGS}")
     return "\n".join(lines)
+
+
+INTERNAL_ERROR = "INTERNALERROR>"
+# Where a traceback ends: pytest's long form names the place ("path:12: AssertionError"),
+# Python's own the exception ("RuntimeError: no active workers").
+_TRACEBACK_END = re.compile(
+    r"^(\S+:\d+: \w+|[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Failed)(: .*)?)$"
+)
+
+
+def first_internal_error(log: Path, keep: int = 14) -> list[str]:
+    """The end of the first of pytest's internal errors in `log`, where the exception is
+    named. Under pytest-xdist a worker's internal error comes first and the controller's
+    own after it (often only "a worker finished with a test still pending"): the end of
+    the output names the consequence, this the cause."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return []
+    error: list[str] = []
+    for line in text.splitlines():
+        if INTERNAL_ERROR not in line:
+            continue
+        # The first line may follow progress dots on the same line.
+        error.append(line.split(INTERNAL_ERROR, 1)[1].removeprefix(" ").rstrip())
+        if _TRACEBACK_END.match(error[-1]):
+            break
+    return error[-keep:]
 
 
 def coverage_total(root: Path, results: Sequence[GateResult]) -> float | None:

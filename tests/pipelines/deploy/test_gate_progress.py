@@ -117,3 +117,28 @@ def test_a_hung_test_under_xdist_ends_with_its_worker_stacks(tmp_path: Path) -> 
     assert "went down; the stacks it wrote" in run.stdout, run.stdout + run.stderr
     assert "in stuck_here" in run.stdout
     assert "1 failed, 1 passed" in run.stdout
+
+
+def test_a_worker_internal_error_is_named_in_the_summary(tmp_path: Path) -> None:
+    """A worker's own fault ends the run with xdist's complaint about the test it left
+    pending; the summary, which CI shows the end of, names the worker's exception."""
+    suite = _suite(
+        tmp_path,
+        "def test_a(): pass\ndef test_b(): pass\ndef test_c(): pass\ndef test_d(): pass\n",
+        conftest="import os\n"
+        "def pytest_runtest_logfinish(nodeid, location):\n"
+        "    if os.environ.get('PYTEST_XDIST_WORKER') and nodeid.endswith('test_b'):\n"
+        "        raise RuntimeError('the worker broke between two tests')\n",
+    )
+    # Spread by file, as a run with the end-to-end tests spreads by group. The worker leaves
+    # test_c and test_d pending while the other is still busy, so xdist's controller then
+    # asserts that a worker finished with a test pending, as it did in CI.
+    (suite / "test_other.py").write_text("import time\ndef test_busy(): time.sleep(2)\n")
+    gate = Gate("pytest", _pytest("-n", "2", "--dist", "loadfile"), env=nested_pytest.environ())
+    [result] = gates.run_gates([gate], suite, echo=lambda line: None)
+    assert result.exit_status == 3
+    table = gates.run.summary([result], [gate], suite, 1.0)
+    shown = table[table.index("first internal error") :]
+    assert "RuntimeError: the worker broke between two tests" in shown, table
+    assert "assert not crashitem" in (suite / result.log).read_text()
+    assert "crashitem" not in shown, "the controller's error, which came after"
