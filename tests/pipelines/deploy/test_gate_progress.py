@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.deploy import gates
 from pipelines.deploy.gates import progress
-from pipelines.deploy.gates.commands import PROGRESS_ENV, PROGRESS_PLUGIN, STACKS_ENV, Gate
+from pipelines.deploy.gates.commands import PROGRESS_ENV, PROGRESS_PLUGIN, Gate
 from tests import nested_pytest
 
 pytestmark = pytest.mark.integration
@@ -103,7 +103,6 @@ def test_a_hung_test_under_xdist_ends_with_its_worker_stacks(tmp_path: Path) -> 
         conftest='pytest_plugins = ["tests.hang_watchdog"]\n',
     )
     env = nested_pytest.environ(PYTHONPATH=str(ROOT))
-    env.pop(STACKS_ENV, None)
     run = subprocess.run(
         nested_pytest.argv("-n", "2", "-q"),
         cwd=suite,
@@ -120,25 +119,36 @@ def test_a_hung_test_under_xdist_ends_with_its_worker_stacks(tmp_path: Path) -> 
 
 
 def test_a_worker_internal_error_is_named_in_the_summary(tmp_path: Path) -> None:
-    """A worker's own fault ends the run with xdist's complaint about the test it left
+    """A worker's own fault ends the run with xdist's complaint about the tests it left
     pending; the summary, which CI shows the end of, names the worker's exception."""
+    broke = tmp_path / "broke"
     suite = _suite(
         tmp_path,
         "def test_a(): pass\ndef test_b(): pass\ndef test_c(): pass\ndef test_d(): pass\n",
-        conftest="import os\n"
+        conftest="import os, pathlib\n"
         "def pytest_runtest_logfinish(nodeid, location):\n"
         "    if os.environ.get('PYTEST_XDIST_WORKER') and nodeid.endswith('test_b'):\n"
+        "        pathlib.Path(os.environ['BROKE']).touch()\n"
         "        raise RuntimeError('the worker broke between two tests')\n",
     )
-    # Spread by file, as a run with the end-to-end tests spreads by group. The worker leaves
-    # test_c and test_d pending while the other is still busy, so xdist's controller then
-    # asserts that a worker finished with a test pending, as it did in CI.
-    (suite / "test_other.py").write_text("import time\ndef test_busy(): time.sleep(2)\n")
-    gate = Gate("pytest", _pytest("-n", "2", "--dist", "loadfile"), env=nested_pytest.environ())
+    # Spread by file, as a run with the end-to-end tests spreads by group. The other worker
+    # stays busy until well after the fault, so the controller sees a worker finish with
+    # test_c and test_d pending (xdist's `assert not crashitem`), as it did in CI, and not
+    # "no active workers".
+    (suite / "test_other.py").write_text(
+        "import os, pathlib, time\n"
+        "def test_busy():\n"
+        "    deadline = time.time() + 60\n"
+        "    while not pathlib.Path(os.environ['BROKE']).exists() and time.time() < deadline:\n"
+        "        time.sleep(0.05)\n"
+        "    time.sleep(3)\n"
+    )
+    env = nested_pytest.environ(BROKE=str(broke))
+    gate = Gate("pytest", _pytest("-n", "2", "--dist", "loadfile"), env=env)
     [result] = gates.run_gates([gate], suite, echo=lambda line: None)
     assert result.exit_status == 3
+    assert "assert not crashitem" in (suite / result.log).read_text()
     table = gates.run.summary([result], [gate], suite, 1.0)
     shown = table[table.index("first internal error") :]
     assert "RuntimeError: the worker broke between two tests" in shown, table
-    assert "assert not crashitem" in (suite / result.log).read_text()
     assert "crashitem" not in shown, "the controller's error, which came after"
