@@ -25,11 +25,15 @@ from .conftest import Replica, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
+# Quick to notice a replica that answers 503 or refuses (two probes 0.2 s apart), but not
+# thrown by one slow probe: the replicas here are threads of a test worker that shares two
+# cores with two more, and a 0.5 s timeout with one failure took a healthy slot out of
+# rotation mid-test under that load.
 FAST = {
     "health_interval": 0.2,
-    "health_timeout": 0.5,
+    "health_timeout": 2.0,
     "health_passes": 1,
-    "health_fails": 1,
+    "health_fails": 2,
     "fail_duration": 2.0,
     "try_duration": 3.0,
     "try_interval": 0.02,
@@ -122,7 +126,7 @@ def test_a_slot_turning_unready_stops_getting_traffic_and_comes_back(
     lb.start()
     assert set(bodies(lb, 20)) == {"a", "b"}
     b.ready = False
-    # fails=1 at a 0.2 s interval: out of rotation within one or two intervals
+    # fails=2 at a 0.2 s interval: out of rotation within two or three intervals
     wait_for(lambda: healthy(lb) == [True, False], timeout=3, what="b to turn unhealthy")
     assert set(bodies(lb, 20)) == {"a"}
     b.ready = True
@@ -181,7 +185,7 @@ def test_start_is_idempotent_and_converges_a_changed_config(
     assert again.is_running()
     assert again.start() is False
     changed = LoadBalancer(
-        lb.home, lb.listen_port, lb.slot_ports, "/ready", **{**FAST, "health_fails": 2}
+        lb.home, lb.listen_port, lb.slot_ports, "/ready", **{**FAST, "health_fails": 3}
     )
     assert changed.start() is True  # reloaded in place
     assert changed.pid() == pid
