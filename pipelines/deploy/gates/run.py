@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -85,6 +85,31 @@ def _tee(source: IO[bytes], log: IO[bytes], out: IO[bytes], muted: threading.Eve
             out.flush()
 
 
+@contextlib.contextmanager
+def _children_take_sigint() -> Iterator[None]:
+    """A shell starts a background job (`cmd &`, nohup) with SIGINT ignored, and a child
+    inherits that. Stopped with SIGINT, a gate's pytest would then go on running, and be
+    killed 20 s later without tearing anything down, its clusters and replicas (each in a
+    session of its own) left running. A handler, unlike an ignored signal, does not pass
+    through exec: with a handler that does nothing, the runner still ignores SIGINT, and
+    its gates start with the default."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, _ignore)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    pass
+
+
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signum)
@@ -126,6 +151,10 @@ class GateRun:
             if gate.progress is not None:
                 (self.root / gate.progress).unlink(missing_ok=True)
         shutil.rmtree(self.root / STACKS, ignore_errors=True)
+        with _children_take_sigint():
+            return self._run()
+
+    def _run(self) -> list[GateResult]:
         try:
             while len(self.results) < len(self.gates):
                 self._start_ready()

@@ -9,6 +9,8 @@ gates that can only pass together, never by a clock.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -289,3 +291,52 @@ def test_the_bench_chains_the_gates_a_local_deploy_runs_for_its_serial_timing() 
     assert tests.argv[tests.argv.index("-n") + 1] == "0"
     assert _selection(tests) == "(not e2e) and not serial"
     assert _selection(next(g for g in serial_gates(90) if g.name == "pytest")) == "not serial"
+
+
+RUNNER_IN_THE_BACKGROUND = """
+import signal, sys
+from pathlib import Path
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts `cmd &` or nohup
+
+from pipelines.deploy import gates
+from tests.pipelines.deploy.gate_helpers import py_gate, waits_for
+
+root = Path(sys.argv[1])
+ready, torn_down = str(root / "ready"), str(root / "torn-down")
+tests = py_gate(
+    "tests",
+    "import pathlib, time\\n"
+    "try:\\n"
+    f"    pathlib.Path({ready!r}).touch()\\n"
+    "    time.sleep(120)\\n"
+    "except KeyboardInterrupt:\\n"
+    f"    pathlib.Path({torn_down!r}).touch()\\n"
+    "    raise SystemExit(2)\\n",  # as pytest ends when interrupted
+)
+lint = py_gate("lint", waits_for(ready, "raise SystemExit(1)"))
+results = gates.run_gates([tests, lint], root, echo=lambda line: None)
+assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN, "the runner still ignores it"
+print({r.name: r.note for r in results})
+"""
+
+
+@pytest.mark.integration
+def test_a_runner_started_in_the_background_still_lets_its_gates_tear_down(
+    tmp_path: Path,
+) -> None:
+    """A gate stopped because another failed gets SIGINT and tears down, even when the
+    runner itself was started with SIGINT ignored; otherwise it would be killed 20 s later
+    with its environments left running."""
+    root = Path(__file__).resolve().parents[3]
+    run = subprocess.run(
+        [sys.executable, "-c", RUNNER_IN_THE_BACKGROUND, str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "'tests': 'stopped: lint failed'" in run.stdout
+    assert (tmp_path / "torn-down").exists(), "the gate never saw SIGINT"
