@@ -29,7 +29,8 @@ from typing import Any
 
 from pipelines.bench.cpu_usage import CpuUsage
 from pipelines.deploy.gates.commands import Gate, quality_gates
-from pipelines.deploy.gates.run import run_gates, tests_counted
+from pipelines.deploy.gates.run import run_gates
+from pipelines.deploy.gates.summary import tests_counted
 
 ROOT = Path(__file__).resolve().parents[2]
 STEP_5 = "[5/7]"

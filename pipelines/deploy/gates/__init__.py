@@ -1,7 +1,8 @@
 """Deploy step 1 and the gates behind `invoke test` and `invoke check`.
 
 commands.py  the gate commands: ruff, ruff format, mypy, two pytest passes, coverage
-run.py       runs them concurrently, with logs, progress and a summary
+run.py       runs them concurrently, with logs and progress
+summary.py   the summary that ends a run: states, tests counted, coverage, internal errors
 progress.py  the pytest plugin that counts tests done for the progress line
 inputs.py    the content key: what the gates read, hashed
 record.py    the record `invoke check` writes, and what counts as a pass

@@ -34,7 +34,8 @@ from pipelines.deploy.gates.inputs import (
     inputs_for,
     read_by_gates,
 )
-from pipelines.deploy.gates.run import first_failure, run_gates, say, summary, tests_counted
+from pipelines.deploy.gates.run import run_gates, say
+from pipelines.deploy.gates.summary import first_failure, summary, tests_counted
 from pipelines.ledger import actor
 
 RECORDS = Path("reports") / "gates"

@@ -11,6 +11,7 @@ import pytest
 from pipelines.deploy import gates
 from pipelines.deploy.gates import progress
 from pipelines.deploy.gates.commands import PROGRESS_ENV, PROGRESS_PLUGIN, Gate
+from pipelines.deploy.gates.summary import summary
 from tests import nested_pytest
 
 pytestmark = pytest.mark.integration
@@ -148,7 +149,7 @@ def test_a_worker_internal_error_is_named_in_the_summary(tmp_path: Path) -> None
     [result] = gates.run_gates([gate], suite, echo=lambda line: None)
     assert result.exit_status == 3
     assert "assert not crashitem" in (suite / result.log).read_text()
-    table = gates.run.summary([result], [gate], suite, 1.0)
+    table = summary([result], [gate], suite, 1.0)
     shown = table[table.index("first internal error") :]
     assert "RuntimeError: the worker broke between two tests" in shown, table
     assert "crashitem" not in shown, "the controller's error, which came after"

@@ -18,7 +18,7 @@ import pytest
 from pipelines.deploy import gates
 from pipelines.deploy.gates import Gate
 from pipelines.deploy.gates.commands import LOGS, STACKS, STACKS_ENV
-from pipelines.deploy.gates.run import summary
+from pipelines.deploy.gates.summary import first_failure, summary
 from tests.pipelines.deploy.gate_helpers import py_gate, waits_for
 
 
@@ -210,7 +210,7 @@ def test_the_first_failure_stops_the_gates_still_running(tmp_path: Path) -> None
     assert "E501 line too long" in shown  # a failed gate's output is shown, not only logged
     table = summary(results, [], tmp_path, 1.0)
     assert "lint" in table and "FAILED, exit 3" in table and "stopped: lint failed" in table
-    assert gates.run.first_failure(results) == by_name["lint"]
+    assert first_failure(results) == by_name["lint"]
 
 
 @pytest.mark.integration
